@@ -63,7 +63,6 @@ from openflow.gateway_garp import GatewayAnnouncer
 from openflow.tunnel_warm import ProbeSender, TunnelWarmer
 from openflow.dhcp_service import DhcpService
 from openflow.ryumsg import role_name
-from openflow.meters import desired as punt_meters
 from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 from ovsdb.server import OvsdbManagerServer, give_way
 
@@ -82,7 +81,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         if settings is None:
             raise RuntimeError("start Canopy with 'canopy run', which passes its settings to this app")
         self.settings = settings
-        self.meters = punt_meters(dict(settings.punt_meters))  # every switch's desired meters (openflow/meters.py)
+        self.meter_rates = dict(settings.punt_meters)  # kind -> (pktps, burst) of the punt meters (openflow/meters.py)
         self.store, self.state, self.service = build_core(settings)
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.state.on_active = MetaBehind(self.store, ACTIVE_KEY, hub.spawn).put  # controller/state_activation.py
@@ -413,7 +412,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                 self._stop(old)
             rec = SwitchReconciler(dp, on_sync=self.watch.note_synced,
                                    pacer=Pacer(self.reconcile_lane.pause, RECONCILE_EVERY),
-                                   desired_meters=self.meters)
+                                   meter_rates=self.meter_rates)
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:

@@ -50,10 +50,11 @@ def _meter(kind, doc):
 
 
 PUNT_METERS = Field(
-    "punt_meters", "object", "OpenFlow meters on the flows that send packets to the controller, one per kind on each "
-    "VRS; packets over a meter's rate are dropped by the switch (docs/vrs.md, \"Packets to the controller\")", fields=(
-        _meter("activation", "a live migration's pending port: its VM's frames, the first of which activates it"),
-        _meter("dhcp", "DHCP requests from the switch's vports and bare-metal servers, all together"),
+    "punt_meters", "object", "OpenFlow meters on the flows that send packets to the controller: one per port (a vport's "
+    "DHCP, a pending port's frames) or per VRS (the rest); packets over a meter's rate are dropped by the switch "
+    "(docs/vrs.md, \"Packets to the controller\")", fields=(
+        _meter("activation", "each live migration's pending port: its VM's frames, the first of which activates it"),
+        _meter("dhcp", "DHCP requests: each vport's port its own meter; a bare-metal gateway VRS's servers one together"),
         _meter("other", "the answers to the controller's ARP requests for external networks' gateways"),
     ), default=dict, nullable=False)
 

@@ -114,7 +114,7 @@ def stall_report_ms(value):
     return value
 
 
-# vrs.punt_meters' defaults (openflow/meters.py): kind -> (packets per second, burst). A DHCP client needs a few
-# packets a second, a migrating VM's first frame activates its port; together under Open vSwitch's controller queue
-# (controller_queue_size, 100 packets a connection), so the metered kinds' bursts cannot overflow it on their own.
-PUNT_METER_DEFAULTS = {"activation": (30, 30), "dhcp": (50, 50), "other": (10, 10)}
+# vrs.punt_meters' defaults (openflow/meters.py): kind -> (packets per second, burst), each port's meter of that kind
+# (dhcp, activation) or the switch's (other; dhcp of a bare-metal gateway VRS). A DHCP client sends a few packets per
+# lease (discover, request, their retries seconds apart); a migrating VM's first frame activates its port.
+PUNT_METER_DEFAULTS = {"activation": (30, 30), "dhcp": (10, 20), "other": (10, 10)}

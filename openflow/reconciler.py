@@ -122,12 +122,12 @@ class SwitchReconciler(ChangeSender, SwitchReport):
     """Desired versus installed flows and groups of one connected datapath (module docstring)."""
 
     def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS, pacer: Pacer | None = None,
-                 desired_meters: dict | None = None):
+                 meter_rates: dict | None = None):
         """``log``: a logger (default: canopy.reconciler with a dpid prefix); ``on_sync()`` is called (in
         the reconciler's thread) each time the switch has become equal to the desired state, minus
         rejected items; ``groups_owned``: the group ids that are Canopy's (supports ``in``); ``pacer``: pauses
-        in planning, diffing and encoding (module docstring; default: none, only counted); ``desired_meters``: the
-        switch's meters, {meter id: Meter} (default: openflow/meters.py ``desired()``, the default rates)."""
+        in planning, diffing and encoding (module docstring; default: none, only counted); ``meter_rates``: kind ->
+        (packets per second, burst) of the meters the desired flows name (default: openflow/meters.py's)."""
         self.datapath = datapath
         self.pacer = pacer or Pacer()
         self.ofp = datapath.ofproto
@@ -144,7 +144,10 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._installed_groups: dict = {}  # group id -> Group sent or read back, None: buckets not decodable
         self._rejected_groups: dict = {}  # group id -> error text
         self._rejected_as: dict = {}  # group id -> the Group whose add or modify was rejected (``_retry_changed``)
-        self._desired_meters: dict = meters.desired() if desired_meters is None else dict(desired_meters)
+        self._meter_rates = meters.rates_of(meter_rates)
+        self._desired_meters: dict = {}  # meter id -> Meter: those the desired flows name (``_count_meters``)
+        self._meter_users: dict = {}  # owner -> the meter ids its desired flows name (owners naming one)
+        self._meter_refs: dict = {}  # meter id -> how many owners' flows name it
         self._installed_meters: dict = {}  # meter id (Canopy's range) -> Meter read back or sent, None: not Canopy's shape
         self._rejected_meters: dict = {}  # meter id -> error text
         self.meter_support: bool | None = None  # None: not read yet; False: the flows go without their meters
@@ -211,6 +214,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         the sets must not change), every group; ``changed``: the owners whose flows changed since the last
         call, the only ones planned (None: not known, everything is diffed)."""
         self._book.set_desired(flows_by_owner, changed)
+        self._count_meters(flows_by_owner, changed)
         desired_groups, foreign = {}, {}
         for g in groups:
             (desired_groups if g.group_id in self._owned else foreign)[g.group_id] = g
@@ -223,6 +227,29 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._rejected_groups = {**{k: v for k, v in self._rejected_groups.items() if k in desired_groups},
                                  **dict.fromkeys(foreign, "group id outside Canopy's range")}
         self._wake.set()
+
+    def _count_meters(self, flows_by_owner, changed) -> None:
+        """The desired meters: those the desired flows name (openflow/meters.py), counted per owner so that a change
+        looks only at the changed owners' flows (owners of the kinds that punt: meters.KIND_OF_OWNER)."""
+        users, refs = self._meter_users, self._meter_refs
+        if changed is None:
+            users.clear()
+            refs.clear()
+        for owner in flows_by_owner if changed is None else changed:
+            if owner.kind not in meters.KIND_OF_OWNER:
+                continue
+            now = frozenset(meters.used(flows_by_owner.get(owner, ())))
+            before = users.pop(owner, frozenset())
+            if now:
+                users[owner] = now
+            for mid in before - now:
+                refs[mid] -= 1
+                if not refs[mid]:
+                    del refs[mid]
+            for mid in now - before:
+                refs[mid] = refs.get(mid, 0) + 1
+        if refs.keys() != self._desired_meters.keys():
+            self._desired_meters = {mid: meters.meter(mid, self._meter_rates) for mid in sorted(refs)}
 
     def packet_out(self, actions, frame: bytes) -> None:
         """Send one packet (e.g. a DHCP reply) through ``actions``: this reconciler is the switch's only

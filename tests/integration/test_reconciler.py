@@ -106,7 +106,8 @@ class Rig:
     def reference_bridge(self, flows, groups) -> str:
         """br-ref: the same meters, flows and groups loaded by ``ovs-ofctl`` from their render_flow text."""
         self.hv.ovs.add_bridge("br-ref", "fail_mode=secure")
-        for m in meters.desired().values():  # the meters the flows name (openflow/meters.py), as the reconciler adds
+        flows = list(flows)
+        for m in meters.named(flows).values():  # the meters the flows name (openflow/meters.py), as the reconciler adds
             self.hv.ofctl("add-meter", "br-ref", meters.render_meter(m))
         for kind, lines in (("groups", [render_group(g) for g in groups]), ("flows", map(render_flow, flows))):
             path = self.lab.workdir / f"ref-{kind}.txt"

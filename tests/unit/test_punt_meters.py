@@ -1,7 +1,8 @@
 """Meters on the flows that send packets to the controller (openflow/meters.py): the compiler puts every such flow
-through its kind's meter, and the switch reconciler keeps the switch's meters equal to the desired ones (read back at
-connect, only the difference sent, a meter before the flows that name it and deleted after them, never in a bundle),
-or sends the flows without their meter to a switch that has none (one warning)."""
+through its kind's meter (a vport's DHCP punt and a standby port's frames through their port's own), and the switch
+reconciler keeps the switch's meters equal to those its desired flows name (read back at connect, only the difference
+sent, a meter before the flows that name it and deleted after them, never in a bundle), or sends the flows without
+their meter to a switch that has none (one warning)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.unit.test_activation import migrating
 from tests.unit.test_changeset import messages
 
 PUNTS = {"activation": "activation", "vport": "dhcp", "subnet": "dhcp", "uplink": "other"}
+PER_PORT = {"activation", "vport"}  # owners whose punts are a port's: metered per port
 
 
 def punted(flows) -> list:
@@ -37,9 +39,21 @@ def assert_metered(flows) -> set:
         has_meter = any(a[0] == "meter" for a in f.actions)
         assert to_controller == has_meter, f
         if to_controller:
-            assert f.actions[0] == meters.action(PUNTS[f.owner.kind]), f
-            kinds.add(PUNTS[f.owner.kind])
+            kind = PUNTS[f.owner.kind]
+            want = meters.action(kind, dict(f.match)["in_port"] if f.owner.kind == "activation" else None)
+            if f.owner.kind == "vport":  # its port's: the ofport is in the vport's classify flow
+                want = meters.action(kind, ofport_of(flows, f.owner))
+            assert f.actions[0] == want and meters.kind_of(want[1]) == kind, f
+            assert (meters.port_of(want[1]) is not None) == (f.owner.kind in PER_PORT), f
+            kinds.add(kind)
     return kinds
+
+
+def ofport_of(flows, owner) -> int:
+    ports = {dict(f.match)["in_port"] for f in flows if f.owner == owner and f.table == p.CLASSIFY
+             and "in_port" in dict(f.match)}
+    assert len(ports) == 1, ports
+    return ports.pop()
 
 
 def test_every_flow_to_the_controller_goes_through_its_kinds_meter():
@@ -48,6 +62,11 @@ def test_every_flow_to_the_controller_goes_through_its_kinds_meter():
     for session, desired in prog.desired.items():
         kinds |= assert_metered(desired.all_flows())
     assert kinds == {"activation", "dhcp"}
+    for session, desired in prog.desired.items():  # one meter per port: no two ports of a switch share one (the
+        flows = desired.all_flows()  # vports of one trunk port, one VM's VLANs, share their port's)
+        dhcp = [f for f in punted(flows) if f.owner.kind == "vport"]
+        ports = {f.owner: ofport_of(flows, f.owner) for f in dhcp}
+        assert len({f.actions[0] for f in dhcp}) == len(set(ports.values())) > 0
     _, prog = bare_metal.setup(gateway_chassis=["hv2"])  # the bare-metal gateway VRS's DHCP punt (owner: subnet)
     subnet_punts = [f for f in punted(prog.desired["hv2"].all_flows()) if f.owner.kind == "subnet"]
     assert subnet_punts and assert_metered(prog.desired["hv2"].all_flows()) == {"dhcp"}
@@ -82,8 +101,11 @@ def test_meter_rates_come_from_the_settings_and_bad_ones_name_the_field(tmp_path
 
 OFPT_BARRIER_REQUEST, OFPT_FLOW_MOD, OFPT_METER_MOD, OFPT_BUNDLE_CONTROL, OFPT_BUNDLE_ADD = 20, 14, 29, 33, 34
 OFPIT_METER = 6
-PUNT = flow(p.SERVICES, 150, {"reg6": 3, "eth_type": 0x800, "ip_proto": 17, "udp_dst": 67}, meters.punt("dhcp"),
+PUNT = flow(p.SERVICES, 150, {"reg6": 3, "eth_type": 0x800, "ip_proto": 17, "udp_dst": 67}, meters.punt("dhcp", 3),
             Owner("vport", "vm-1"))
+PUNT2 = flow(p.SERVICES, 150, {"reg6": 4, "eth_type": 0x800, "ip_proto": 17, "udp_dst": 67}, meters.punt("dhcp", 4),
+             Owner("vport", "vm-2"))
+DHCP3 = meters.PORT_DHCP + 3  # vm-1's meter (ofport 3)
 PLAIN = flow(p.L2_LOOKUP, 100, {"reg5": 1, "eth_dst": "02:00:00:00:00:01"}, [("goto", p.EGRESS_ACL)],
              Owner("vport", "vm-1"))
 
@@ -150,7 +172,11 @@ class MeterSwitch:
             self.log.append((("meter_add", "meter_modify", "meter_delete")[command], mid))
         elif kind == OFPT_FLOW_MOD:
             cookie = struct.unpack_from("!Q", message, 8)[0]
-            if message[25] != 0:  # only adds here
+            if message[25] == 4:  # delete_strict
+                self.flows.pop(cookie, None)
+                self.log.append(("flow_delete", cookie))
+                return
+            if message[25] != 0:
                 return
             match_len = struct.unpack_from("!H", message, 50)[0]
             at = 48 + ((match_len + 7) & ~7)
@@ -169,9 +195,12 @@ class MeterSwitch:
         pass
 
 
-def synced(switch: MeterSwitch, flows, desired_meters=None) -> SwitchReconciler:
-    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"),
-                                        desired_meters=desired_meters)
+def held_for(flows, rates=None) -> dict:
+    return {m.meter_id: (m.rate, m.burst) for m in meters.named(flows, rates).values()}
+
+
+def synced(switch: MeterSwitch, flows, meter_rates=None) -> SwitchReconciler:
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"), meter_rates=meter_rates)
     rec._request = switch.request
     assert rec._read_back()
     rec.set_desired(flows)
@@ -186,34 +215,34 @@ def test_meters_are_added_before_the_flows_that_name_them_and_never_in_a_bundle(
     switch = MeterSwitch(version)
     rec = synced(switch, [PUNT, PLAIN])
     assert switch.violations == []
-    assert switch.meters == {m.meter_id: (m.rate, m.burst) for m in meters.desired().values()}
-    assert switch.flows[PUNT.cookie] == meters.IDS["dhcp"] and switch.flows[PLAIN.cookie] is None
-    assert [k for k, _ in switch.log[:3]] == ["meter_add"] * 3 and rec.counters["change_sets"] == 2  # meters first
+    assert switch.meters == {DHCP3: meters.DEFAULT_RATES["dhcp"]}  # the meters the flows name, no other
+    assert switch.flows[PUNT.cookie] == DHCP3 and switch.flows[PLAIN.cookie] is None
+    assert switch.log[0] == ("meter_add", DHCP3) and rec.counters["change_sets"] == 2  # meters first
     status = rec.status()
-    assert status["meters"] == {"supported": True, "desired": 3, "installed": 3, "rejected": 0, "warning": None}
-    assert status["sent"]["meter_add"] == 3
+    assert status["meters"] == {"supported": True, "desired": 1, "installed": 1, "rejected": 0, "warning": None}
+    assert status["sent"]["meter_add"] == 1
 
 
 def test_meters_read_back_equal_send_nothing_and_differing_ones_only_their_modify():
-    held = {m.meter_id: (m.rate, m.burst) for m in meters.desired().values()}
+    held = held_for([PUNT])
     switch = MeterSwitch(5, held=held)
-    switch.flows = {PUNT.cookie: meters.IDS["dhcp"]}
+    switch.flows = {PUNT.cookie: DHCP3}
     rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"))
     switch.rec, rec._request = rec, switch.request
     assert rec._read_back()
+    rec.set_desired([PUNT])
     assert rec._meter_parts() == {"meter_add": [], "meter_modify": [], "meter_delete": []}
 
-    slower = meters.desired({"dhcp": (7, 9)})
     switch2 = MeterSwitch(5, held=held)
-    rec2 = synced(switch2, [PUNT], desired_meters=slower)
-    assert [entry for entry in switch2.log if entry[0].startswith("meter")] == [("meter_modify", meters.IDS["dhcp"])]
-    assert switch2.meters[meters.IDS["dhcp"]] == (7, 9) and switch2.violations == []
+    rec2 = synced(switch2, [PUNT], meter_rates={"dhcp": (7, 9)})
+    assert [entry for entry in switch2.log if entry[0].startswith("meter")] == [("meter_modify", DHCP3)]
+    assert switch2.meters[DHCP3] == (7, 9) and switch2.violations == []
     assert not rec2._sync()  # in sync: nothing more
 
 
 def test_a_stale_meter_of_canopys_range_is_deleted_after_the_flows_and_a_foreign_one_is_left():
     stale, foreign = meters.METER_BASE + 0x40, 7
-    held = {m.meter_id: (m.rate, m.burst) for m in meters.desired().values()}
+    held = held_for([PUNT])
     switch = MeterSwitch(4, held={**held, stale: (1, 1), foreign: (5, 5)})
     synced(switch, [PUNT])
     assert stale not in switch.meters and switch.meters[foreign] == (5, 5)
@@ -264,3 +293,52 @@ def test_wire_meter_mod_is_byte_for_byte_ryu(version, command):
     ryu.set_xid(42)
     ryu.serialize()
     assert encode.WireEncoder(ofp).meter_mod(m, command, 42) == bytes(ryu.buf)
+
+
+def test_a_vport_gone_has_its_meter_deleted_after_its_flows_and_the_other_vports_meter_stays():
+    switch = MeterSwitch(5)
+    rec = synced(switch, [PUNT, PUNT2, PLAIN])
+    dhcp4 = meters.PORT_DHCP + 4
+    assert switch.meters.keys() == {DHCP3, dhcp4} and switch.flows[PUNT2.cookie] == dhcp4
+    del switch.log[:]
+    rec.set_desired([PUNT2])  # vm-1 gone
+    with hub.Timeout(10):
+        while rec._sync():
+            pass
+    assert switch.violations == [] and switch.meters.keys() == {dhcp4}
+    assert ("flow_delete", PUNT.cookie) in switch.log and switch.log[-1] == ("meter_delete", DHCP3)
+    assert switch.log.index(("flow_delete", PUNT.cookie)) < switch.log.index(("meter_delete", DHCP3))
+    assert rec.status()["meters"]["desired"] == 1 and not rec._sync()
+
+
+def test_the_desired_meters_counted_per_changed_owner_equal_those_every_desired_flow_names():
+    """Oracle: after each change of some owners, the meters counted incrementally are the meters of every flow."""
+    switch = MeterSwitch(5)
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"))
+    standby = [flow(p.CLASSIFY, 90, {"in_port": port, "eth_src": "02:00:00:00:00:09"}, meters.punt("activation", port),
+                    Owner("activation", "s1")) for port in (3, 5)]
+    steps = [{Owner("vport", "vm-1"): {PUNT, PLAIN}, Owner("vport", "vm-2"): {PUNT2}},
+             {Owner("vport", "vm-1"): set(), Owner("activation", "s1"): set(standby)},  # vm-1 gone, standby ports
+             {Owner("activation", "s1"): set(standby[1:]), Owner("vport", "vm-1"): {PUNT}},
+             {Owner("vport", "vm-2"): set(), Owner("activation", "s1"): set()}]
+    desired: dict = {}
+    for step in steps:
+        desired.update({o: frozenset(fs) for o, fs in step.items()})
+        desired = {o: fs for o, fs in desired.items() if fs}
+        rec.set_desired_owners(dict(desired), (), set(step))
+        every = [f for fs in desired.values() for f in fs]
+        assert rec._desired_meters == meters.named(every)
+        rec.set_desired_owners(dict(desired), (), None)  # from scratch: the same
+        assert rec._desired_meters == meters.named(every)
+    assert rec._desired_meters == {DHCP3: meters.Meter(DHCP3, *meters.DEFAULT_RATES["dhcp"])}
+
+
+def test_port_meter_ids_come_from_the_ofport_and_stay_in_canopys_range():
+    assert meters.meter_id("dhcp", 1) == 0xCA010001 and meters.meter_id("activation", 0xFEFF) == 0xCA02FEFF
+    assert meters.meter_id("dhcp", None) == meters.meter_id("dhcp", 0xFFFE) == meters.meter_id("dhcp", -1) \
+        == meters.IDS["dhcp"]  # no OpenFlow port number (OFPP_LOCAL, an error's -1): the switch's meter
+    for mid in (meters.meter_id("dhcp", 1), meters.meter_id("activation", 0xFEFF), *meters.IDS.values()):
+        assert mid in meters.METER_RANGE
+    assert meters.kind_of(0xCA02FEFF) == "activation" and meters.port_of(0xCA02FEFF) == 0xFEFF
+    assert meters.kind_of(0xCA010000) == "?" and meters.port_of(meters.IDS["other"]) is None
+    assert meters.MOST_PER_SWITCH == 130560 < 262144  # Open vSwitch userspace's max_meter
