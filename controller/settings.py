@@ -54,7 +54,7 @@ PUNT_METERS = Field(
     "DHCP, a pending port's frames) or per VRS (the rest); packets over a meter's rate are dropped by the switch "
     "(docs/vrs.md, \"Packets to the controller\")", fields=(
         _meter("activation", "each live migration's pending port: its VM's frames, the first of which activates it"),
-        _meter("dhcp", "DHCP requests: each vport's port its own meter; a bare-metal gateway VRS's servers one together"),
+        _meter("dhcp", "DHCP requests: each vport's port a meter of its own; a bare-metal gateway VRS's servers one"),
         _meter("other", "the answers to the controller's ARP requests for external networks' gateways"),
     ), default=dict, nullable=False)
 

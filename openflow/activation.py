@@ -1,6 +1,6 @@
 """The flows of a live migration's standby ports (controller/state_activation.py): each sends what its VM sends from
-its own MAC to the controller (through its port's activation meter: openflow/meters.py), which makes that port the vport's
-active one.
+its own MAC to the controller (through its port's activation meter: openflow/meters.py), which makes that port the
+vport's active one.
 
 Owner ``activation`` (id: the switch's session), on a switch with standby ports (``SwitchInfo.standby``): per port,
 in classify, ``in_port`` + ``eth_src`` = the vport's MAC -> controller. Nothing else of the port is classified: the

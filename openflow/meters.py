@@ -96,7 +96,7 @@ def action(kind: str, ofport: int | None = None) -> tuple:
 
 
 def punt(kind: str, ofport: int | None = None) -> list:
-    """The actions of a flow that sends packets to the controller through ``kind``'s meter (the port's, ``meter_id``)."""
+    """The actions of a flow that sends packets to the controller through ``kind``'s meter (a port's: ``meter_id``)."""
     return [action(kind, ofport), ("output", "controller")]
 
 

@@ -59,7 +59,8 @@ def ryu_instructions(parser, actions) -> list:
     meter = []
     if actions and actions[0][0] == "meter":  # openflow/meters.py
         meter, actions = [parser.OFPInstructionMeter(actions[0][1], ofp.OFPIT_METER)], actions[1:]
-    out = meter + [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, ryu_actions(parser, actions))] if actions else []
+    applied = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, ryu_actions(parser, actions))] if actions else []
+    out = meter + applied  # a meter alone (no action after it) kept too
     if goto is not None:
         out.append(parser.OFPInstructionGotoTable(goto))
     return out

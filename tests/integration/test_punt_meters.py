@@ -117,8 +117,10 @@ def test_a_vms_flood_to_the_controller_is_bounded_by_its_ports_meter_and_another
             lab.wait_until(lambda: (s := switch_of(api, hv.name)) and (s["sync"] or {}).get("state") == "in_sync"
                            and (s["sync"]["meters"]["installed"] == 2 or hv is hv2), timeout=30,
                            what=f"{hv.name} in sync")
-        except AssertionError:
+        except AssertionError:  # what to read when it fails (stop 43: once in 14 runs, cause not found)
             print(f"{hv.name} not in sync: {switch_of(api, hv.name)}")
+            log = (lab.workdir / "canopy.log").read_text(errors="replace").splitlines()
+            print("\n".join(line for line in log if re.search(r"reconciler|openflow|datapath|WARNING|ERROR", line)))
             raise
     assert switch_of(api, "hv1")["sync"]["meters"] == {"supported": True, "desired": 2, "installed": 2, "rejected": 0,
                                                        "warning": None}  # vm0's and vm1's dhcp meters

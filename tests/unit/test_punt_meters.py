@@ -231,6 +231,7 @@ def test_meters_read_back_equal_send_nothing_and_differing_ones_only_their_modif
     switch.rec, rec._request = rec, switch.request
     assert rec._read_back()
     rec.set_desired([PUNT])
+    rec._count_meters()
     assert rec._meter_parts() == {"meter_add": [], "meter_modify": [], "meter_delete": []}
 
     switch2 = MeterSwitch(5, held=held)
@@ -326,9 +327,11 @@ def test_the_desired_meters_counted_per_changed_owner_equal_those_every_desired_
         desired.update({o: frozenset(fs) for o, fs in step.items()})
         desired = {o: fs for o, fs in desired.items() if fs}
         rec.set_desired_owners(dict(desired), (), set(step))
+        rec._count_meters()
         every = [f for fs in desired.values() for f in fs]
         assert rec._desired_meters == meters.named(every)
         rec.set_desired_owners(dict(desired), (), None)  # from scratch: the same
+        rec._count_meters()
         assert rec._desired_meters == meters.named(every)
     assert rec._desired_meters == {DHCP3: meters.Meter(DHCP3, *meters.DEFAULT_RATES["dhcp"])}
 
@@ -342,3 +345,32 @@ def test_port_meter_ids_come_from_the_ofport_and_stay_in_canopys_range():
     assert meters.kind_of(0xCA02FEFF) == "activation" and meters.port_of(0xCA02FEFF) == 0xFEFF
     assert meters.kind_of(0xCA010000) == "?" and meters.port_of(meters.IDS["other"]) is None
     assert meters.MOST_PER_SWITCH == 130560 < 262144  # Open vSwitch userspace's max_meter
+
+
+def test_the_meters_are_counted_pausing_and_a_change_meanwhile_is_counted_before_its_flows_are_sent():
+    """A switch's meters counted from scratch pause every ``every`` flows (not one stretch in set_desired's caller);
+    a vport added during a pause gets its meter on the switch before its flows (no flow naming a missing meter), also
+    when the meters counted before it were all on the switch (nothing else to send before the flows)."""
+    from controller.pacer import Pacer
+
+    switch = MeterSwitch(5, held={meters.PORT_DHCP + i: meters.DEFAULT_RATES["dhcp"] for i in range(1, 301)})
+    many = {Owner("vport", f"vm{i}"): frozenset({flow(p.SERVICES, 150, {"reg6": i, "udp_dst": 67},
+                                                      meters.punt("dhcp", i), Owner("vport", f"vm{i}"))})
+            for i in range(1, 301)}
+    late = Owner("vport", "late")
+    late_flows = frozenset({flow(p.SERVICES, 150, {"reg6": 999, "udp_dst": 67}, meters.punt("dhcp", 999), late)})
+
+    def pause():
+        if late not in rec._book.desired:  # the programmer hands out a new vport meanwhile
+            rec.set_desired_owners({**many, late: late_flows}, (), {late})
+
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"), pacer=Pacer(pause, 100))
+    rec._request = switch.request
+    assert rec._read_back()
+    rec.set_desired_owners(dict(many), (), None)
+    with hub.Timeout(10):
+        while rec._sync():
+            pass
+    assert rec.pacer.pauses >= 3  # 300 flows counted, a pause every 100
+    assert switch.violations == [] and switch.flows[next(iter(late_flows)).cookie] == meters.PORT_DHCP + 999
+    assert len(switch.meters) == 301 and rec.status()["meters"]["desired"] == 301
