@@ -6,11 +6,12 @@ vm1, on the same switch, gets its DHCP lease from udhcpc through its own port's 
 controller (the switch's dhcp packet-ins less what vm1's meter let through) stay within its meter's burst and rate over
 the flood. With one dhcp meter per switch (stop 43's) the flood took nearly all of it and vm1 got no lease.
 
-Activation: vm0 migrates from hv1 to hv2: its first frame on hv2 activates it there, and its port on hv1 becomes the
-standby (its frames go to the controller, which moves the vport back at most once per ACTIVATION_HOLD, 2 s), through
-that port's activation meter (30 packets/s, burst 30). Within that hold vm0 floods from the standby port: the
-packet-ins the controller counted for hv1's activation meters stay within the meter's burst and rate over the flood,
-and Open vSwitch's meter stats show the rest dropped.
+Activation: vm0 floods from its port on hv1 while it migrates to hv2: its first frame on hv2 activates it there, and
+its port on hv1 becomes the standby, whose frames go to the controller (which moves the vport back at most once per
+ACTIVATION_HOLD, 2 s) through that port's own activation meter (30 packets/s, burst 30). The flood covers the whole
+hold, until a frame after it moves vm0 back to hv1 (the standby port's flow and meter deleted): the packet-ins the
+controller counted for hv1's activation meters stay within the meter's burst and rate over the flood, and Open
+vSwitch's meter stats (the last read before the meter went) show the rest dropped.
 
 Why real parts: what is proven is Open vSwitch's datapath dropping over the rate before the controller queue, with
 the meters and flows Canopy installed, and a real client's lease through them. About 10 s (a controller, two
@@ -29,30 +30,49 @@ import pytest
 from openflow import meters
 from tests.harness.policy import create
 from tests.integration.test_foundation import switch_of
-from tests.integration.test_migration_activation import MACS, SEND, rarp, send, vport_of, where
+from tests.integration.test_migration_activation import MACS, rarp, send, vport_of, where
 from tests.integration.test_overlay import dhcp
 
 pytestmark = pytest.mark.integration
 
-FLOOD_SECONDS = 1.2  # within ACTIVATION_HOLD (2 s) after the activation: every frame of the standby port punted
 DHCP_FLOOD_MAX = 15  # seconds the DHCP flood lasts at most (it is stopped once vm1 has its lease)
-FLOOD = SEND.replace("for _ in range(int(sys.argv[2])):\n", "import time\nn, end = 0, time.monotonic() + "
-                     "float(sys.argv[2])\nwhile time.monotonic() < end:\n    n += 1\n") + "print(n)\n"
-# the DHCP flood: paced to about 2,000 frames a second (a thousand times its meter's rate, and CPU left for the
-# rest on two cores); stopped by SIGTERM (its count printed) or after its seconds
-DHCP_FLOOD = ("import signal, socket, sys, time\n"
-              "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
-              "s.bind(('eth0', 0))\n"
-              "frame = bytes.fromhex(sys.argv[1])\n"
-              "n, end, stop = 0, time.monotonic() + float(sys.argv[2]), []\n"
-              "signal.signal(signal.SIGTERM, lambda *_: stop.append(1))\n"
-              "print('flooding', flush=True)\n"
-              "while not stop and time.monotonic() < end:\n"
-              "    for _ in range(20):\n"
-              "        s.send(frame)\n"
-              "    n += 20\n"
-              "    time.sleep(0.01)\n"
-              "print(n, flush=True)\n")
+STANDBY_FLOOD_MAX = 8  # seconds the standby port's flood lasts at most (it is stopped once vm0 is back on hv1)
+# a flood of one frame: paced to about 4,000 frames a second (hundreds of times its meter's rate, and CPU left for
+# the rest on two cores); stopped by SIGTERM (its count printed) or after its seconds
+FLOOD = ("import signal, socket, sys, time\n"
+         "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+         "s.bind(('eth0', 0))\n"
+         "frame = bytes.fromhex(sys.argv[1])\n"
+         "n, end, stop = 0, time.monotonic() + float(sys.argv[2]), []\n"
+         "signal.signal(signal.SIGTERM, lambda *_: stop.append(1))\n"
+         "print('flooding', flush=True)\n"
+         "while not stop and time.monotonic() < end:\n"
+         "    for _ in range(20):\n"
+         "        s.send(frame)\n"
+         "    n += 20\n"
+         "    time.sleep(0.005)\n"
+         "print(n, flush=True)\n")
+
+
+class Flood:
+    """``vm`` sending ``frame`` over and over (``FLOOD``) for at most ``seconds``, from its start until ``stop()``."""
+
+    def __init__(self, vm, frame: bytes, seconds: float):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, sys.executable, "-c", FLOOD, frame.hex(),
+                                      str(seconds)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "flooding"
+        self.started = time.monotonic()
+
+    def stop(self) -> tuple[int, float]:
+        """(frames sent, seconds flooded)."""
+        self.proc.terminate()
+        sent = int(self.proc.communicate(timeout=10)[0])
+        return sent, time.monotonic() - self.started
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def dhcp_discover(mac: str) -> bytes:
@@ -68,12 +88,11 @@ def dhcp_discover(mac: str) -> bytes:
     return b"\xff" * 6 + own + b"\x08\x00" + ip + udp
 
 
-def meter_stats(hv, meter_id: int) -> tuple[int, int]:
-    """(packets that entered the meter, packets its drop band dropped) on ``hv``'s br-int."""
+def meter_stats(hv, meter_id: int) -> tuple[int, int] | None:
+    """(packets that entered the meter, packets its drop band dropped) on ``hv``'s br-int; None: no such meter."""
     text = hv.ofctl("meter-stats", "br-int", f"meter={meter_id}")
-    entered = int(re.search(r"packet_in_count:(\d+)", text).group(1))
-    dropped = int(re.search(r"0: packet_count:(\d+)", text).group(1))
-    return entered, dropped
+    entered, dropped = re.search(r"packet_in_count:(\d+)", text), re.search(r"0: packet_count:(\d+)", text)
+    return (int(entered.group(1)), int(dropped.group(1))) if entered and dropped else None
 
 
 def settled(lab, hv, meter_id: int) -> tuple[int, int]:
@@ -131,20 +150,13 @@ def test_a_vms_flood_to_the_controller_is_bounded_by_its_ports_meter_and_another
 
     # vm0 floods DHCP discovers; vm1 gets its lease meanwhile
     before, counts0 = punted(api, hv1, "dhcp"), (meter_stats(hv1, dhcp0), meter_stats(hv1, dhcp1))
-    flood = subprocess.Popen(["ip", "netns", "exec", vm0.ns, sys.executable, "-c", DHCP_FLOOD,
-                              dhcp_discover(MACS[0]).hex(), str(DHCP_FLOOD_MAX)], stdout=subprocess.PIPE, text=True)
+    flood = Flood(vm0, dhcp_discover(MACS[0]), DHCP_FLOOD_MAX)
     try:
-        assert flood.stdout.readline().strip() == "flooding"
-        started = time.monotonic()
         time.sleep(0.5)  # a shared meter's burst would be gone by now: vm1's discovers would find it empty
         lease = dhcp(lab, vm1, timeout=15)  # udhcpc: a discover a second, 4 at most
-        flood.terminate()
-        sent = int(flood.communicate(timeout=10)[0])
+        sent, flooded = flood.stop()
     finally:
-        if flood.poll() is None:
-            flood.kill()
-            flood.wait(5)
-    flooded = time.monotonic() - started
+        flood.kill()
     assert lease.get("ip") == "10.0.1.11", lease
     (entered0, dropped0), (entered1, dropped1) = ((a - b for a, b in zip(settled(lab, hv1, mid), was))
                                                   for mid, was in ((dhcp0, counts0[0]), (dhcp1, counts0[1])))
@@ -155,35 +167,35 @@ def test_a_vms_flood_to_the_controller_is_bounded_by_its_ports_meter_and_another
     print(f"dhcp meter: vm0 sent {sent} discovers in {flooded:.2f} s, {entered0} entered its meter, {dropped0} "
           f"dropped; vm1's meter passed {passed1}; {total - passed1} packet-ins of vm0's at the controller "
           f"(bound {bound:.0f})")
-    assert entered0 > 10 * bound and dropped0 >= entered0 - bound
+    assert entered0 > 5 * bound and dropped0 >= entered0 - bound  # the flood went through the meter, most dropped
     assert total - passed1 <= bound and dropped1 == 0
 
-    # vm0 migrates to hv2, floods from its standby port on hv1: bounded by that port's activation meter
+    # vm0 floods; meanwhile it migrates to hv2: its port on hv1 becomes the standby, every frame punted through that
+    # port's activation meter for the hold (2 s), until a frame after it moves vm0 back to hv1 (the port's flow and
+    # meter deleted): the flood covers the whole hold whatever the polls' delays
     dest = lab.add_vm(hv2, "vm0-in", mac=MACS[0], ip=None, vnic_id="vm0", paused=True)
     lab.wait_until(lambda: vport_of(api, "vm0")["migration"], timeout=10, what="the destination's port pending")
-    send(dest, rarp(MACS[0]), 1)  # the VM resumes on hv2: hv1's port becomes the standby, held there 2 s
-    lab.wait_until(lambda: where(api, "vm0") == "hv2", timeout=10, what="vm0 active on hv2")
-    lab.wait_until(lambda: f"meter:{activation}" in hv1.ofctl("dump-flows", "br-int", "table=0"), timeout=5,
-                   what="hv1's port the standby, through its activation meter")
     before = punted(api, hv1, "activation")
-    was = meter_stats(hv1, activation)
-    client = subprocess.Popen(["ip", "netns", "exec", vm0.ns, sys.executable, "-c", FLOOD, rarp(MACS[0]).hex(),
-                               str(FLOOD_SECONDS)], stdout=subprocess.PIPE, text=True)
-    started = time.monotonic()
+    flood = Flood(vm0, rarp(MACS[0]), STANDBY_FLOOD_MAX)
     try:
-        sent = int(client.communicate(timeout=30)[0])
+        send(dest, rarp(MACS[0]), 1)  # the VM resumes on hv2: hv1's port becomes the standby, held there 2 s
+        lab.wait_until(lambda: where(api, "vm0") == "hv2", timeout=10, what="vm0 active on hv2")
+        last = [None]  # the activation meter's last stats (it is deleted with the standby port's flow)
+
+        def back_on_hv1():
+            last[0] = meter_stats(hv1, activation) or last[0]
+            return where(api, "vm0") == "hv1"
+
+        lab.wait_until(back_on_hv1, timeout=STANDBY_FLOOD_MAX - 1, what="vm0 back on hv1 after the hold")
+        sent, flooded = flood.stop()
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait(5)
-    flooded = time.monotonic() - started
-    entered, dropped = (a - b for a, b in zip(settled(lab, hv1, activation), was))
-    punts = lab.wait_until(lambda: (n := punted(api, hv1, "activation") - before) and n >= entered - dropped and n,
+        flood.kill()
+    assert last[0] is not None, "hv1's activation meter never seen"
+    entered, dropped = last[0]
+    punts = lab.wait_until(lambda: (n := punted(api, hv1, "activation") - before) >= entered - dropped and n,
                            timeout=5, what="the controller counted what passed")
     bound = 30 + 30 * (flooded + 1)  # the burst, and the rate over the flood (a second's margin)
-    print(f"activation meter: {sent} frames in {flooded:.2f} s, {entered} entered the meter, {dropped} dropped, "
-          f"{punts} packet-ins at the controller (bound {bound:.0f})")
-    # the flood went through the meter (its end may come after the hold: the vport moved back, the frames delivered)
-    assert entered > 10 * bound
-    assert punts <= bound and dropped >= entered - bound
-    assert where(api, "vm0") in ("hv1", "hv2")
+    print(f"activation meter: vm0 sent {sent} frames in {flooded:.2f} s, {entered} entered its standby port's meter "
+          f"and {dropped} were dropped by its last stats, {punts} packet-ins at the controller (bound {bound:.0f})")
+    assert entered > 5 * bound and dropped >= entered - bound
+    assert punts <= bound
