@@ -102,6 +102,7 @@ REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescSta
                 ofp_event.EventOFPBarrierReply, ofp_event.EventOFPBundleCtrlMsg, ofp_event.EventOFPErrorMsg,
                 ofp_event.EventOFPRoleReply]
 ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
+COUNTS_BEFORE_PLAN = 4  # counts of the desired meters a round makes at most before it plans (``_sync``)
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
 MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
 
@@ -236,15 +237,24 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         """The desired meters: those the desired flows name (openflow/meters.py), counted per owner so that a change
         looks only at the changed owners' flows (owners of the kinds that punt: meters.KIND_OF_OWNER); in the
         reconciler's thread, pausing (``pacer``: a switch's 16,000 flows counted from scratch are ~10-60 ms of CPU)."""
-        users, refs, tick = self._meter_users, self._meter_refs, self.pacer.tick
-        flows_by_owner, changed, self._meter_dirty = self._book.desired, self._meter_dirty, set()
+        refs, changed, self._meter_dirty = self._meter_refs, self._meter_dirty, set()
         if changed is None:
-            users.clear()
+            self._meter_users.clear()
             refs.clear()
-        for owner in list(flows_by_owner) if changed is None else changed:  # the book's dict changes in the pauses
+        try:  # the book's dict changes in the pauses: its owners listed first
+            self._count_owners(list(self._book.desired) if changed is None else changed)
+        except BaseException:  # stopped meanwhile: counted again from scratch, whatever was left
+            self._meter_dirty = None
+            raise
+        if refs.keys() != self._desired_meters.keys():
+            self._desired_meters = {mid: meters.meter(mid, self._meter_rates) for mid in sorted(refs)}
+
+    def _count_owners(self, owners) -> None:
+        users, refs, tick = self._meter_users, self._meter_refs, self.pacer.tick
+        for owner in owners:
             if owner.kind not in meters.KIND_OF_OWNER:
                 continue
-            flows = flows_by_owner.get(owner, ())
+            flows = self._book.desired.get(owner, ())  # as it is now (a full set_desired replaces the dict)
             tick(len(flows))
             now = frozenset(meters.used(flows))
             before = users.pop(owner, frozenset())
@@ -256,8 +266,6 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                     del refs[mid]
             for mid in now - before:
                 refs[mid] = refs.get(mid, 0) + 1
-        if refs.keys() != self._desired_meters.keys():
-            self._desired_meters = {mid: meters.meter(mid, self._meter_rates) for mid in sorted(refs)}
 
     def packet_out(self, actions, frame: bytes) -> None:
         """Send one packet (e.g. a DHCP reply) through ``actions``: this reconciler is the switch's only
@@ -469,9 +477,12 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         milliseconds; REPLY_TIMEOUT at most): re-enabled with them alive, its first collection walked every one of
         them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
         if self._book.desired is not None:
-            if self._meter_dirty is None or self._meter_dirty:
-                self._count_meters()  # may pause: a change meanwhile is counted before any flow is planned
-                return True
+            for _ in range(COUNTS_BEFORE_PLAN):  # a change during a count's pauses is counted before any flow is planned
+                if self._meter_dirty is not None and not self._meter_dirty:
+                    break
+                self._count_meters()
+            else:
+                return True  # still changing: counted again, in the next round
             if self._send_meters(("meter_add", "meter_modify")):
                 return True  # a meter before the flows that name it: in a change set of its own, first
         with collector_paused():
