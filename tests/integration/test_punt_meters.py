@@ -167,7 +167,7 @@ def test_a_vms_flood_to_the_controller_is_bounded_by_its_ports_meter_and_another
     print(f"dhcp meter: vm0 sent {sent} discovers in {flooded:.2f} s, {entered0} entered its meter, {dropped0} "
           f"dropped; vm1's meter passed {passed1}; {total - passed1} packet-ins of vm0's at the controller "
           f"(bound {bound:.0f})")
-    assert entered0 > 5 * bound and dropped0 >= entered0 - bound  # the flood went through the meter, most dropped
+    assert entered0 > 2 * bound and dropped0 >= entered0 - bound  # the flood went through the meter, most dropped
     assert total - passed1 <= bound and dropped1 == 0
 
     # vm0 floods; meanwhile it migrates to hv2: its port on hv1 becomes the standby, every frame punted through that
@@ -197,5 +197,5 @@ def test_a_vms_flood_to_the_controller_is_bounded_by_its_ports_meter_and_another
     bound = 30 + 30 * (flooded + 1)  # the burst, and the rate over the flood (a second's margin)
     print(f"activation meter: vm0 sent {sent} frames in {flooded:.2f} s, {entered} entered its standby port's meter "
           f"and {dropped} were dropped by its last stats, {punts} packet-ins at the controller (bound {bound:.0f})")
-    assert entered > 5 * bound and dropped >= entered - bound
+    assert entered > 2 * bound and dropped >= entered - bound
     assert punts <= bound
