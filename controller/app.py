@@ -81,6 +81,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         if settings is None:
             raise RuntimeError("start Canopy with 'canopy run', which passes its settings to this app")
         self.settings = settings
+        self.meter_rates = dict(settings.punt_meters)  # kind -> (pktps, burst) of the punt meters (openflow/meters.py)
         self.store, self.state, self.service = build_core(settings)
         self.store.offload = blocking  # commits and their fsyncs off the event loop (controller/store.py)
         self.state.on_active = MetaBehind(self.store, ACTIVE_KEY, hub.spawn).put  # controller/state_activation.py
@@ -410,7 +411,8 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
             if old is not None:
                 self._stop(old)
             rec = SwitchReconciler(dp, on_sync=self.watch.note_synced,
-                                   pacer=loop_pacer(self.reconcile_lane.pause, RECONCILE_EVERY))
+                                   pacer=loop_pacer(self.reconcile_lane.pause, RECONCILE_EVERY),
+                                   meter_rates=self.meter_rates)
             self.reconcilers[dp.id] = rec
             rec.keep_stale(self._keep_stale)
             if self.pair is not None:
@@ -468,6 +470,9 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         if self.pair is not None and self.pair.role != "active":
             return  # only the active answers (an undecided node's connection is still EQUAL)
         kind = owner_kind_of(msg.cookie)
+        counted = self._reconciler_of(dp)
+        if counted is not None:  # by meter kind (openflow/meters.py): GET /v1/switches, metrics
+            counted.count_packet_in(kind)
         if kind == "uplink":
             self._gateway_answer(msg)
             return

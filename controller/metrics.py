@@ -36,7 +36,8 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 REST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 ROLES = ("standalone", "starting", "active", "standby")
 SWITCH_STATES = ("connected", "reading", "syncing", "in_sync", "standby", "not_master", "error", "stopped")
-SENT_KINDS = ("flow_add", "flow_delete", "group_add", "group_modify", "group_delete")
+SENT_KINDS = ("flow_add", "flow_delete", "group_add", "group_modify", "group_delete", "meter_add", "meter_modify",
+              "meter_delete")
 COUNT_EVERY = 1000  # flows a switch's count (its status) takes between two pauses of a scrape (as RECONCILE_EVERY)
 
 
@@ -249,7 +250,12 @@ def _switches(state, reconcilers, pause, count_pause=None, budget: float | None 
                     ("datapath", "chassis", "kind"))
     sync = _gauge("canopy_switch_sync_state", "1 for the reconciler's current state", ("datapath", "chassis",
                                                                                          "state"))
-    sent = _counter("canopy_switch_messages_sent", "flow-mods and group-mods sent, by kind",
+    meters = _gauge("canopy_switch_meters", "meters on the flows to the controller of a connected switch: desired, "
+                    "installed, rejected, and supported (1, or 0 on a switch without meters: those flows unmetered)",
+                    ("datapath", "chassis", "kind"))
+    punted = _counter("canopy_switch_packet_ins", "packets a switch sent to the controller (over its meters), by meter "
+                      "kind: activation, dhcp, other", ("datapath", "chassis", "kind"))
+    sent = _counter("canopy_switch_messages_sent", "flow-mods, group-mods and meter-mods sent, by kind",
                     ("datapath", "chassis", "kind"))
     changes = _counter("canopy_switch_change_sets", "change sets (reconcile rounds that sent something) applied",
                        ("datapath", "chassis"))
@@ -267,6 +273,11 @@ def _switches(state, reconcilers, pause, count_pause=None, budget: float | None 
             flows.add_metric([*labels, kind], status[kind])
         for kind, value in status["groups"].items():
             groups.add_metric([*labels, kind], value)
+        for kind in ("desired", "installed", "rejected"):
+            meters.add_metric([*labels, kind], status["meters"][kind])
+        meters.add_metric([*labels, "supported"], 0 if status["meters"]["supported"] is False else 1)
+        for kind, value in status["packet_ins"].items():
+            punted.add_metric([*labels, kind], value)
         for name in sorted(set(SWITCH_STATES) | {status["state"]}):
             sync.add_metric([*labels, name], 1 if status["state"] == name else 0)
         counters = status["sent"]
@@ -278,7 +289,7 @@ def _switches(state, reconcilers, pause, count_pause=None, budget: float | None 
         faults.add_metric(list(labels), counters.get("errors", 0))
         seconds.add_metric(list(labels), count_value=counters.get("change_sets", 0),
                            sum_value=getattr(rec, "change_seconds", 0.0))
-    yield from (flows, groups, sync, sent, changes, reads, errors, faults, seconds)
+    yield from (flows, groups, meters, punted, sync, sent, changes, reads, errors, faults, seconds)
 
 
 def _floods(watch):

@@ -49,8 +49,9 @@ ALLOWED = {0x04: {HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REPLY, PACKET
                   BARRIER_REPLY, ROLE_REPLY},
            0x05: {HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REPLY, PACKET_IN, PORT_STATUS, MULTIPART_REPLY,
                   BARRIER_REPLY, ROLE_REPLY, ROLE_STATUS, BUNDLE_CONTROL}}
-MP_FLOW, MP_GROUP_DESC, MP_PORT_DESC = 1, 7, 13
-ALLOWED_MULTIPART = {MP_FLOW, MP_GROUP_DESC, MP_PORT_DESC}  # the replies Canopy asks for (a read-back, a handshake)
+MP_FLOW, MP_GROUP_DESC, MP_METER_CONFIG, MP_METER_FEATURES, MP_PORT_DESC = 1, 7, 10, 11, 13
+# the replies Canopy asks for (a read-back: flows, groups, meters (openflow/meters.py); a handshake: ports)
+ALLOWED_MULTIPART = {MP_FLOW, MP_GROUP_DESC, MP_METER_CONFIG, MP_METER_FEATURES, MP_PORT_DESC}
 LOST_KEPT = 64  # xids of multipart replies with a part dropped, kept per switch until asked for (``lost_part``)
 UNPARSED_SHOWN = 64  # bytes of a message Ryu could not parse shown in the warning (Ryu's own line showed all)
 NESTED_DEPTH = 4  # Nicira ct actions inside ct actions (Canopy puts no ct in a ct; Ryu's parser recurses)
@@ -62,6 +63,7 @@ _CT_ACTIONS_AT = 24  # a Nicira ct action's nested actions start here (Ryu's NXA
 _C2_PROPS_AT = 16  # a Nicira controller2 action's properties start here
 _PORT14 = 40  # an OpenFlow 1.4 port's fixed part
 _GROUP, _BUCKET = 8, 16  # a group description's and a bucket's fixed parts
+_METER, _BAND = 8, 12  # a meter configuration's fixed part and a meter band's (type, len, rate, burst_size)
 
 
 class Refused(ValueError):
@@ -159,6 +161,13 @@ def _check_group_desc(raw, at: int, end: int) -> None:
             check_actions(raw, bucket + _BUCKET, bucket_end)
 
 
+def _check_meter_config(raw, at: int, end: int) -> None:
+    """Each meter configuration (its length first) and its bands (type-length): Ryu steps through both by them."""
+    for start, stop in _length_first(raw, at, end, "meter configuration", _METER):
+        for _ in _framed(raw, start + _METER, stop, "meter band", _BAND):
+            pass
+
+
 def _length_first(raw, at: int, end: int, what: str, shortest: int):
     """(start, end) of each item in ``raw[at:end]`` whose first field is its length (groups, buckets)."""
     while at < end:
@@ -176,6 +185,8 @@ def _check_multipart(raw, version: int) -> None:
         raise Refused(f"multipart reply of type {kind}: not one Canopy asks for ({sorted(ALLOWED_MULTIPART)})")
     if kind == MP_GROUP_DESC:
         _check_group_desc(raw, 16, len(raw))
+    elif kind == MP_METER_CONFIG:
+        _check_meter_config(raw, 16, len(raw))
     elif kind == MP_PORT_DESC and version >= 0x05:
         at = 16
         while at < len(raw):

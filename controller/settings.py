@@ -41,6 +41,24 @@ def _limit(name, doc, low, high, default):
     return Field(name, "integer", doc, lambda v: f.integer(v, low, high), default=default, nullable=False)
 
 
+def _meter(kind, doc):
+    rate, burst = values.PUNT_METER_DEFAULTS[kind]
+    return Field(kind, "object", doc, fields=(
+        _limit("rate", "packets per second the switch sends to the controller through this meter", 1, 1000000, rate),
+        _limit("burst", "packets it may send at once over the rate", 1, 1000000, burst),
+    ), default=dict, nullable=False)
+
+
+PUNT_METERS = Field(
+    "punt_meters", "object", "OpenFlow meters on the flows that send packets to the controller: one per port (a vport's "
+    "DHCP, a pending port's frames) or per VRS (the rest); packets over a meter's rate are dropped by the switch "
+    "(docs/vrs.md, \"Packets to the controller\")", fields=(
+        _meter("activation", "each live migration's pending port: its VM's frames, the first of which activates it"),
+        _meter("dhcp", "DHCP requests: each vport's port a meter of its own; a bare-metal gateway VRS's servers one"),
+        _meter("other", "the answers to the controller's ARP requests for external networks' gateways"),
+    ), default=dict, nullable=False)
+
+
 # Connection limits of the three listeners (docs/limits.md). An OVSDB message of a
 # real 10,000-port hypervisor (the initial monitor reply Canopy asks for) is about 5.6 MB: see
 # tests/integration/test_hostile_net.py::test_ovsdb_cap_fits_a_10000_port_hypervisor.
@@ -134,6 +152,7 @@ SETTINGS = (
                "together); a switch's wait until its flows are in (docs/vrs.md)", 1, 100000, 500),
         _limit("tunnel_probe_retry_ms", "each first tunnel probe towards a VTEP is sent once more this long after it left, "
                "in case its ARP request or reply was lost (not the refresh round's: docs/vrs.md); 0: never", 0, 3600000, 10000),
+        PUNT_METERS,
         Field("hosts", "array", "per-hypervisor overrides of what its OVSDB says", items=Field(
             "host", "object", "", fields=(
                 Field("chassis", "string", "the hypervisor's system-id", values.filled(255, CHASSIS_HINT),
@@ -280,6 +299,8 @@ class Settings:
     tunnel_probe_refresh: float = 300.0  # seconds: vrs.tunnel_probe_refresh_ms
     tunnel_probe_rate: int = 500  # probes per second, every VRS's together: vrs.tunnel_probe_rate
     tunnel_probe_retry: float = 10.0  # seconds: vrs.tunnel_probe_retry_ms (0: no second probe)
+    # vrs.punt_meters: ((kind, (packets per second, burst)), ...) of openflow/meters.py's kinds
+    punt_meters: tuple = tuple(values.PUNT_METER_DEFAULTS.items())
     # the read-only REST token: rest.read_token, or (once resttoken.resolved read it) rest.read_token_file's content
     rest_read_token: str | None = field(default=None, repr=False)
     rest_read_token_file: str | None = None  # absolute
@@ -365,6 +386,7 @@ def from_doc(doc: yamldoc.Doc) -> Settings:
         source=doc.filename, limits=_limits(raw), tunnel_probe_refresh=raw["vrs"]["tunnel_probe_refresh_ms"] / 1000,
         tunnel_probe_rate=raw["vrs"]["tunnel_probe_rate"],
         tunnel_probe_retry=raw["vrs"]["tunnel_probe_retry_ms"] / 1000,
+        punt_meters=tuple((kind, (m["rate"], m["burst"])) for kind, m in raw["vrs"]["punt_meters"].items()),
         log_format=raw["log_format"], access_log=rest["access_log"], stall_report=raw["stall_report_ms"] / 1000 or None,
         tls=_tls_files(raw["tls"]), openflow_tls=_tls_on(raw, "openflow"), ovsdb_tls=_tls_on(raw, "ovsdb"),
         rest_tls=_tls_on(raw, "rest"), gateway_arp_refresh=raw["vrs"]["gateway_arp_refresh_ms"] / 1000,

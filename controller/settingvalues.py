@@ -112,3 +112,9 @@ def stall_report_ms(value):
     if 0 < value < 20:
         raise f.Invalid("must be 0 (off) or at least 20: the stall watch looks every quarter of it")
     return value
+
+
+# vrs.punt_meters' defaults (openflow/meters.py): kind -> (packets per second, burst), each port's meter of that kind
+# (dhcp, activation) or the switch's (other; dhcp of a bare-metal gateway VRS). A DHCP client sends a few packets per
+# lease (discover, request, their retries seconds apart); a migrating VM's first frame activates its port.
+PUNT_METER_DEFAULTS = {"activation": (30, 30), "dhcp": (10, 20), "other": (10, 10)}

@@ -1,5 +1,6 @@
 """The flows of a live migration's standby ports (controller/state_activation.py): each sends what its VM sends from
-its own MAC to the controller, which makes that port the vport's active one.
+its own MAC to the controller (through its port's activation meter: openflow/meters.py), which makes that port the
+vport's active one.
 
 Owner ``activation`` (id: the switch's session), on a switch with standby ports (``SwitchInfo.standby``): per port,
 in classify, ``in_port`` + ``eth_src`` = the vport's MAC -> controller. Nothing else of the port is classified: the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from openflow import pipeline as p
 from openflow.flows import Owner, flow
+from openflow.meters import punt
 
 OWNER_KINDS = ("activation",)
 PRIORITY = 90  # in classify: below the vports' own classifiers (100), which a standby port never has
@@ -29,7 +31,7 @@ def owners_on(view, session: str) -> set[Owner]:
 
 
 def _standby(view, sw, owner):
-    return [flow(p.CLASSIFY, PRIORITY, {"in_port": ofport, "eth_src": mac}, [("output", "controller")], owner)
+    return [flow(p.CLASSIFY, PRIORITY, {"in_port": ofport, "eth_src": mac}, punt("activation", ofport), owner)
             for ofport, mac, _vid in sw.standby]
 
 

@@ -1,7 +1,7 @@
 """One change set of a switch reconciler: its messages in the order they are sent, and their bytes.
 
-A change set (openflow/reconciler.py, "What it does") is group adds and modifies, flow adds (downstream tables
-first), flow delete_stricts (upstream tables first) and group deletes. ``ChangeSet`` keeps them as the plan made
+A change set (openflow/reconciler.py, "What it does") is meter adds and modifies, group adds and modifies, flow adds
+(downstream tables first), flow delete_stricts (upstream tables first), group deletes and meter deletes. ``ChangeSet`` keeps them as the plan made
 them, one list of (key, item) per kind, so a change set of 16,000 flow adds (a switch's cold start) holds no object
 per message; a message is named by its index in sending order (an OpenFlow error, matched by its xid, names it:
 ``ChangeSet.op``).
@@ -29,7 +29,8 @@ from openflow import encode
 from openflow.atonce import encode_slot
 from openflow.flows import Flow
 
-KINDS = ("group_add", "group_modify", "flow_add", "flow_delete", "group_delete")  # in sending order
+KINDS = ("meter_add", "meter_modify", "group_add", "group_modify", "flow_add", "flow_delete", "group_delete",
+         "meter_delete")  # in sending order
 ENCODE_CHUNK = 128  # messages encoded between two ticks
 FRESH_UNITS = 20  # units ticked for a message encoded from scratch, against 1 for a flow add whose bytes are cached
 SEND_CHUNK = 128 * 1024  # bytes written to the switch at once (whole messages: a piece ends between two)
@@ -61,6 +62,10 @@ class ChangeSet:
         for kind, items in self.parts:
             for key, item in items:
                 yield Op(kind, key, item)
+
+    def has_meters(self) -> bool:
+        """Whether a meter is added, modified or deleted (such a change set is not bundled: openflow/reconciler.py)."""
+        return any(items for kind, items in self.parts if kind[0] == "m")
 
     def segments(self):
         """(index of the first, kind, items) of each kind, in sending order."""
@@ -160,4 +165,6 @@ def encode_one(wire: encode.WireEncoder, op: Op, xid: int) -> bytes:
         table, priority, cookie = op.key
         match = wire.flow_match(op.item) if isinstance(op.item, Flow) else encode.ryu_match_bytes(op.item.match)
         return wire.flow_delete_strict(table, priority, cookie, match, xid)
+    if op.kind.startswith("meter"):
+        return wire.meter_mod(op.item, op.kind.split("_")[1], xid)
     return wire.group_mod(op.item, op.kind.split("_")[1], xid)

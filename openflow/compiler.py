@@ -36,6 +36,7 @@ from openflow import acl, activation, external, metadata
 from openflow import pipeline as p
 from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, arp_reply_actions, flow
+from openflow.meters import punt
 from openflow.owners import owners_of, present  # noqa: F401 (owners_of: API)
 
 ETH_IP, ETH_ARP, UDP, ICMP = 0x0800, 0x0806, 17, 1
@@ -370,7 +371,7 @@ def _bare_metal_services(sub, owner) -> list[Flow]:
     if sub.dhcp:
         flows.append(flow(p.SERVICES, TUNNEL_SERVICE + 5, {**tunnel, "eth_type": ETH_IP, "ip_proto": UDP,
                                                           "udp_src": 68, "udp_dst": 67},
-                          [("output", "controller")], owner))
+                          punt("dhcp"), owner))
     return flows
 
 
@@ -439,7 +440,7 @@ def _local_port(ep: Endpoint, sub, owner) -> list[Flow]:
     ]
     if sub.dhcp:
         flows.append(flow(p.SERVICES, 120, {"reg6": key, "eth_type": ETH_IP, "ip_proto": UDP, "udp_src": 68,
-                                             "udp_dst": 67}, [("output", "controller")], owner))
+                                             "udp_dst": 67}, punt("dhcp", ep.ofport), owner))
     flows += _egress(ep, owner)
     return flows
 

@@ -18,15 +18,17 @@ _RANK = {name: i for i, name in enumerate(FIELD_ORDER)}
 def decode_actions(ofp, instructions) -> tuple:
     """Instructions read back from a switch as action tuples; EncodeError if outside the vocabulary."""
     out: list = []
-    goto = None
+    goto = meter = None
     for inst in instructions:
-        if inst.type == ofp.OFPIT_APPLY_ACTIONS:
+        if inst.type == ofp.OFPIT_METER:
+            meter = ("meter", inst.meter_id)
+        elif inst.type == ofp.OFPIT_APPLY_ACTIONS:
             out.extend(decode_action(ofp, a) for a in inst.actions)
         elif inst.type == ofp.OFPIT_GOTO_TABLE:
             goto = ("goto", inst.table_id)
         else:
             raise EncodeError(f"instruction {inst} is not in Canopy's vocabulary")
-    return tuple(out) + ((goto,) if goto else ())
+    return ((meter,) if meter else ()) + tuple(out) + ((goto,) if goto else ())
 
 
 def decode_action(ofp, a):

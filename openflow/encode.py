@@ -11,10 +11,12 @@ Two encoders speak the same vocabulary:
   (with Ryu's objects a 600-bucket group-mod cost ~6 ms of CPU, ten times the rest of the port's programming).
   How one match field or set-field is written (its rank, headers and value bytes): openflow/oxm.py.
 
-Action tuples map to OpenFlow as follows (``goto`` becomes a goto-table instruction, the others go in
-one apply-actions instruction, in order):
+Action tuples map to OpenFlow as follows (``goto`` becomes a goto-table instruction, ``meter`` a meter
+instruction, the others go in one apply-actions instruction, in order):
 
 =====================  =====================================================================
+("meter", meter_id)    OFPIT_METER (first action only; openflow/meters.py); left out by an encoder
+                       of a switch without meters (``WireEncoder(ofp, meters=False)``)
 ("output", port)       OFPAT_OUTPUT; "in_port" -> OFPP_IN_PORT, "controller" -> OFPP_CONTROLLER
                        with max_len OFPCML_NO_BUFFER (whole packet)
 ("set", field, value)  OFPAT_SET_FIELD with any OXM/NXM field Ryu knows (reg0..7, tun_ipv4_dst,
@@ -109,6 +111,9 @@ _CT = struct.Struct("!H4sHB3xH")  # flags, zone_src (NXM header), zone_ofs_nbits
 _CONJUNCTION = struct.Struct("!BBI")
 _NAT = struct.Struct("!2xHH")  # flags, range_present (then the ranges present)
 _GOTO = struct.Struct("!HHB3x")
+_METER = struct.Struct("!HHI")  # OFPIT_METER: type, len 8, meter_id
+_METER_MOD = struct.Struct("!BBHIHHI")  # header + ofp_meter_mod: command, flags, meter_id (then its bands)
+_METER_BAND_DROP = struct.Struct("!HHII4x")  # type, len 16, rate, burst_size, pad
 _BUNDLE_ADD = struct.Struct("!BBHII2xH")
 _GROUP_MOD = struct.Struct("!BBHIHBxI")  # header + ofp_group_mod: command, type, pad, group_id
 _BUCKET = struct.Struct("!HHII4x")  # len, weight, watch_port, watch_group, pad (then the actions)
@@ -122,6 +127,7 @@ _BUNDLED_FLOW_MOD = struct.Struct(_BUNDLED_FLOW_HEADER.format + _FLOW_HEAD.forma
 _RANKED = operator.itemgetter(0)
 _WIRE = operator.attrgetter("_wire")  # a Flow's cached adds, one slot per version (None before its first)
 _VERSION_SLOTS = {4: 0, 5: 1}  # OpenFlow 1.3, 1.4: where a Flow keeps its bytes of that version (``Flow._wire``)
+_METER_COMMANDS = {"add": "OFPMC_ADD", "modify": "OFPMC_MODIFY", "delete": "OFPMC_DELETE"}
 
 
 class WireEncoder:
@@ -135,12 +141,15 @@ class WireEncoder:
     cost one encoding and 50 headers (``write_adds``), not 50 encodings.
     """
 
-    def __init__(self, ofproto):
+    def __init__(self, ofproto, meters: bool = True):
+        """``meters``: False for a switch without meters (the flows' meter instructions are left out)."""
         self.ofp = ofproto
+        self.meters = meters
         self.version = ofproto.OFP_VERSION
         if self.version not in _VERSION_SLOTS:
             raise ValueError(f"OpenFlow version 0x{self.version:02x}: Canopy speaks 1.3 and 1.4 only")
         self._slot = _VERSION_SLOTS[self.version]
+        self._unmetered: dict[Flow, Flow] = {}  # meters=False: a metered Flow -> the same without its meter
         self._fields: dict[str, OxmField] = {}
         self._instructions: dict[tuple, bytes] = {}
         self._buckets: dict[tuple, bytes] = {}
@@ -159,8 +168,28 @@ class WireEncoder:
                                                      NXAST_CONJUNCTION) + _CONJUNCTION.pack(a[2] - 1, a[3], a[1]),
         }
 
+    def unmetered(self, flows):
+        """``flows`` as a switch without meters gets them (``meters=False``): a flow whose first action is a meter
+        as the same flow without it, with the same cookie (its add's bytes kept on that stand-in, which this
+        encoder keeps); the others as they are. A switch with meters: ``flows`` itself, at no cost."""
+        if self.meters:
+            return flows
+        return [self._stand_in(f) if f.actions and f.actions[0][0] == "meter" else f for f in flows]
+
+    def _stand_in(self, f: Flow) -> Flow:
+        plain = self._unmetered.get(f)
+        if plain is None:
+            if len(self._unmetered) >= INSTRUCTION_CACHE:
+                self._unmetered.clear()
+            plain = Flow(f.table, f.priority, f.match, f.actions[1:], f.owner)
+            object.__setattr__(plain, "_cookie", f.cookie)
+            self._unmetered[f] = plain
+        return plain
+
     def flow_add(self, f: Flow, xid: int, cookie: int | None = None) -> bytes:
         """ADD of ``f``; ``cookie``: another cookie than ``f.cookie`` (not cached), None: its own."""
+        if not self.meters:
+            f = self.unmetered([f])[0]
         tail = self.flow_tail(f) if cookie is None or cookie == f.cookie else \
             self._encode_tail(f, cookie)
         if len(tail) > MAX_MESSAGE - 8:
@@ -198,6 +227,7 @@ class WireEncoder:
         if bundle_id is not None:  # OpenFlow 1.4 only
             bundle_add, flags = self.ofp.OFPT_BUNDLE_ADD_MESSAGE, self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
         bundled, plain = _BUNDLED_FLOW_HEADER.pack, _FLOW_HEADER.pack
+        flows = self.unmetered(flows)
         room = MAX_MESSAGE - (8 if bundle_id is None else 24)  # the longest tail whose message's length fits 16 bits
         fresh, errors = 0, {}
         for position, f in enumerate(flows):
@@ -341,6 +371,19 @@ class WireEncoder:
         return _GROUP_MOD.pack(self.version, self.ofp.OFPT_GROUP_MOD, 16 + len(buckets), xid, code,
                                self.ofp.OFPGT_ALL, group.group_id) + buckets
 
+    def meter_mod(self, meter, command: str, xid: int) -> bytes:
+        """OFPMeterMod of a Meter (openflow/meters.py): one drop band in packets per second with a burst, stats on;
+        ``command`` is "add", "modify" or "delete" (no band)."""
+        try:
+            code = getattr(self.ofp, _METER_COMMANDS[command])
+        except KeyError as exc:
+            raise EncodeError(f"unknown meter command {command!r}") from exc
+        ofp = self.ofp
+        flags = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS
+        band = b"" if command == "delete" else _METER_BAND_DROP.pack(ofp.OFPMBT_DROP, 16, meter.rate, meter.burst)
+        return _METER_MOD.pack(self.version, ofp.OFPT_METER_MOD, 16 + len(band), xid, code,
+                               0 if command == "delete" else flags, meter.meter_id) + band
+
     def bucket(self, actions) -> bytes:
         """One ofp_bucket of an ALL group (weight 0, no watch port or group) with ``actions`` (cached)."""
         cached = self._buckets.get(actions)
@@ -394,12 +437,15 @@ class WireEncoder:
     def _encode_instructions(self, actions) -> bytes:
         actions, goto = _split_goto(actions)
         out = b""
+        if actions and actions[0][0] == "meter":
+            out = _METER.pack(self.ofp.OFPIT_METER, 8, actions[0][1])
+            actions = actions[1:]
         if actions:
             body = self._action_list(actions)
             if 8 + len(body) > MAX_MESSAGE:
                 raise EncodeError(f"{len(actions):,} actions are {8 + len(body):,} bytes, over the {MAX_MESSAGE:,} "
                                   f"of an OpenFlow message")
-            out = _PLAIN.pack(self.ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
+            out += _PLAIN.pack(self.ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
         if goto is not None:
             out += _GOTO.pack(self.ofp.OFPIT_GOTO_TABLE, 8, goto)
         return out

@@ -31,6 +31,7 @@ from typing import NamedTuple
 from controller.extnet import SHARED_NAT_ZONE, FloatingInfo, PatInfo
 from openflow import pipeline as p
 from openflow.flows import OFPVID_PRESENT, Owner, flow
+from openflow.meters import punt
 
 OWNER_KINDS = ("uplink", "fip", "pat")
 ETH_IP, ETH_ARP = 0x0800, 0x0806
@@ -122,7 +123,7 @@ def _uplink(view, sw, owner):
         need = view.external.gateways.get(sw.session, {}).get(net_id)
         if need is not None and need.uplink_ofport == ofport:  # the gateway's ARP answers, to the controller
             flows.append(flow(p.EXTERNAL_IN, 100, {"in_port": ofport, "eth_type": ETH_ARP, "arp_op": 2,
-                                                   "arp_spa": need.gateway_ip}, [("output", "controller")], owner))
+                                                   "arp_spa": need.gateway_ip}, punt("other"), owner))
     return flows, ()
 
 

@@ -31,6 +31,7 @@ int or a string; a masked value is a ``(value, mask)`` tuple. Actions are tuples
                           to it, with commit), ("dst", IP) (destination NAT to it, with commit), or None: plain nat
                           (translate the packets of connections already committed with NAT, both ways)
     ("conjunction", id, clause, n_clauses)          one clause (1-based) of a conjunctive match
+    ("meter", meter_id)   only as the first action: the packets go through that meter first (openflow/meters.py)
 An empty action tuple drops.
 """
 
@@ -255,6 +256,8 @@ def render_action(action) -> str:
         parts = (["commit"] if commit else []) + [f"zone={zone}", nat] + \
             ([f"table={table}"] if table is not None else [])
         return f"ct({','.join(parts)})"
+    if kind == "meter":
+        return f"meter:{action[1]}"
     if kind == "conjunction":
         return f"conjunction({action[1]},{action[2]}/{action[3]})"
     raise ValueError(f"unknown action {action!r}")

@@ -210,6 +210,8 @@ def check_flow(flow) -> None:
         else:
             if None in action:
                 raise PipelineError(f"{flow}: action {kind} has no value (None) in {action!r}")
+            if kind == "meter" and n:
+                raise PipelineError(f"{flow}: a meter must be the first action")
             continue
         if target not in table.next:
             raise PipelineError(f"{flow}: table {table.name} may not continue to table {target}")

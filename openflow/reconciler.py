@@ -85,7 +85,7 @@ from controller import ofcheck
 from controller.logs import Throttle
 from controller.pacer import Pacer, collector_paused
 from controller.ryu_compat import hub, ofp_event
-from openflow import decode, encode, ryumsg
+from openflow import decode, encode, meters, ryumsg
 from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BACKS_AT_ONCE, plan_slot  # noqa: F401
 from openflow.changeset import ChangeSet
 from openflow.floods import GROUP_RANGE, send_rank
@@ -98,9 +98,11 @@ CANOPY_GROUPS = GROUP_RANGE  # flood groups and their parts (openflow/floods.py)
 _STATS_KEY = operator.attrgetter("table_id", "priority", "cookie")  # a flow read back as Flow.key names it
 #: The replies the app must forward to ``SwitchReconciler.handle`` (a list, as set_ev_cls wants).
 REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
+                ofp_event.EventOFPMeterFeaturesStatsReply, ofp_event.EventOFPMeterConfigStatsReply,
                 ofp_event.EventOFPBarrierReply, ofp_event.EventOFPBundleCtrlMsg, ofp_event.EventOFPErrorMsg,
                 ofp_event.EventOFPRoleReply]
 ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
+COUNTS_BEFORE_PLAN = 4  # counts of the desired meters a round makes at most before it plans (``_sync``)
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
 MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
 
@@ -120,11 +122,13 @@ class _DpidLog(logging.LoggerAdapter):
 class SwitchReconciler(ChangeSender, SwitchReport):
     """Desired versus installed flows and groups of one connected datapath (module docstring)."""
 
-    def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS, pacer: Pacer | None = None):
+    def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS, pacer: Pacer | None = None,
+                 meter_rates: dict | None = None):
         """``log``: a logger (default: canopy.reconciler with a dpid prefix); ``on_sync()`` is called (in
         the reconciler's thread) each time the switch has become equal to the desired state, minus
         rejected items; ``groups_owned``: the group ids that are Canopy's (supports ``in``); ``pacer``: pauses
-        in planning, diffing and encoding (module docstring; default: none, only counted)."""
+        in planning, diffing and encoding (module docstring; default: none, only counted); ``meter_rates``: kind ->
+        (packets per second, burst) of the meters the desired flows name (default: openflow/meters.py's)."""
         self.datapath = datapath
         self.pacer = pacer or Pacer()
         self.ofp = datapath.ofproto
@@ -141,6 +145,16 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._installed_groups: dict = {}  # group id -> Group sent or read back, None: buckets not decodable
         self._rejected_groups: dict = {}  # group id -> error text
         self._rejected_as: dict = {}  # group id -> the Group whose add or modify was rejected (``_retry_changed``)
+        self._meter_rates = meters.rates_of(meter_rates)
+        self._desired_meters: dict = {}  # meter id -> Meter: those the desired flows name (``_count_meters``)
+        self._meter_users: dict = {}  # owner -> the meter ids its desired flows name (owners naming one)
+        self._meter_refs: dict = {}  # meter id -> how many owners' flows name it
+        self._meter_dirty: set | None = None  # owners whose meters are to be counted again (None: every owner)
+        self._installed_meters: dict = {}  # meter id (Canopy's range) -> Meter read back or sent, None: not Canopy's shape
+        self._rejected_meters: dict = {}  # meter id -> error text
+        self.meter_support: bool | None = None  # None: not read yet; False: the flows go without their meters
+        self.meter_note: str | None = None  # why the switch has no meters (status, logged once)
+        self.packet_ins = dict.fromkeys(meters.KINDS, 0)  # packets sent to the controller, by meter kind
         self._waiters: dict = {}  # xid -> _Waiter
         self._inflight = (0, 0)  # (xid of message 0, messages) of the change set being sent: xid - first = index
         self._errors: dict = {}  # op index -> error text
@@ -159,6 +173,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         # for it: openflow/tunnel_warm.py ProbeSender)
         self.first_sync = hub.Event()
         self.counters = dict.fromkeys(("flow_add", "flow_delete", "group_add", "group_modify", "group_delete",
+                                       "meter_add", "meter_modify", "meter_delete",
                                        "change_sets", "errors", "unmatched_errors", "read_backs",
                                        "errors_received"), 0)
         self.last_change: dict = {}
@@ -201,6 +216,10 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         the sets must not change), every group; ``changed``: the owners whose flows changed since the last
         call, the only ones planned (None: not known, everything is diffed)."""
         self._book.set_desired(flows_by_owner, changed)
+        if changed is None or self._meter_dirty is None:  # counted in the reconciler's thread (``_count_meters``)
+            self._meter_dirty = None
+        else:
+            self._meter_dirty |= set(changed)
         desired_groups, foreign = {}, {}
         for g in groups:
             (desired_groups if g.group_id in self._owned else foreign)[g.group_id] = g
@@ -213,6 +232,40 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._rejected_groups = {**{k: v for k, v in self._rejected_groups.items() if k in desired_groups},
                                  **dict.fromkeys(foreign, "group id outside Canopy's range")}
         self._wake.set()
+
+    def _count_meters(self) -> None:
+        """The desired meters: those the desired flows name (openflow/meters.py), counted per owner so that a change
+        looks only at the changed owners' flows (owners of the kinds that punt: meters.KIND_OF_OWNER); in the
+        reconciler's thread, pausing (``pacer``: a switch's 16,000 flows counted from scratch are ~10-60 ms of CPU)."""
+        refs, changed, self._meter_dirty = self._meter_refs, self._meter_dirty, set()
+        if changed is None:
+            self._meter_users.clear()
+            refs.clear()
+        try:  # the book's dict changes in the pauses: its owners listed first
+            self._count_owners(list(self._book.desired) if changed is None else changed)
+        except BaseException:  # stopped meanwhile: counted again from scratch, whatever was left
+            self._meter_dirty = None
+            raise
+        if refs.keys() != self._desired_meters.keys():
+            self._desired_meters = {mid: meters.meter(mid, self._meter_rates) for mid in sorted(refs)}
+
+    def _count_owners(self, owners) -> None:
+        users, refs, tick = self._meter_users, self._meter_refs, self.pacer.tick
+        for owner in owners:
+            if owner.kind not in meters.KIND_OF_OWNER:
+                continue
+            flows = self._book.desired.get(owner, ())  # as it is now (a full set_desired replaces the dict)
+            tick(len(flows))
+            now = frozenset(meters.used(flows))
+            before = users.pop(owner, frozenset())
+            if now:
+                users[owner] = now
+            for mid in before - now:
+                refs[mid] -= 1
+                if not refs[mid]:
+                    del refs[mid]
+            for mid in now - before:
+                refs[mid] = refs.get(mid, 0) + 1
 
     def packet_out(self, actions, frame: bytes) -> None:
         """Send one packet (e.g. a DHCP reply) through ``actions``: this reconciler is the switch's only
@@ -345,11 +398,41 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         with _READ_BACKS:
             flows = self._request(ryumsg.canopy_flow_stats_request(self.datapath))
             groups = self._request(ryumsg.group_desc_request(self.datapath)) if flows is not None else None
-        if flows is None or groups is None:
+            got = self._read_meters() if groups is not None else None
+        if flows is None or groups is None or got is None:
             return False
         with _PLANS:
             self._take_in(flows, groups)
         return True
+
+    def _read_meters(self) -> bool | None:
+        """Read the switch's meter features and, if it has meters, Canopy's meters (openflow/meters.py); False: it
+        has none (its flows go without their meter instruction, one warning); None: it did not answer."""
+        features = self._request(ryumsg.meter_features_request(self.datapath))
+        if features is None:
+            return None
+        most = getattr(features[0], "max_meter", 0) if features else 0
+        if not most:
+            note = f"the switch has no meters ({features and 'max_meter 0' or 'meter features refused'}): " \
+                   "packets to the controller are not metered (docs/vrs.md)"
+            if note != self.meter_note:
+                self._log.warning("%s", note)
+            self._set_meter_support(False, note)
+            self._installed_meters = {}
+            return False
+        config = self._request(ryumsg.meter_config_request(self.datapath))
+        if config is None:
+            return None
+        self._set_meter_support(True, None)
+        self._installed_meters = {m.meter_id: meters.decode_config(self.ofp, m) for m in config
+                                  if m.meter_id in meters.METER_RANGE}
+        self._rejected_meters = {}
+        return True
+
+    def _set_meter_support(self, on: bool, note: str | None) -> None:
+        if on != self.meter_support:
+            self._wire = encode.WireEncoder(self.ofp, meters=on)
+        self.meter_support, self.meter_note = on, note
 
     def _take_in(self, flows: list, groups: list) -> None:
         """Make what the switch answered the book's installed flows and groups."""
@@ -365,8 +448,9 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._rejected_as.clear()
         self._need_read = False
         self.counters["read_backs"] += 1
-        self._log.info("read back %d Canopy flows and %d Canopy groups (OpenFlow %s)", len(installed),
-                       len(self._installed_groups), OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
+        self._log.info("read back %d Canopy flows, %d Canopy groups and %d Canopy meters (OpenFlow %s)",
+                       len(installed), len(self._installed_groups), len(self._installed_meters),
+                       OPENFLOW_NAMES.get(self.ofp.OFP_VERSION, "?"))
 
     def _warn_shared_keys(self, flows: list) -> None:
         """Each entry read back after another with its table, priority and cookie (the last one is kept). Paced: each
@@ -386,6 +470,15 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         collector stays paused until the plan's objects are freed (the switch's answer to a commit comes in
         milliseconds; REPLY_TIMEOUT at most): re-enabled with them alive, its first collection walked every one of
         them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
+        if self._book.desired is not None:
+            for _ in range(COUNTS_BEFORE_PLAN):  # a change during a count's pauses is counted before any flow is planned
+                if self._meter_dirty is not None and not self._meter_dirty:
+                    break
+                self._count_meters()
+            else:
+                return True  # still changing: counted again, in the next round
+            if self._send_meters(("meter_add", "meter_modify")):
+                return True  # a meter before the flows that name it: in a change set of its own, first
         with collector_paused():
             with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
                 planning = time.perf_counter()  # not counting the wait for a slot: the plan's own time
@@ -396,7 +489,20 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                 self._plan_ms = (time.perf_counter() - planning) * 1000
                 self._execute(ops)
             sent, ops = bool(ops), None  # freed while the collector is paused
-        return sent
+        # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it)
+        return sent or (self._book.desired is not None and self._send_meters(("meter_delete",)))
+
+    def _send_meters(self, kinds) -> bool:
+        """Send the meter changes of ``kinds`` (``_meter_parts``) as a change set of their own, messages and a barrier
+        (Open vSwitch takes no meter-mod in a bundle), so that the flows' change sets stay atomic bundles; False if
+        there were none."""
+        parts = self._meter_parts()
+        changes = ChangeSet({kind: parts[kind] for kind in kinds if parts.get(kind)})
+        if not changes:
+            return False
+        self._plan_version = self._book.version  # (no flow planned: nothing of the book's to outdate it)
+        self._execute(changes)
+        return True
 
     def _plan(self) -> ChangeSet:
         """The ordered change set that makes installed equal to desired (minus rejected items): every flow
@@ -424,6 +530,19 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             "flow_add": plan.adds, "flow_delete": plan.deletes,
             "group_delete": _ranked([(gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused],
                                     reverse=True)})
+
+    def _meter_parts(self) -> dict:
+        """The meter changes: adds and modifies (sent before the flows: a meter is on the switch before the flows that
+        name it), deletes of Canopy's meters no longer desired (sent once the flows are in: a meter's delete deletes
+        the flows that name it; never while ``keep_stale``). None on a switch without meters (``_sync``)."""
+        if not self.meter_support:
+            return {}
+        want, have, refused = self._desired_meters, self._installed_meters, self._rejected_meters
+        return {"meter_add": [(mid, m) for mid, m in sorted(want.items()) if mid not in have and mid not in refused],
+                "meter_modify": [(mid, m) for mid, m in sorted(want.items())
+                                 if mid in have and have[mid] != m and mid not in refused],
+                "meter_delete": [] if self._keep else [(mid, have[mid] or meters.Meter(mid, 0, 0)) for mid in sorted(have)
+                                                       if mid not in want and mid not in refused]}
 
     def _retry_changed(self, groups: dict) -> None:
         """Forget the rejection of a group's add or modify once the desired group differs from the one rejected (a

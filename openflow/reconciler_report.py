@@ -9,7 +9,7 @@ copies of the records.
 from __future__ import annotations
 
 from controller.pacer import Pacer, collector_paused
-from openflow import decode, ryumsg
+from openflow import decode, meters, ryumsg
 from openflow.flows import Flow, Owner, owner_kind_of, render_flow
 from openflow.installed import paced, sorted_paced
 from openflow.pipeline import BY_ID
@@ -31,7 +31,10 @@ class SwitchReport:
         is made on copies of the records, as they were when it began.
 
         ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
-        not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind."""
+        not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind; ``meters``: the meters
+        of the flows to the controller (openflow/meters.py): ``supported`` None until read, False on a switch
+        without meters (``warning`` says why: its flows to the controller are not metered); ``packet_ins``: the
+        packets the switch sent to the controller on this connection, by meter kind."""
         with collector_paused():  # a count's temporaries (a plan of the changed owners) are freed before it ends
             desired, installed, pending, kept = self._book.tally(tick or self.pacer.tick, self._keep)
         return {
@@ -41,8 +44,17 @@ class SwitchReport:
             "rejected": len(self._rejected), "kept": kept,
             "groups": {"desired": len(self._desired_groups), "installed": len(self._installed_groups),
                        "rejected": len(self._rejected_groups)},
+            "meters": {"supported": self.meter_support, "desired": len(self._desired_meters) if self.meter_support
+                       is not False else 0, "installed": len(self._installed_meters),
+                       "rejected": len(self._rejected_meters), "warning": self.meter_note},
+            "packet_ins": dict(self.packet_ins),
             "sent": dict(self.counters), "last_change": dict(self.last_change),
         }
+
+    def count_packet_in(self, owner_kind: str | None) -> None:
+        """One packet-in from a flow of ``owner_kind`` (its cookie's), counted by the meter kind it passed."""
+        kind = meters.KIND_OF_OWNER.get(owner_kind, "other")
+        self.packet_ins[kind] = self.packet_ins.get(kind, 0) + 1
 
     def flow_stats(self, cookie: int, cookie_mask: int) -> dict | None:
         """{cookie: packet count} of the installed flows whose cookie matches, asked of the switch now; None

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from controller.ryu_compat import hub
-from openflow import decode, encode, ryumsg
+from openflow import decode, encode, meters, ryumsg
 from openflow.changeset import MAX_XID, ChangeSet, Op, encode_all
 from openflow.flows import Flow, Group, render_flow, render_group
 from openflow.installed import release
@@ -64,8 +64,11 @@ class ChangeSender:
         return waiter, answered
 
     def _request(self, msg):
-        """Send a request and return its (multipart) replies' entries, or None on error or timeout."""
+        """Send a request and return its (multipart) replies' entries, or None on error or timeout (a refused meter
+        features request: no entry, the switch has no meters)."""
         waiter, answered = self._asked(msg, REPLY_TIMEOUT)
+        if answered and waiter.error and isinstance(msg, self.datapath.ofproto_parser.OFPMeterFeaturesStatsRequest):
+            return []  # a switch without meters may refuse to say: that is its answer (openflow/meters.py)
         if not answered or waiter.error or self.state == "stopped":
             self._log.error("%s failed: %s", type(msg).__name__, waiter.error or "no answer")
             return None
@@ -80,7 +83,9 @@ class ChangeSender:
         started = time.monotonic()
         sent = len(changes)
         while changes:
-            bundle = self._bundles
+            # Open vSwitch takes no meter-mod in a bundle: meters go in change sets of their own (reconciler._sync),
+            # as messages and a barrier
+            bundle = self._bundles and not changes.has_meters()
             outcome = self._transact(changes, bundle)
             if outcome is None:
                 self._drop()
@@ -156,17 +161,18 @@ class ChangeSender:
             hub.sleep(0)
 
     def _apply_groups(self, changes: ChangeSet, errors: dict) -> None:
-        """Record the groups the switch has confirmed (flows: FlowBook.applied, once per change set)."""
+        """Record the groups and meters the switch has confirmed (flows: FlowBook.applied, once per change set)."""
         for start, kind, items in changes.segments():
-            if not kind.startswith("group"):
+            if kind.startswith("flow"):
                 continue
+            installed = self._installed_groups if kind.startswith("group") else self._installed_meters
             for index, (gid, group) in enumerate(items, start):
                 if index in errors:
                     continue
-                if kind == "group_delete":
-                    self._installed_groups.pop(gid, None)
+                if kind.endswith("_delete"):
+                    installed.pop(gid, None)
                 else:
-                    self._installed_groups[gid] = group
+                    installed[gid] = group
 
     def _reject(self, op: Op, text: str) -> None:
         self.counters["errors"] += 1
@@ -174,6 +180,13 @@ class ChangeSender:
             self._rejected[op.key] = text
             what = render_flow(op.item) if isinstance(op.item, Flow) else decode.describe_stats(self.ofp, op.item)
             what = brief(what)
+        elif op.kind.startswith("meter"):
+            self._rejected_meters[op.key] = text
+            what = meters.render_meter(op.item)
+            if op.kind != "meter_delete" and self.meter_support:  # its flows must not wait for it: they go
+                self._set_meter_support(False, f"the switch refused meter {op.key:#x} ({brief(text)}): packets to "
+                                               "the controller are not metered (docs/vrs.md)")  # without meters
+                self._log.warning("%s", self.meter_note)
         else:
             self._rejected_groups[op.key] = text
             if op.kind != "group_delete":

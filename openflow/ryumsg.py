@@ -56,7 +56,11 @@ def ryu_instructions(parser, actions) -> list:
     """A flow's action tuples as instructions: apply-actions (if any) then goto-table (if any)."""
     actions, goto = _split_goto(actions)
     ofp = parser.ofproto
-    out = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, ryu_actions(parser, actions))] if actions else []
+    meter = []
+    if actions and actions[0][0] == "meter":  # openflow/meters.py
+        meter, actions = [parser.OFPInstructionMeter(actions[0][1], ofp.OFPIT_METER)], actions[1:]
+    applied = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, ryu_actions(parser, actions))] if actions else []
+    out = meter + applied  # a meter alone (no action after it) kept too
     if goto is not None:
         out.append(parser.OFPInstructionGotoTable(goto))
     return out
@@ -111,6 +115,15 @@ def flow_stats_request(datapath, cookie: int, cookie_mask: int):
     parser, ofp = datapath.ofproto_parser, datapath.ofproto
     return parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, OFPP_ANY, OFPG_ANY, cookie, cookie_mask,
                                       parser.OFPMatch())
+
+
+def meter_features_request(datapath):
+    return datapath.ofproto_parser.OFPMeterFeaturesStatsRequest(datapath, 0)
+
+
+def meter_config_request(datapath):
+    """The configuration of every meter (Canopy's are picked out by id: openflow/meters.py METER_RANGE)."""
+    return datapath.ofproto_parser.OFPMeterConfigStatsRequest(datapath, 0, datapath.ofproto.OFPM_ALL)
 
 
 def group_desc_request(datapath):

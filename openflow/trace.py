@@ -224,7 +224,7 @@ class _Walker:
                 packet.setdefault("ct_mark", 0)
                 if action[2] is not None:  # recirculation: the rest of this action list is not traced
                     self.lookup(action[2], packet, depth)
-            elif kind == "conjunction":
+            elif kind == "conjunction" or kind == "meter":  # a meter: traced as a packet within its rate
                 pass
             else:
                 raise ValueError(f"unknown action {action!r}")

@@ -48,7 +48,7 @@ RECONNECT_MS = 1000  # max_backoff of every Controller and Manager row (docs/vrs
 # restart.hold_time of the test whose hyv1 stays away: the others are back before it ends (each retries every
 # RECONNECT_MS, and each return moves the end); was 12 s, over OVS's default 8 s back-off, before RECONNECT_MS
 STAY_AWAY_HOLD = 8
-WRITES = re.compile(r"OFPT_(FLOW_MOD|GROUP_MOD|BUNDLE_CONTROL|BUNDLE_ADD_MESSAGE)|NXT_FLOW_MOD")
+WRITES = re.compile(r"OFPT_(FLOW_MOD|GROUP_MOD|METER_MOD|BUNDLE_CONTROL|BUNDLE_ADD_MESSAGE)|NXT_FLOW_MOD")
 _REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
 _SENT = re.compile(r"(\d+) packets transmitted")
 

@@ -18,7 +18,7 @@ from tests.integration.test_vtep_faults import Pings
 pytestmark = pytest.mark.integration
 
 NOTHING_SENT = {"change_sets": 0, "flow_add": 0, "flow_delete": 0, "group_add": 0, "group_delete": 0,
-                "group_modify": 0, "errors": 0}
+                "group_modify": 0, "meter_add": 0, "meter_modify": 0, "meter_delete": 0, "errors": 0}
 
 
 def hold(canopy) -> dict:

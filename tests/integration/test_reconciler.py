@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from openflow import meters
 from openflow import pipeline as p
 from openflow.flows import Group, Owner, flow, render_flow, render_group
 from tests.harness import process
@@ -103,8 +104,11 @@ class Rig:
         return path
 
     def reference_bridge(self, flows, groups) -> str:
-        """br-ref: the same flows and groups loaded by ``ovs-ofctl`` from their render_flow text."""
+        """br-ref: the same meters, flows and groups loaded by ``ovs-ofctl`` from their render_flow text."""
         self.hv.ovs.add_bridge("br-ref", "fail_mode=secure")
+        flows = list(flows)
+        for m in meters.named(flows).values():  # the meters the flows name (openflow/meters.py), as the reconciler adds
+            self.hv.ofctl("add-meter", "br-ref", meters.render_meter(m))
         for kind, lines in (("groups", [render_group(g) for g in groups]), ("flows", map(render_flow, flows))):
             path = self.lab.workdir / f"ref-{kind}.txt"
             path.write_text("\n".join(lines) + "\n")
@@ -172,8 +176,8 @@ def test_restart_sends_no_flow_mod_and_leaves_flows_untouched(rig):
     entry = rig.synced()
     sent = entry["status"]["sent"]
     # groups are read back with their buckets: an unchanged group is not rewritten either
-    assert (sent["flow_add"], sent["flow_delete"], sent["group_add"], sent["group_modify"], sent["group_delete"]) \
-        == (0, 0, 0, 0, 0)
+    assert (sent["flow_add"], sent["flow_delete"], sent["group_add"], sent["group_modify"], sent["group_delete"],
+            sent["meter_add"], sent["meter_modify"], sent["meter_delete"]) == (0, 0, 0, 0, 0, 0, 0, 0)
     after = rig.flows(stats=True)
     assert [without_stats(line) for line in after] == [without_stats(line) for line in before]
     for old, new in zip(before, after):  # same counters, and the age kept growing: never re-added
@@ -183,6 +187,7 @@ def test_restart_sends_no_flow_mod_and_leaves_flows_untouched(rig):
     watched = snoop.read_text()
     assert "OFPST_FLOW request" in watched  # snoop saw the new connection's read-back...
     assert "FLOW_MOD" not in watched and "GROUP_MOD" not in watched and "delete" not in watched.lower()
+    assert "METER_MOD" not in watched and "OFPST_METER_CONFIG request" in watched  # meters read back, none rewritten
 
 
 def test_stale_flows_and_groups_go_foreign_ones_stay(rig):

@@ -38,7 +38,7 @@ FLOWS = (
           ("move", "arp_sha", "arp_tha"), ("move", "arp_spa", "arp_tpa"), ("set", "arp_sha", GW_MAC),
           ("set", "arp_spa", "10.0.1.1"), ("output", "in_port")], SUBNET),
     flow(p.SERVICES, 150, {"reg6": VM_PORT, "eth_type": 0x800, "ip_proto": 17, "udp_dst": 67},
-         [("output", "controller")], VM),
+         [("meter", 0xCA000002), ("output", "controller")], VM),  # through the DHCP meter (openflow/meters.py)
     flow(p.SERVICES, 140, {"reg5": VNI, "eth_type": 0x800, "ip_proto": 1, "ipv4_dst": "10.0.1.1",
                            "icmpv4_type": 8},
          [("move", "eth_src", "eth_dst"), ("set", "eth_src", GW_MAC), ("move", "ipv4_src", "ipv4_dst"),

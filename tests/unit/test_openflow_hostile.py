@@ -83,6 +83,9 @@ SPINS = {  # name: (message, what the refusal names)
         (_msg(5, 30, struct.pack("!IB3xQ", 2, 0, 5) + b"\0" * 8), "role status property at byte 24 has a length of 0"),
     "bundle control property of length 0":
         (_msg(5, 33, struct.pack("!IHH", 1, 1, 0) + b"\0" * 8), "bundle control property at byte 16 has a length of 0"),
+    "meter configuration of length 0 (openflow/meters.py's read-back)":
+        (_msg(4, 19, struct.pack("!HH4x", 10, 0) + struct.pack("!HHI", 0, 5, 7)),
+         "meter configuration at byte 16 has a length of 0"),
     "table features reply (not asked for)":
         (_msg(4, 19, struct.pack("!HH4x", 12, 0) + _FEATURES), "multipart reply of type 12"),
 }

@@ -123,7 +123,9 @@ class _Reconciler:
     def status(self, tick=None) -> dict:
         return {"desired": 16_000, "installed": 16_000, "pending": 0, "rejected": 0, "kept": 0,
                 "groups": {"desired": 16, "installed": 16, "rejected": 0}, "state": "in_sync",
-                "sent": {"flow_add": 16_000, "change_sets": 1, "read_backs": 1}}
+                "sent": {"flow_add": 16_000, "change_sets": 1, "read_backs": 1},
+                "meters": {"supported": True, "desired": 3, "installed": 3, "rejected": 0, "warning": None},
+                "packet_ins": {"activation": 0, "dhcp": 2, "other": 0}}
 
 
 def test_a_scrape_of_many_switches_pauses_per_switch_and_per_family(ctl):

@@ -48,7 +48,7 @@ def _glue(state, programmer):
                            routes=SimpleNamespace(hand_out=lambda: None, held=lambda: None),
                            tunnels=SimpleNamespace(reading=contextlib.nullcontext, forget=lambda s: None),
                            gateway_garp=SimpleNamespace(forget=lambda s: None), watch=SimpleNamespace(note_synced=None),
-                           reconcile_lane=SimpleNamespace(pause=None))
+                           reconcile_lane=SimpleNamespace(pause=None), meter_rates=None)
     for name in ("_after_hold", "_push", "_session_of", "_adopt", "_stop", "_reported"):
         setattr(glue, name, getattr(app.CanopyApp, name).__get__(glue))
     glue._announce_gateways = glue._warm_tunnels = lambda *a: None

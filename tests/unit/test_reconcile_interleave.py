@@ -256,6 +256,8 @@ class OpenFlowSwitch:
     def request(self, msg):
         """The reconciler's ``_request``: flow stats or group descriptions of what this switch holds."""
         parser, ofp = self.ofproto_parser, self.ofproto
+        if isinstance(msg, parser.OFPMeterFeaturesStatsRequest):  # a switch without meters (openflow/meters.py)
+            return [SimpleNamespace(max_meter=0)]
         if isinstance(msg, parser.OFPGroupDescStatsRequest):
             return [SimpleNamespace(type=ofp.OFPGT_ALL, group_id=gid, buckets=self._buckets(body))
                     for gid, body in self.groups.items()]

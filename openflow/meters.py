@@ -1,0 +1,148 @@
+"""OpenFlow 1.3 meters on the flows that send packets to the controller (punts): one per port where the punt is a
+port's, one per kind and switch where it is not.
+
+Every flow of Canopy's whose actions send to the controller starts with ``("meter", id)`` (an OFPIT_METER instruction,
+openflow/encode.py), the meter of its kind (and port):
+
+==========  ==========================  ==========================================================================
+kind        meter id                    flows
+==========  ==========================  ==========================================================================
+dhcp        0xCA010000 + the ofport     the DHCP punt of a local vport: one meter per vport (``PORT_DHCP``)
+activation  0xCA020000 + the ofport     a live migration's standby port: its VM's frames (openflow/activation.py),
+                                        one meter per standby port (``PORT_ACTIVATION``)
+dhcp        0xCA000002                  the DHCP punt of a subnet's bare-metal gateway VRS (its servers' requests
+                                        come through a tunnel: no port of their own to meter), one per switch
+other       0xCA000003                  the answers to the controller's ARP for an external network's gateway
+==========  ==========================  ==========================================================================
+
+A port's meter id is derived from its ofport (OpenFlow ofports are at most 0xfeff, 65,279), so the same input gives
+the same ids after a restart (nothing to change) and one VM's flood takes only its own port's rate: another VM's DHCP
+on the same switch keeps its own meter (tests/integration/test_punt_meters.py). A switch uses at most
+``MOST_PER_SWITCH`` meters (two per port, two of the switch's; in practice one per local vport with DHCP, one per
+standby port and the switch's two when it has bare-metal servers or an uplink), under Open vSwitch's userspace
+datapath's 262,144.
+
+Each meter has one ``drop`` band in packets per second with a burst (``vrs.punt_meters`` in the settings: the rate of
+each port's meter of that kind). Packets over the rate are dropped by the switch before they are queued for the
+controller (Open vSwitch queues at most ``controller_queue_size``, 100 by default, per connection).
+
+Meters are device state like flows: the desired meters of a switch are those its desired flows name (``named``), and
+the switch reconciler (openflow/reconciler.py) reads them back at connect (meter features, meter config), adds the
+missing ones before the flows that name them, modifies those that differ, and deletes meters in Canopy's id range
+(``METER_RANGE``) that are not desired, after the flows (a vport gone: its meter once its flows are deleted). A switch
+without meters (max_meter 0, an error answering the meter-features request, or a meter's add refused) gets its flows
+without the meter instruction, and one warning.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from controller.settingvalues import PUNT_METER_DEFAULTS
+
+METER_BASE = 0xCA000000
+PORT_DHCP = METER_BASE + 0x10000  # + the ofport: a vport's DHCP punt
+PORT_ACTIVATION = METER_BASE + 0x20000  # + the ofport: a standby port's frames
+MAX_OFPORT = 0xFEFF  # OpenFlow's highest port number (OFPP_MAX)
+METER_RANGE = range(METER_BASE, METER_BASE + 0x30000)  # Canopy's meter ids: only these are deleted as stale
+KINDS = ("activation", "dhcp", "other")
+IDS = {"activation": METER_BASE + 1, "dhcp": METER_BASE + 2, "other": METER_BASE + 3}  # the switch's own meters
+NAMES = {v: k for k, v in IDS.items()}
+PORT_BASES = {"dhcp": PORT_DHCP, "activation": PORT_ACTIVATION}  # the kinds metered per port
+MOST_PER_SWITCH = len(PORT_BASES) * MAX_OFPORT + 2  # a port's two kinds on every port, the switch's dhcp and other
+KIND_OF_OWNER = {"activation": "activation", "vport": "dhcp", "subnet": "dhcp", "uplink": "other"}  # a punt's owner
+
+DEFAULT_RATES = PUNT_METER_DEFAULTS  # kind -> (packets per second, burst): vrs.punt_meters' defaults (why: there)
+
+
+def meter_id(kind: str, ofport: int | None = None) -> int:
+    """The id of ``kind``'s meter: the port's (``ofport``, a kind of ``PORT_BASES``) or the switch's (None, or an
+    ofport that is no OpenFlow port number, 1..MAX_OFPORT: never a shared id by mistake, the switch's meter)."""
+    if isinstance(ofport, int) and 0 < ofport <= MAX_OFPORT and kind in PORT_BASES:
+        return PORT_BASES[kind] + ofport
+    return IDS[kind]
+
+
+def kind_of(mid: int) -> str:
+    """The kind of the meter ``mid`` ("?" outside Canopy's ids)."""
+    if mid in NAMES:
+        return NAMES[mid]
+    for kind, base in PORT_BASES.items():
+        if base < mid <= base + MAX_OFPORT:
+            return kind
+    return "?"
+
+
+def port_of(mid: int) -> int | None:
+    """The ofport of a port's meter; None for a switch's own."""
+    return mid & 0xFFFF if kind_of(mid) != "?" and mid not in NAMES else None
+
+
+class Meter(NamedTuple):
+    """One meter: a single drop band of ``rate`` packets per second, ``burst`` packets deep."""
+
+    meter_id: int
+    rate: int
+    burst: int
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.meter_id)
+
+
+def action(kind: str, ofport: int | None = None) -> tuple:
+    """The action that puts a flow through ``kind``'s meter (the port's, ``meter_id``): the first of its actions."""
+    return ("meter", meter_id(kind, ofport))
+
+
+def punt(kind: str, ofport: int | None = None) -> list:
+    """The actions of a flow that sends packets to the controller through ``kind``'s meter (a port's: ``meter_id``)."""
+    return [action(kind, ofport), ("output", "controller")]
+
+
+def rates_of(rates: dict | None = None) -> dict:
+    """kind -> (pktps, burst): ``rates`` (vrs.punt_meters) over the defaults."""
+    return {**DEFAULT_RATES, **(rates or {})}
+
+
+def meter(mid: int, rates: dict) -> Meter:
+    """The meter ``mid`` with its kind's rate and burst (``rates``: ``rates_of``)."""
+    return Meter(mid, *rates[kind_of(mid)])
+
+
+def desired(rates: dict | None = None) -> dict:
+    """The switch's own meters (no port's): {meter id: Meter}; ``rates``: kind -> (pktps, burst) (default:
+    DEFAULT_RATES). A switch's desired meters are those its flows name: ``named``."""
+    rates = rates_of(rates)
+    return {IDS[kind]: Meter(IDS[kind], *rates[kind]) for kind in KINDS}
+
+
+def used(flows) -> set:
+    """The meter ids ``flows`` name (a meter is a flow's first action)."""
+    return {f.actions[0][1] for f in flows if f.actions and f.actions[0][0] == "meter"}
+
+
+def named(flows, rates: dict | None = None) -> dict:
+    """The meters ``flows`` name, {meter id: Meter} with their kinds' rates: a switch's desired meters."""
+    rates = rates_of(rates)
+    return {mid: meter(mid, rates) for mid in sorted(used(flows))}
+
+
+def render_meter(m: Meter) -> str:
+    """``m`` in ovs-ofctl add-meter syntax."""
+    return f"meter={m.meter_id},pktps,burst,stats,bands=type=drop,rate={m.rate},burst_size={m.burst}"
+
+
+def decode_config(ofp, entry) -> Meter | None:
+    """A meter-config entry read back as a Meter, to compare with the desired one; None if it is not one of
+    Canopy's shape (packets per second with a burst, one drop band): modified to the desired one."""
+    flags = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST
+    bands = getattr(entry, "bands", ())
+    if (entry.flags & flags) != flags or len(bands) != 1 or bands[0].type != ofp.OFPMBT_DROP:
+        return None
+    return Meter(entry.meter_id, bands[0].rate, bands[0].burst_size)
+
+
+def strip(actions: tuple) -> tuple:
+    """``actions`` without their meter (a switch without meters)."""
+    return actions[1:] if actions and actions[0][0] == "meter" else actions
