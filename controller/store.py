@@ -206,8 +206,10 @@ class Store:
         own = any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved)
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
         self._renewals.append(self.file.made + (moved if own else []))  # a file deleted again and again: not copies
-        while len(self._renewals) > RENEWED_KEPT:  # for ever (no name is reused, storefile claim: none a kept one's)
-            remove(self._renewals.pop(0), f"the files of a renewal older than the newest {RENEWED_KEPT}")
+        while len(self._renewals) > RENEWED_KEPT:  # for ever. A name is claimed (storefile), but one another freed
+            kept = set().union(*self._renewals[1:])  # (a clean-up removed it) a later renewal may claim again: a
+            remove([path for path in self._renewals.pop(0) if path not in kept],  # kept renewal's file now
+                   f"the files of a renewal older than the newest {RENEWED_KEPT}")
         return db
 
     def close(self):

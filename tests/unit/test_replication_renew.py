@@ -196,6 +196,32 @@ def test_renewals_within_one_second_keep_the_newest_renewals_files(tmp_path, mon
         store.close()
 
 
+def test_a_name_freed_by_another_and_reused_by_a_kept_renewal_is_not_pruned_with_the_older_one(tmp_path, monkeypatch):
+    """(review45d) A renewal's file removed by another (a clean-up script) frees its name: a later renewal within the
+    same second claims it again. Pruning the older renewal (by name) then removed the kept renewal's file: its saved
+    copy gone, though it is one of the newest ``RENEWED_KEPT``. A name a kept renewal holds is not pruned."""
+    from controller import storefile
+    from controller.store import RENEWED_KEPT, Change
+
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T000000Z")  # every renewal within the same second
+    data = tmp_path / "data"
+    store = Store(str(data))
+    try:
+        for round_ in range(RENEWED_KEPT + 1):
+            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
+            os.remove(store.path)
+            assert store.file_failed()
+            store.renew()
+            if round_ == 0:  # the clean-up removes the first renewal's saved copy: its name is free again
+                [first] = [name for name in os.listdir(data) if ".saved-" in name]
+                os.remove(data / first)
+        saved = [name for name in os.listdir(data) if ".saved-" in name]
+        held = sorted(tenant for name in saved for tenant in _saved_tenants(data / name))
+        assert held == [f"t{round_}" for round_ in range(1, RENEWED_KEPT + 1)], (held, sorted(os.listdir(data)))
+    finally:
+        store.close()
+
+
 def test_two_renewals_within_one_second_set_aside_every_file_under_its_own_name(tmp_path, monkeypatch):
     """(flake44) ``renewed-<time>`` and ``gone-<time>-wal`` of two renewals within one second shared a name: the later
     replaced the earlier, a file set aside lost. Now each is claimed (``O_EXCL``; ``-2``, ``-3``... when taken): every
