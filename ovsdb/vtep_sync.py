@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from controller.discovery import VtepDesired
 from ovsdb.rowchanges import row_key
-from ovsdb.rowsync import OneInFlight, backoff_delay
+from ovsdb.rowsync import OneInFlight
 from ovsdb.vtep import (
     ENCAPSULATION,
     canopy_vni,
@@ -241,7 +241,7 @@ class VtepReconciler(OneInFlight):
     Nothing is planned until the database names its physical switch and the controller has given a desired
     state (None is "not known yet", never "empty"). A plan that has not settled (its
     transaction failed, or succeeded but the replica still differs) is retried no sooner than
-    ``backoff_delay(attempts)`` later; a new desired state is written at once unless the last
+    ``ovsdb.rowsync.backoff_delay(attempts)`` later; a new desired state is written at once unless the last
     transaction failed; reaching the desired state resets the count.
     """
 
