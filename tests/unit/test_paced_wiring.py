@@ -334,3 +334,43 @@ def test_a_count_after_a_read_back_hashes_a_switchs_refused_flows_once_not_once_
     most[0] = max(most[0], HASHED[0])
     assert counts[:3] == (3_000, 0, len(keys) - len(book.rejected)) == (3_000, 0, 1_500)
     assert most[0] <= CHUNK, most[0]
+
+
+def test_a_vtep_made_to_speak_in_a_pause_of_its_changed_macs_reports_its_rows_whole():
+    """As above, in a pause of session B reading only its changed local MACs (``changes``): B speaks, reads its rows
+    whole and reports them; the changes read under way end on the old set, which is dropped; B's next change is
+    reported from the rows read whole, with only that MAC changed."""
+    from ovsdb.claims import VtepClaims
+    from ovsdb.rowchanges import RowChange, RowChanges, row_key
+    from ovsdb.vtep_reporter import VtepReporter
+
+    db, sink = _vtep_with_macs(300), _Sink()
+    claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
+    a, armed = VtepReporter(sink, "a", "peer-a", claims=claims), []
+
+    def pause():
+        if armed == [True]:
+            armed.append(False)
+            a.gone()
+    b = VtepReporter(sink, "b", "peer-b", claims=claims, pacer=Pacer(pause, 100))
+    rows = lambda: db.all("Ucast_Macs_Local")  # noqa: E731
+    b.refresh(db.all("Physical_Switch"), rows)
+    a.refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
+    ls = db.all("Logical_Switch")[0]
+
+    def learn(first, count):
+        changes = RowChanges()
+        for i in range(first, first + count):
+            row = db.add("Ucast_Macs_Local", MAC="02:00:00:fe:%02x:%02x" % (i >> 8, i & 255), logical_switch=ls,
+                         ipaddr="", locator=db.own)
+            changes.record("Ucast_Macs_Local", row_key(row), RowChange(row))
+        return changes
+    changes, reported = learn(0, 150), len(sink.updates)
+    armed.append(True)
+    b.refresh(db.all("Physical_Switch"), rows, changes)  # a pause after 100 of the 150: B speaks there
+    assert b.speaking and armed == [True, False]
+    assert len(sink.updates) == reported + 1 and len(sink.updates[-1].local_macs) == 450
+    assert b._local.sorted() == b.last.local_macs == sink.updates[-1].local_macs
+    b.refresh(db.all("Physical_Switch"), rows, learn(150, 1))
+    assert len(sink.updates[-1].local_macs) == 451 and b._local.sorted() == sink.updates[-1].local_macs
+    assert {m.mac for m in sink.updates[-1].changed} == {"02:00:00:fe:00:96"}
