@@ -374,3 +374,40 @@ def test_a_vtep_made_to_speak_in_a_pause_of_its_changed_macs_reports_its_rows_wh
     b.refresh(db.all("Physical_Switch"), rows, learn(150, 1))
     assert len(sink.updates[-1].local_macs) == 451 and b._local.sorted() == sink.updates[-1].local_macs
     assert {m.mac for m in sink.updates[-1].changed} == {"02:00:00:fe:00:96"}
+
+
+def test_a_vtep_made_to_speak_while_idle_keeps_the_rows_its_own_session_read_in_the_speaks_pauses():
+    """Session A goes while B is idle: the claims make B speak in A's green thread, a whole read with pauses. In one,
+    B's own thread takes its next update (a MAC learnt: B's local MACs, gone in ``speak``, read whole again) and
+    reports it. The speak's read, begun before, of the rows as they were, then ended and was reported over it: the
+    switch shown without the MAC, and B's later changes applied to those older rows (the MAC lost until a whole
+    read). Now a read that a newer one began in its pauses is dropped; the newer one reports."""
+    from ovsdb.claims import VtepClaims
+    from ovsdb.rowchanges import RowChange, RowChanges, row_key
+    from ovsdb.vtep_reporter import VtepReporter
+
+    db, sink = _vtep_with_macs(300), _Sink()
+    claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
+    a, armed = VtepReporter(sink, "a", "peer-a", claims=claims), []
+    rows = lambda: db.all("Ucast_Macs_Local")  # noqa: E731
+    ls = db.all("Logical_Switch")[0]
+
+    def learn(mac):
+        changes = RowChanges()
+        row = db.add("Ucast_Macs_Local", MAC=mac, logical_switch=ls, ipaddr="", locator=db.own)
+        changes.record("Ucast_Macs_Local", row_key(row), RowChange(row))
+        return changes
+
+    def pause():
+        if armed == [True]:
+            armed.append(False)
+            b.refresh(db.all("Physical_Switch"), rows, learn("02:00:00:fe:00:01"))  # B's own thread, meanwhile
+    b = VtepReporter(sink, "b", "peer-b", claims=claims, pacer=Pacer(pause, 100))
+    b.refresh(db.all("Physical_Switch"), rows)
+    a.refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
+    armed.append(True)
+    a.gone()  # B speaks (in A's thread), its update arriving in a pause of that read
+    assert b.speaking and armed == [True, False]
+    assert len(sink.updates[-1].local_macs) == 301 and b._local.sorted() == b.last.local_macs
+    b.refresh(db.all("Physical_Switch"), rows, learn("02:00:00:fe:00:02"))
+    assert len(sink.updates[-1].local_macs) == 302 and b._local.sorted() == sink.updates[-1].local_macs
