@@ -411,3 +411,16 @@ def test_a_vtep_made_to_speak_while_idle_keeps_the_rows_its_own_session_read_in_
     assert len(sink.updates[-1].local_macs) == 301 and b._local.sorted() == b.last.local_macs
     b.refresh(db.all("Physical_Switch"), rows, learn("02:00:00:fe:00:02"))
     assert len(sink.updates[-1].local_macs) == 302 and b._local.sorted() == sink.updates[-1].local_macs
+
+
+def test_a_vtep_session_ended_in_a_pause_of_its_first_read_claims_and_reports_nothing():
+    """The session ends (``gone``) in a pause of its first read: the read then joined the claims and reported the
+    switch, a claimant that never leaves (the switch never reported gone)."""
+    from ovsdb.claims import VtepClaims, vtep_key
+    from ovsdb.vtep_reporter import VtepReporter
+
+    db, sink = _vtep_with_macs(300), _Sink()
+    claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
+    b = VtepReporter(sink, "b", "peer-b", claims=claims, pacer=Pacer(lambda: b.gone(), 100))
+    assert b.refresh(db.all("Physical_Switch"), lambda: db.all("Ucast_Macs_Local")) is False
+    assert sink.updates == [] and claims.speaker(vtep_key(db.all("Physical_Switch")[0].name)) is None
