@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import gc
 import time
-from threading import get_ident
 from bisect import bisect_left
 from itertools import accumulate
 from collections.abc import Callable
 from contextlib import contextmanager
+
+from controller.osthread import os_threading
 
 EVERY = 200  # default units between two pauses
 FREEZE_YOUNG = 50_000  # objects left in the youngest generation by a collector pause from which they are frozen
@@ -31,6 +32,7 @@ CLOCK = time.thread_time  # this OS thread's CPU: what the paused regions and th
 BUDGET = 0.008  # seconds of wall clock a BoundedPacer's stretch runs before it pauses at its next check
 CHECKS = 8  # a BoundedPacer's clock reads per ``every`` units
 _RESUMED: dict = {}  # (clock, OS thread id) -> when a BoundedPacer of that clock and thread last resumed from a pause
+_os_ident = os_threading.get_ident  # the OS thread's: ``threading``'s, monkey-patched (ryu-manager), names the green one
 
 
 class Pacer:
@@ -107,7 +109,7 @@ class BoundedPacer(Pacer):
             self._check = self.step
             now = self.clock()
             if now - self._since >= self.budget:
-                self._since = max(self._since, _RESUMED.get((self.clock, get_ident()), self._since))
+                self._since = max(self._since, _RESUMED.get((self.clock, _os_ident()), self._since))
                 if now - self._since >= self.budget:
                     self.early += 1
                     self._pause()
@@ -117,7 +119,7 @@ class BoundedPacer(Pacer):
         if self.pause is not None:
             self.pauses += 1
             self.pause()
-            self._since = _RESUMED[self.clock, get_ident()] = self.clock()  # a turn of the loop: see the docstring
+            self._since = _RESUMED[self.clock, _os_ident()] = self.clock()  # a turn of the loop: see the docstring
         else:
             self._since = self.clock()
 

@@ -94,8 +94,9 @@ def _missing(keys: dict, present: dict, left_out: dict, tick, chunk: int = CHUNK
     ``len(keys.keys() - present.keys() - left_out.keys())`` made and hashed sets of every key in one stretch: a switch
     just read back (16,000 flows desired, as many held), ~10 ms of CPU (vrs_scale's restart: its longest stretches, a
     scrape's count; docs/benchmarks.md "pace45"). A chunk's keys are hashed once, as its set is made; its lookups in
-    the dicts use those hashes."""
-    return sum(len(set(part).difference(present, left_out)) for part in key_slices(keys, tick, chunk))
+    the dicts use those hashes: one dict a ``difference`` (given two, it iterates the second whole and hashes its keys
+    again, every chunk: a switch's refused flows, ``left_out``, tests/unit/test_paced_wiring.py)."""
+    return sum(len(set(part).difference(present).difference(left_out)) for part in key_slices(keys, tick, chunk))
 
 
 def paced_sets(sets, tick, chunk: int = CHUNK, flows=len):

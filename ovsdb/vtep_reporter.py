@@ -6,7 +6,9 @@ The snapshot itself is read by ovsdb/vtep.py ``build_vtep_snapshot``; the rows C
 Reading the local MACs ticks a pacer per row (the session's: ovsdb/peersession.py): a switch's 10,000 local MACs read
 whole (at connect, or when a snapshot table other than Ucast_Macs_Local changes) were one stretch of ~130 ms of CPU
 (tests/unit/test_paced_wiring.py). In its pauses another session may make this one speak (``speak``): that reads
-the same rows, already complete, whole, as ovsdb/vrs.py's reporter does.
+the same rows, already complete, whole, as ovsdb/vrs.py's reporter does. A speak in another green thread (the
+speaker's session gone while this one is idle) pauses too, and this session's own next update may be read in those
+pauses: a read that a newer one began in its pauses is dropped (``_reads``), the newer one reports.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class VtepReporter(Claimant):
         self.last: VtepSnapshot | None = None  # this session's latest snapshot (reported or not)
         self._changed: set[VtepMac] | None = None  # local MACs changed since the switch was last reported
         self._gone = False
+        self._reads = 0  # refreshes begun: one that a newer one began in its pauses is dropped (module docstring)
 
     @property
     def speaking(self) -> bool:
@@ -105,6 +108,8 @@ class VtepReporter(Claimant):
         named there are read again (``local_macs``, rows or a function returning them, is not read)."""
         if self._gone:
             return False
+        self._reads += 1
+        read = self._reads
         switches = list(switches)
         self._rows = (switches, local_macs)
         self._note_many(switches)
@@ -112,12 +117,17 @@ class VtepReporter(Claimant):
         if changes is None or local is None or any(changes.table(t) for t in SNAPSHOT_TABLES
                                                     if t != "Ucast_Macs_Local"):
             rows = local_macs() if callable(local_macs) else local_macs
-            local = self._local = LocalMacs(rows, lambda row: local_mac(row, self._bad_value), self.pacer)
+            local = LocalMacs(rows, lambda row: local_mac(row, self._bad_value), self.pacer)
+            if read != self._reads or self._gone:  # a newer read began in a pause (it reports), or the session ended
+                return False
+            self._local = local
             self._changed = None  # compared with the last snapshot reported below
         else:
             for uuid, change in changes.table("Ucast_Macs_Local").items():
                 local.row_changed(uuid, None if change.deleted else change.row)
                 self.pacer.tick()
+            if read != self._reads or self._gone:  # (a speak: it set ``_local`` aside and read the rows whole)
+                return False
             if self._changed is not None:
                 self._changed |= local.take_changed()
         local.take_changed()

@@ -189,3 +189,50 @@ def test_a_stretch_that_began_after_another_pacers_pause_still_pauses_once_past_
         clock.now += 0.001
         pacer.tick()
     assert paused == [pytest.approx(5.010), pytest.approx(5.020), pytest.approx(5.030)] and pacer.early == 3
+
+
+GREEN_THREADS = """
+import sys
+sys.path.insert(0, {root!r})
+import eventlet
+eventlet.monkey_patch()                       # as under ryu-manager, before this module is first imported
+from controller.pacer import BoundedPacer
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+clock = Clock()
+burst = BoundedPacer(lambda: eventlet.sleep(0), every=200, budget=0.008, clock=clock)
+other = BoundedPacer(lambda: eventlet.sleep(0), every=1, budget=0.008, clock=clock)
+
+
+def elsewhere():                              # another green thread's paced work, a second later
+    clock.now += 1.0
+    other.tick()                              # pauses: resumes at 1.0
+
+
+eventlet.spawn(elsewhere).wait()
+for _unit in range(100):                      # a short burst (1 ms) of this green thread after it
+    clock.now += 0.00001
+    burst.tick()
+print(burst.pauses, burst.early)
+"""
+
+
+def test_a_bounded_pacer_sees_another_green_threads_resume_when_threads_are_green():
+    """``_RESUMED`` is keyed by the OS thread: where ``threading`` is eventlet's (monkey-patched before
+    controller/pacer.py is first imported), its ``get_ident`` names the green thread, and a burst after another green
+    thread's pause paused at its first check as it did before stop 45 (1 pause, early)."""
+    import os
+    import subprocess
+    import sys
+
+    code = GREEN_THREADS.format(root=os.getcwd())
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "0"]
