@@ -276,7 +276,20 @@ class ManagerDriver:
             return f.read()
 
     def context(self) -> str:
-        return "manager log tail:\n" + "\n".join(self.log().splitlines()[-30:])
+        return "manager log tail:\n" + "\n".join(self.log().splitlines()[-30:]) + "\n" + self.recorded()
+
+    def recorded(self) -> str:
+        """What the child reported, one short line an event (an update's session and port count, not its rows)."""
+        lines = []
+        for event in self.snapshot():
+            if event["ev"] in ("update", "vtep_update"):
+                snap = event["snap"]
+                lines.append("%s %s ports=%s" % (event["ev"], snap["session"], len(snap.get("ports", ()))))
+            elif event["ev"] == "sessions":
+                lines.append("sessions %s: %s" % (event["id"], [s["key"] for s in event["sessions"]]))
+            else:
+                lines.append(" ".join("%s=%s" % kv for kv in event.items()))
+        return "manager reported (%d events):\n%s" % (len(lines), "\n".join(lines[-60:]))
 
     def wait_event(self, predicate, timeout: float, what: str) -> dict:
         """The first recorded event matching ``predicate``, waiting up to ``timeout``."""

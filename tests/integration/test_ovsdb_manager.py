@@ -7,7 +7,9 @@ Canopy reads (tests/integration/test_ovsdb_tunnel.py covers what it writes).
 
 Hypervisors are bare ovsdb-servers (no ovs-vswitchd: ``ovs-vsctl --no-wait``), each in its own temp
 dir, reached through a unix socket and told ``set-manager tcp:127.0.0.1:PORT``. Processes are stopped
-by PID and temp dirs removed even when a test fails. Every wait polls with a deadline.
+by PID and temp dirs removed even when a test fails, after a failed test printed the tails of their logs (the
+manager's, each ovsdb-server's) and what the manager reported (tests/harness/kept_logs.py). Every wait polls with a
+deadline.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from ovsdb import firstreads
+from tests.harness import kept_logs
 from tests.harness.ovsdb_driver import ManagerDriver, hold_for, poll_until, stop_process
 
 pytestmark = pytest.mark.integration
@@ -68,12 +71,16 @@ class OvsdbServer:
         self.proc = subprocess.Popen(
             ["ovsdb-server", db, "--remote=punix:" + self.sock, "--remote=" + self.remote_column,
              "--unixctl=" + os.path.join(self.dir, "ctl"), "--no-chdir",
-             "--log-file=" + os.path.join(self.dir, "ovsdb-server.log"), "-vconsole:off"],
+             "--log-file=" + self.log_path, "-vconsole:off"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         poll_until(lambda: os.path.exists(self.sock), SLOW, "ovsdb-server socket " + self.sock)
 
     def _prepare(self) -> None:
         """Initial rows, once the server runs."""
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "ovsdb-server.log")
 
     def run(self, tool: str, *args: str) -> str:
         out = subprocess.run([tool, "--db=unix:" + self.sock, "--timeout=5", *args],
@@ -145,19 +152,20 @@ def _needs_ovs():
 
 
 @pytest.fixture
-def manager():
+def manager(call_failed):
     workdir = tempfile.mkdtemp(prefix="canopy-mgr-")
     try:
         driver = start_manager(workdir)
         yield driver
         driver.close()
+        kept_logs.report("manager", [driver.log_path], call_failed(), driver.recorded())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
-def spawn():
-    """Factory for Hypervisor / HardwareVtep instances, all closed at teardown."""
+def spawn(call_failed):
+    """Factory for Hypervisor / HardwareVtep instances, all closed at teardown (their logs printed if the test failed)."""
     started = []
 
     def make(cls, *args, **kwargs):
@@ -166,8 +174,11 @@ def spawn():
         return instance
 
     yield make
-    for instance in reversed(started):
-        instance.close()
+    try:
+        kept_logs.report("ovsdb-servers", [instance.log_path for instance in started], call_failed())
+    finally:
+        for instance in reversed(started):
+            instance.close()
 
 
 def connect_vrs(manager: ManagerDriver, hv: Hypervisor) -> dict:
