@@ -385,6 +385,28 @@ def test_a_long_update_of_non_ascii_text_arrives_whatever_read_it_is_split_acros
     assert info["state"] == "synced"
 
 
+def test_a_test_slow_to_read_the_managers_reports_does_not_stall_the_manager(manager, spawn):
+    """The manager's child writes each sink call to a pipe this test process reads. A test process slow to read (busy
+    elsewhere: in two-worker runs the two big-update tests above lost their session so, the child blocked 12-16 s in
+    one write) must not stall the child's hub: it would answer no echo, and the ovsdb-server (probe 1 s here) drop
+    it. A ~300 KB report (four times the pipe's 64 KB) held unread for three probe intervals: the same session after."""
+    hv = spawn(Hypervisor, "hv-unread")
+    first = connect_vrs(manager, hv)
+    session = first["session"]
+    hv.vsctl("add-br", "br-int")
+    manager.wait_latest(session, lambda s: s["bridge_present"], SLOW, "br-int present")
+    notes = {f"note{i}": "x" * 100_000 for i in range(3)}  # (one argument of ovs-vsctl: 128 KiB at most)
+    with manager.reading_held():
+        hv.vsctl("add-port", "br-int", "tap1", "--", "set", "Interface", "tap1", "type=internal",
+                 *(f"external_ids:{key}={text}" for key, text in notes.items()))
+        hold_for(3 * PROBE_MS / 1000, lambda: "disconnect" not in Path(hv.log_path).read_text(),
+                 "the ovsdb-server's session with the manager")
+    snap = manager.wait_latest(session, lambda s: _names(s) == ["tap1"], SLOW, "tap1 with its notes")
+    assert all([key, text] in snap["ports"][0]["external_ids"] for key, text in notes.items())
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    assert info["peer"] == first["peer"] and manager.gones(session) == 0, info
+
+
 def _transact(hv: Hypervisor, ops: list) -> None:
     """One transaction on the database's socket (too long for a command line), its reply checked."""
     with socket.socket(socket.AF_UNIX) as sock:
