@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -30,8 +31,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from eventlet import patcher
+
 from tests.harness.wait import wait_until
 from tests.harness.process import netns_argv, start_time
+
+# The test side's reader thread and its locks are the OS's even in a pytest process that an earlier test
+# monkey-patched (a unit test that runs the controller in-process does: ``hub.patch(thread=True)``): a green reader
+# blocked reading the pipe would hold the whole process, and the child with it (its writes wait for the reader).
+_threading = patcher.original("threading")
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 10.0  # seconds for the child (listening) to answer a command or stop
@@ -39,6 +47,8 @@ START_TIMEOUT = 10.0  # seconds for the child (listening) to answer a command or
 # (~1 s of CPU; 4.3-4.8 s of wall time at load 12-16 on 2 cores, past 10 s under a heavier load). Generous and
 # bounded; a child that exits before it listens fails the wait at once, with its exit status and log.
 LISTEN_TIMEOUT = 120.0
+READ_HOLD_MAX = 30.0  # seconds a test may hold the reading of the child's lines back (ManagerDriver.reading_held)
+_WRITE = os.write  # before driver_main's hub.patch (eventlet's green os.write waits in the calling thread's hub)
 
 
 # Child side.
@@ -105,18 +115,26 @@ def driver_main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    from eventlet.semaphore import Semaphore
+    lines = queue.SimpleQueue()  # the standard library's (hub.patch(thread=False) leaves queue and threading alone)
 
-    emitting = Semaphore()
+    def write_lines():
+        """An OS thread writing each line whole to stdout, in order, as fast as the test side reads them. Not the hub:
+        a write to a full pipe blocks until the reader (a thread of the pytest process) has read it, and meanwhile
+        the whole child would answer no ovsdb-server's probe (1 s in test_ovsdb_manager: dropped after 2 s; seen in
+        two-worker runs, where a worker's full garbage collections stopped its reader). ``_WRITE``: the unpatched
+        ``os.write`` (eventlet's would wait in this thread's own hub); never a text layer (under PYTHONUNBUFFERED it
+        drops what a short write left: a 290 KB update was cut mid-escape once)."""
+        while (data := lines.get()) is not None:
+            view = memoryview(data)
+            while view:
+                view = view[_WRITE(1, view):]
+
+    writer = threading.Thread(target=write_lines, name="stdout-writer", daemon=True)
+    writer.start()
 
     def emit(**event):
-        """One whole JSON line on stdout. Not ``sys.stdout.write``: under PYTHONUNBUFFERED its text layer sits on the
-        raw file and drops what a short write left (seen once at load 10: a 290 KB update cut mid-escape, and the test
-        side's reader died on it); a green thread's write waits here while another's is under way."""
-        data = memoryview((json.dumps(event, default=_listed) + "\n").encode())
-        with emitting:
-            while data:
-                data = data[os.write(1, data):]
+        """One JSON line for the test side, queued for ``write_lines``: a green thread never waits for the reader."""
+        lines.put((json.dumps(event, default=_listed) + "\n").encode())
 
     class RecordingSink(DiscoverySink):
         def vrs_update(self, snap):
@@ -156,6 +174,8 @@ def driver_main(argv: list[str]) -> int:
             break
     server.stop()
     emit(ev="stopped", sessions=server.sessions())
+    lines.put(None)
+    writer.join(START_TIMEOUT)
     return 0
 
 
@@ -242,9 +262,11 @@ class ManagerDriver:
         self.proc = subprocess.Popen(netns_argv(ns, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._log, env=env, cwd=str(REPO))
         self.events: list[dict] = []
-        self._lock = threading.Lock()
+        self._lock = _threading.Lock()
         self._ids = itertools.count(1)
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._may_read, self._parked = _threading.Event(), _threading.Event()
+        self._may_read.set()
+        self._reader = _threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         try:
             if record is not None:
@@ -263,9 +285,29 @@ class ManagerDriver:
         return found
 
     def _read(self):
-        for line in self.proc.stdout:
+        while True:
+            if not self._may_read.is_set():  # held back by reading_held
+                self._parked.set()
+                self._may_read.wait(READ_HOLD_MAX)
+                self._parked.clear()
+            line = self.proc.stdout.readline()
+            if not line:
+                return
             with self._lock:
                 self.events.append(json.loads(line))
+
+    @contextlib.contextmanager
+    def reading_held(self):
+        """Read none of the child's lines in this block (at most ``READ_HOLD_MAX`` seconds), as a test process busy
+        elsewhere would not: what the child writes meanwhile fills the pipe. The reader, waiting for a line, stops
+        once it has read the answer to a ``sessions`` request sent here (id 0: never waited for)."""
+        self._may_read.clear()
+        try:
+            self._send("sessions 0")
+            poll_until(self._parked.is_set, START_TIMEOUT, "the reader held back", self.context)
+            yield
+        finally:
+            self._may_read.set()
 
     def snapshot(self) -> list[dict]:
         with self._lock:
@@ -276,7 +318,20 @@ class ManagerDriver:
             return f.read()
 
     def context(self) -> str:
-        return "manager log tail:\n" + "\n".join(self.log().splitlines()[-30:])
+        return "manager log tail:\n" + "\n".join(self.log().splitlines()[-30:]) + "\n" + self.recorded()
+
+    def recorded(self) -> str:
+        """What the child reported, one short line an event (an update's session and port count, not its rows)."""
+        lines = []
+        for event in self.snapshot():
+            if event["ev"] in ("update", "vtep_update"):
+                snap = event["snap"]
+                lines.append("%s %s ports=%s" % (event["ev"], snap["session"], len(snap.get("ports", ()))))
+            elif event["ev"] == "sessions":
+                lines.append("sessions %s: %s" % (event["id"], [s["key"] for s in event["sessions"]]))
+            else:
+                lines.append(" ".join("%s=%s" % kv for kv in event.items()))
+        return "manager reported (%d events):\n%s" % (len(lines), "\n".join(lines[-60:]))
 
     def wait_event(self, predicate, timeout: float, what: str) -> dict:
         """The first recorded event matching ``predicate``, waiting up to ``timeout``."""

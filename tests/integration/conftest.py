@@ -3,6 +3,8 @@
 - ``lab``: a ``tests.harness.lab.Lab``, always torn down; when the test fails, the tails of every
   process log are printed (pytest shows them under "Captured stdout teardown").
 - ``lab_capable``: skips the test unless this machine can run a lab (root, ovs-vswitchd).
+- ``call_failed``: asked at teardown, whether the test's call failed (a fixture then prints its processes' logs:
+  tests/harness/kept_logs.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def lab_capable() -> None:
         pytest.skip("integration tests need root (network namespaces, veths, Open vSwitch)")
     if not ovs_available():
         pytest.skip("integration tests need Open vSwitch: ovs-vswitchd not found")
+
+
+@pytest.fixture
+def call_failed(request):
+    """A callable: whether this test's call failed (ask it at teardown)."""
+    return lambda: request.node.stash.get(_CALL_FAILED, False)
 
 
 @pytest.fixture

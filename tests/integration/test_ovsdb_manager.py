@@ -7,7 +7,9 @@ Canopy reads (tests/integration/test_ovsdb_tunnel.py covers what it writes).
 
 Hypervisors are bare ovsdb-servers (no ovs-vswitchd: ``ovs-vsctl --no-wait``), each in its own temp
 dir, reached through a unix socket and told ``set-manager tcp:127.0.0.1:PORT``. Processes are stopped
-by PID and temp dirs removed even when a test fails. Every wait polls with a deadline.
+by PID and temp dirs removed even when a test fails, after a failed test printed the tails of their logs (the
+manager's, each ovsdb-server's) and what the manager reported (tests/harness/kept_logs.py). Every wait polls with a
+deadline.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from ovsdb import firstreads
+from tests.harness import kept_logs
 from tests.harness.ovsdb_driver import ManagerDriver, hold_for, poll_until, stop_process
 
 pytestmark = pytest.mark.integration
@@ -68,12 +71,16 @@ class OvsdbServer:
         self.proc = subprocess.Popen(
             ["ovsdb-server", db, "--remote=punix:" + self.sock, "--remote=" + self.remote_column,
              "--unixctl=" + os.path.join(self.dir, "ctl"), "--no-chdir",
-             "--log-file=" + os.path.join(self.dir, "ovsdb-server.log"), "-vconsole:off"],
+             "--log-file=" + self.log_path, "-vconsole:off"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         poll_until(lambda: os.path.exists(self.sock), SLOW, "ovsdb-server socket " + self.sock)
 
     def _prepare(self) -> None:
         """Initial rows, once the server runs."""
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "ovsdb-server.log")
 
     def run(self, tool: str, *args: str) -> str:
         out = subprocess.run([tool, "--db=unix:" + self.sock, "--timeout=5", *args],
@@ -145,19 +152,20 @@ def _needs_ovs():
 
 
 @pytest.fixture
-def manager():
+def manager(call_failed):
     workdir = tempfile.mkdtemp(prefix="canopy-mgr-")
     try:
         driver = start_manager(workdir)
         yield driver
         driver.close()
+        kept_logs.report("manager", [driver.log_path], call_failed(), driver.recorded())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
-def spawn():
-    """Factory for Hypervisor / HardwareVtep instances, all closed at teardown."""
+def spawn(call_failed):
+    """Factory for Hypervisor / HardwareVtep instances, all closed at teardown (their logs printed if the test failed)."""
     started = []
 
     def make(cls, *args, **kwargs):
@@ -166,8 +174,11 @@ def spawn():
         return instance
 
     yield make
-    for instance in reversed(started):
-        instance.close()
+    try:
+        kept_logs.report("ovsdb-servers", [instance.log_path for instance in started], call_failed())
+    finally:
+        for instance in reversed(started):
+            instance.close()
 
 
 def connect_vrs(manager: ManagerDriver, hv: Hypervisor) -> dict:
@@ -372,6 +383,28 @@ def test_a_long_update_of_non_ascii_text_arrives_whatever_read_it_is_split_acros
     assert all([key, text] in snap["ports"][0]["external_ids"] for key, text in texts.items())
     [info] = [s for s in manager.sessions() if s["key"] == session]
     assert info["state"] == "synced"
+
+
+def test_a_test_slow_to_read_the_managers_reports_does_not_stall_the_manager(manager, spawn):
+    """The manager's child writes each sink call to a pipe this test process reads. A test process slow to read (busy
+    elsewhere: in two-worker runs the two big-update tests above lost their session so, the child blocked 12-16 s in
+    one write) must not stall the child's hub: it would answer no echo, and the ovsdb-server (probe 1 s here) drop
+    it. A ~300 KB report (four times the pipe's 64 KB) held unread for three probe intervals: the same session after."""
+    hv = spawn(Hypervisor, "hv-unread")
+    first = connect_vrs(manager, hv)
+    session = first["session"]
+    hv.vsctl("add-br", "br-int")
+    manager.wait_latest(session, lambda s: s["bridge_present"], SLOW, "br-int present")
+    notes = {f"note{i}": "x" * 100_000 for i in range(3)}  # (one argument of ovs-vsctl: 128 KiB at most)
+    with manager.reading_held():
+        hv.vsctl("add-port", "br-int", "tap1", "--", "set", "Interface", "tap1", "type=internal",
+                 *(f"external_ids:{key}={text}" for key, text in notes.items()))
+        hold_for(3 * PROBE_MS / 1000, lambda: "disconnect" not in Path(hv.log_path).read_text(),
+                 "the ovsdb-server's session with the manager")
+    snap = manager.wait_latest(session, lambda s: _names(s) == ["tap1"], SLOW, "tap1 with its notes")
+    assert all([key, text] in snap["ports"][0]["external_ids"] for key, text in notes.items())
+    [info] = [s for s in manager.sessions() if s["key"] == session]
+    assert info["peer"] == first["peer"] and manager.gones(session) == 0, info
 
 
 def _transact(hv: Hypervisor, ops: list) -> None:
