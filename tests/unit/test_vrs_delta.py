@@ -602,3 +602,14 @@ def test_a_vrs_made_to_speak_while_idle_keeps_the_rows_its_own_session_read_in_t
     snap = sink.calls[-1][1]
     assert set(by_name(snap)) == want and by_name(snap)["tap7"].ofport == 78 and snap.changed == {"tap7"}
 
+
+def test_a_vrs_session_ended_in_a_pause_of_its_first_read_reports_nothing_and_holds_no_claim():
+    """The session ends (``gone``) in a pause of its first read of every port: nothing reported, no claim left."""
+    from controller.pacer import Pacer
+    from ovsdb.claims import switch_key
+
+    db, sink = Db(ports=40), Sink()
+    claims = VrsClaims(sink, grace=10.0)
+    b = VrsReporter(sink, "ovsdb:" + PEER_B, PEER_B, claims=claims, pacer=Pacer(lambda: b.gone(), every=5))
+    assert b.refresh([db.root]) is False
+    assert sink.calls == [] and claims.speaker(switch_key("hv1")) is None and not b.speaking
