@@ -100,6 +100,14 @@ class BridgePorts:
         self._told.clear()
         return gone
 
+    def rebuilt(self, bridge, previous: dict[str, PortInfo] | None) -> tuple[BridgePorts, frozenset[str] | None]:
+        """``rebuild`` into a new ``BridgePorts`` (its counts and claims carried on), this one left as it was: a read
+        whose pauses another read may overtake (ovsdb/vrs.py) changes nothing until it is kept."""
+        new = BridgePorts(self._port_info, self.pacer, self._reread, self._refused)
+        new.refused_claims, new.full_reads, new._told = self.refused_claims, self.full_reads, set(self._told)
+        new._iface_port = dict(self._iface_port)  # who held each interface before the read (``_settle_claims``)
+        return new, new.rebuild(bridge, previous)
+
     def rebuild(self, bridge, previous: dict[str, PortInfo] | None) -> frozenset[str] | None:
         """Read every port of ``bridge``. ``previous``: {name: PortInfo} last handed out for this switch
         (equal values are reused, and the result names what differs); None: nothing before, returns None."""

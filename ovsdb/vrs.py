@@ -289,8 +289,9 @@ class VrsReporter(Claimant):
         self.last: VrsSnapshot | None = None  # this session's latest snapshot (reported or not)
         self._root_rows: Iterable = ()
         self._changed: set[str] | None = None  # ports changed since the switch was last reported
-        self._resync = True  # the next refresh reads every port (first copy, or taking over a key)
+        self._resync = True  # a refresh reads every port until one such read is kept (first copy, taking over a key)
         self._gone = False
+        self._reads = 0  # refreshes begun: one that a newer one began in its pauses is dropped (``refresh``)
         self._leaving: list[str] = []  # ports told leaving (``leaving``) until the update deleting them is applied
 
     @property
@@ -315,9 +316,15 @@ class VrsReporter(Claimant):
     def refresh(self, root_rows: Iterable, changes=None) -> bool:
         """Apply the current rows; report and return True if the switch's snapshot changed. Reading many ports
         pauses (``pacer``): another session's green thread may then make this one speak (``speak``), which reads
-        the same rows, already complete, in full (tests/unit/test_vrs_delta.py)."""
+        the same rows, already complete, in full; and a speak in another green thread (the speaker's session gone
+        while this one is idle) pauses too, in which this session's own next update may be read and refreshed. A
+        read of every port builds new ``BridgePorts`` kept only at its end; a refresh that a newer one began in its
+        pauses is dropped (it changes and reports nothing), the newer one, of newer rows, reports
+        (tests/unit/test_vrs_delta.py)."""
         if self._gone:
             return False
+        self._reads += 1
+        read = self._reads
         self._root_rows = root_rows
         root = next(iter(root_rows), None)
         key = switch_key(_chassis(_ext(root) if root is not None else {}, self.peer))
@@ -327,7 +334,8 @@ class VrsReporter(Claimant):
             self.key, self._resync = key, True
             self._claims.join(key, self)
         br = _find_bridge(root, self.bridge)
-        self._read_ports(br, changes)
+        if not self._read_ports(br, changes, read):
+            return False
         changed = frozenset(self._changed) if self._changed is not None else None
         named = self._ports.by_name()
         changed_ports = {n: named[n] for n in changed if n in named} if changed is not None else None
@@ -367,23 +375,30 @@ class VrsReporter(Claimant):
         self._resync = True
         self.refresh(self._root_rows)
 
-    def _read_ports(self, br, changes) -> None:
-        """Bring the bridge's ports up to date and ``_changed`` with them."""
+    def _read_ports(self, br, changes, read: int) -> bool:
+        """Bring the bridge's ports up to date and ``_changed`` with them; False (nothing changed) if a newer refresh
+        began in the read's pauses (``refresh``), or the session ended."""
         if not self._resync and changes is not None and br is not None and \
                 self._ports.bridge_key is not None and row_key(br) == self._ports.bridge_key:
-            delta = self._ports.apply(br, changes)
+            delta = self._ports.apply(br, changes)  # (overtaken: a speak's read of every port replaced ``_ports``)
+            if read != self._reads or self._gone:
+                return False
             if self._changed is not None:
                 self._changed |= delta
-            return
-        self._resync = False
+            return True
         last = self._claims.last(self.key)
         previous = {p.name: p for p in last.ports} if last is not None else None
         if br is None:
             self._ports.clear()
             self._changed = set(previous) if previous is not None else None
         else:
-            delta = self._ports.rebuild(br, previous)
+            ports, delta = self._ports.rebuilt(br, previous)
+            if read != self._reads or self._gone:  # a newer refresh began in a pause: it reads the rows as they are
+                return False
+            self._ports = ports
             self._changed = set(delta) if delta is not None else None
+        self._resync = False
+        return True
 
     def _refused_claim(self, iface: str, port: str, holder: str) -> None:
         # one key for every claim: a peer making many (the same again and again, or new ones) is one line a minute

@@ -559,3 +559,57 @@ def test_ports_deleted_at_once_leave_the_sorted_names_by_one_filter_and_equal_a_
     assert len(bisected) <= bridgeports.FEW_GONE
     assert snap.ports == bridge_ports(db.bridge) and [p.name for p in snap.ports] == sorted(by_name(snap))
     assert snap.changed == set(names) and by_name(snap)[names[0]].ext("iface-id") == "again"
+
+
+def test_a_vrs_made_to_speak_while_idle_keeps_the_rows_its_own_session_read_in_the_speaks_pauses():
+    """Session A goes while B is idle: the claims make B speak in A's green thread, a read of every port with pauses.
+    In one, B's own thread takes its next update (a port added, one deleted, one's ofport changed) and reports it.
+    It was applied as a delta to the speak's half-read ports: the switch reported with no ports (every vport
+    unbound), then the speak's read, of the ports listed before, reported the deleted port again (stale until the
+    next full read). Now a read of every port is kept only at its end, B's update reads them all (the speak's
+    pending), and the speak's read, overtaken, is dropped."""
+    from controller.pacer import Pacer
+
+    db_a, db_b, sink = Db(ports=2), Db(ports=40), Sink()
+    claims = VrsClaims(sink, grace=10.0)
+    armed = []
+
+    def pause():
+        if armed == [True]:
+            armed.append(False)
+            db_b.add("new", {"iface-id": "vp-new"})
+            db_b.remove("tap3")
+            db_b.set_iface("tap5", ofport=[77])
+            b.refresh([db_b.root], db_b.take())  # B's own thread, meanwhile
+
+    b = VrsReporter(sink, "ovsdb:" + PEER_B, PEER_B, claims=claims, pacer=Pacer(pause, every=5))
+    b.refresh([db_b.root])
+    a = follow(db_a, sink, claims)
+    assert a.speaking and not b.speaking
+    armed.append(True)
+    a.gone()  # B speaks (in A's thread), its update arriving in a pause of that read
+    assert b.speaking and armed == [True, False]
+    want = {p.name for p in db_b.bridge.ports if p.name != "br-int"}
+    reported = [c[1] for c in sink.calls if c[0] == "update"]
+    for snap in reported[2:]:  # every report since A went: the rows as they were, or as they are, whole
+        assert set(by_name(snap)) in (want, want - {"new"} | {"tap3"}), sorted(set(by_name(snap)) ^ want)
+    snap = reported[-1]
+    assert len(reported) == 3 and b.full_reads == 2  # B's first read, its update's; the speak's dropped
+    assert set(by_name(snap)) == want and by_name(snap)["tap5"].ofport == 77
+    assert b.last.ports == snap.ports
+    db_b.set_iface("tap7", ofport=[78])  # B's next update applied to the rows as they are
+    assert b.refresh([db_b.root], db_b.take())
+    snap = sink.calls[-1][1]
+    assert set(by_name(snap)) == want and by_name(snap)["tap7"].ofport == 78 and snap.changed == {"tap7"}
+
+
+def test_a_vrs_session_ended_in_a_pause_of_its_first_read_reports_nothing_and_holds_no_claim():
+    """The session ends (``gone``) in a pause of its first read of every port: nothing reported, no claim left."""
+    from controller.pacer import Pacer
+    from ovsdb.claims import switch_key
+
+    db, sink = Db(ports=40), Sink()
+    claims = VrsClaims(sink, grace=10.0)
+    b = VrsReporter(sink, "ovsdb:" + PEER_B, PEER_B, claims=claims, pacer=Pacer(lambda: b.gone(), every=5))
+    assert b.refresh([db.root]) is False
+    assert sink.calls == [] and claims.speaker(switch_key("hv1")) is None and not b.speaking
