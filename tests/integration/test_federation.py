@@ -66,6 +66,10 @@ def remote_macs(api):
     return {r["mac"]: r for r in routes(api, "in", 2)}
 
 
+def announced(api):
+    return {r["mac"]: r for r in routes(api, "out", 2)}
+
+
 @pytest.fixture(scope="module")
 def fed(lab_capable):
     from tests.harness.lab import Lab
@@ -134,6 +138,12 @@ def test_a_vm_migrating_from_a_to_b_keeps_working_and_its_sequence_rises(fed):
     before = remote_macs(b.api)[mac]
     assert before["next_hop"] == hva.vtep_ip and not before.get("mobility_seq")
     moved = lab.add_vm(hvb, "mover2", mac=mac, vnic_id="mover")  # the VM arrives on B's hypervisor...
+    # ...while A still announces it (a live migration): B takes the move from A's route (sequence 0 + 1). It leaves
+    # A's only once B announces that: had A's withdrawal reached B before B's pass took the new port, the MAC would
+    # be new to B, no peer announcing it, so sequence 0 (RFC 7432 section 15), no move (a loaded two-worker run did
+    # that: quiet, B binds the port ~25 ms before A unbinds it, and the two controllers' passes race)
+    lab.wait_until(lambda: ((announced(b.api).get(mac) or {}).get("mobility_seq") or 0) >= 1, timeout=30,
+                   what="B announcing the mover with a sequence number")
     lab.remove_vm(vms.pop("mover"))  # ...and leaves A's
     vms["mover"] = moved
     lab.wait_until(lambda: (remote_macs(a.api).get(mac) or {}).get("next_hop") == hvb.vtep_ip, timeout=30,
