@@ -471,16 +471,16 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         milliseconds; REPLY_TIMEOUT at most): re-enabled with them alive, its first collection walked every one of
         them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
         if self._book.desired is not None:
-            for _ in range(COUNTS_BEFORE_PLAN):  # a change during a count's pauses is counted before any flow is planned
-                if self._meter_dirty is not None and not self._meter_dirty:
-                    break
-                self._count_meters()
-            else:
+            if not self._meters_counted():
                 return True  # still changing: counted again, in the next round
             if self._send_meters(("meter_add", "meter_modify")):
                 return True  # a meter before the flows that name it: in a change set of its own, first
         with collector_paused():
             with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
+                # a change while this waited for its slot may name a meter the switch does not hold yet: the flows
+                # wait for the next round, which sends that meter first (the plan copies the desired state now)
+                if self._meter_dirty != set() and (not self._meters_counted() or self._meters_to_add()):
+                    return True
                 planning = time.perf_counter()  # not counting the wait for a slot: the plan's own time
                 ops = self._plan_ops()
             if ops and self._interrupted():  # came during the plan's pauses
@@ -491,6 +491,20 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             sent, ops = bool(ops), None  # freed while the collector is paused
         # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it)
         return sent or (self._book.desired is not None and self._send_meters(("meter_delete",)))
+
+    def _meters_counted(self) -> bool:
+        """Count the desired meters again if a change came (``_count_meters``); a change during a count's pauses is
+        counted too, at most COUNTS_BEFORE_PLAN counts; False if the last one still left a change uncounted."""
+        for _ in range(COUNTS_BEFORE_PLAN):
+            if self._meter_dirty is not None and not self._meter_dirty:
+                return True
+            self._count_meters()
+        return self._meter_dirty == set()
+
+    def _meters_to_add(self) -> bool:
+        """Whether a desired meter is not on the switch as desired (an add or a modify to send before the flows)."""
+        parts = self._meter_parts()
+        return bool(parts.get("meter_add") or parts.get("meter_modify"))
 
     def _send_meters(self, kinds) -> bool:
         """Send the meter changes of ``kinds`` (``_meter_parts``) as a change set of their own, messages and a barrier

@@ -374,3 +374,34 @@ def test_the_meters_are_counted_pausing_and_a_change_meanwhile_is_counted_before
     assert rec.pacer.pauses >= 3  # 300 flows counted, a pause every 100
     assert switch.violations == [] and switch.flows[next(iter(late_flows)).cookie] == meters.PORT_DHCP + 999
     assert len(switch.meters) == 301 and rec.status()["meters"]["desired"] == 301
+
+
+def test_a_vport_handed_out_while_the_plan_waits_for_its_slot_has_its_meter_sent_before_its_flows(monkeypatch):
+    """The plan copies the desired state once it holds its slot (openflow/atonce.py PLANS): a vport handed out while
+    it waited (other switches planning, a cold start) names a meter counted after it, sent before the flows."""
+    import contextlib
+
+    from openflow import reconciler
+
+    switch = MeterSwitch(4)
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"))
+    rec._request = switch.request
+    assert rec._read_back()
+    vm1, vm2 = Owner("vport", "vm-1"), Owner("vport", "vm-2")
+    rec.set_desired_owners({vm1: frozenset({PUNT})}, (), None)
+    waited = []
+
+    @contextlib.contextmanager
+    def slot(dirty):
+        if not waited:  # another switch held the slot: the programmer hands out vm-2 meanwhile
+            waited.append(dirty)
+            rec.set_desired_owners({vm1: frozenset({PUNT}), vm2: frozenset({PUNT2})}, (), {vm2})
+        yield
+
+    monkeypatch.setattr(reconciler, "plan_slot", slot)
+    with hub.Timeout(10):
+        while rec._sync():
+            pass
+    assert waited and switch.violations == []
+    assert switch.flows == {PUNT.cookie: DHCP3, PUNT2.cookie: meters.PORT_DHCP + 4}
+    assert switch.meters.keys() == {DHCP3, meters.PORT_DHCP + 4}
