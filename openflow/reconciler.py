@@ -479,7 +479,8 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
                 # a change while this waited for its slot may name a meter the switch does not hold yet: the flows
                 # wait for the next round, which sends that meter first (the plan copies the desired state now)
-                if self._meter_dirty != set() and (not self._meters_counted() or self._meters_to_add()):
+                if self._book.desired is not None and self._meter_dirty != set() and \
+                        (not self._meters_counted() or self._meters_to_add()):
                     return True
                 planning = time.perf_counter()  # not counting the wait for a slot: the plan's own time
                 ops = self._plan_ops()
