@@ -412,17 +412,18 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         if features is None:
             return None
         most = getattr(features[0], "max_meter", 0) if features else 0
-        if not most:
-            note = f"the switch has no meters ({features and 'max_meter 0' or 'meter features refused'}): " \
-                   "packets to the controller are not metered (docs/vrs.md)"
+        # a switch that refuses to list its meters: as one without (not a read-back failing every RETRY_DELAY)
+        config = self._request(ryumsg.meter_config_request(self.datapath)) if most else False
+        if config is None:
+            return None
+        if config is False:
+            why = "meter configuration refused" if most else features and "max_meter 0" or "meter features refused"
+            note = f"the switch has no meters ({why}): packets to the controller are not metered (docs/vrs.md)"
             if note != self.meter_note:
                 self._log.warning("%s", note)
             self._set_meter_support(False, note)
             self._installed_meters = {}
             return False
-        config = self._request(ryumsg.meter_config_request(self.datapath))
-        if config is None:
-            return None
         self._set_meter_support(True, None)
         self._installed_meters = {m.meter_id: meters.decode_config(self.ofp, m) for m in config
                                   if m.meter_id in meters.METER_RANGE}

@@ -405,3 +405,35 @@ def test_a_vport_handed_out_while_the_plan_waits_for_its_slot_has_its_meter_sent
     assert waited and switch.violations == []
     assert switch.flows == {PUNT.cookie: DHCP3, PUNT2.cookie: meters.PORT_DHCP + 4}
     assert switch.meters.keys() == {DHCP3, meters.PORT_DHCP + 4}
+
+
+class ConfigRefusingSwitch(MeterSwitch):
+    """A switch whose meter features say it has meters but that answers the meter configuration request with an
+    error: asked through the reconciler's own ``_request`` (its answers dispatched to ``handle`` as Ryu would)."""
+
+    def send_msg(self, msg):
+        parser, ofp = self.ofproto_parser, self.ofproto
+        if isinstance(msg, parser.OFPMeterConfigStatsRequest):
+            error = parser.OFPErrorMsg(self, type_=ofp.OFPET_BAD_REQUEST, code=ofp.OFPBRC_BAD_MULTIPART, data=b"")
+            error.xid, error.msg_type, error.datapath = msg.xid, ofp.OFPT_ERROR, self
+            self.rec.handle(error)
+        else:
+            self.rec.handle(SimpleNamespace(datapath=self, msg_type=ofp.OFPT_MULTIPART_REPLY, xid=msg.xid, flags=0,
+                                            body=self.request(msg)))
+
+
+def test_a_switch_refusing_to_list_its_meters_gets_the_flows_without_them_and_one_warning(caplog):
+    """Not a read-back failing every RETRY_DELAY for ever (the switch never programmed, an error logged each time)."""
+    switch = ConfigRefusingSwitch(4)
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"))
+    with caplog.at_level(logging.WARNING, logger="test.punt_meters"):
+        assert rec._read_back()
+        rec.set_desired([PUNT, PLAIN])
+        with hub.Timeout(10):
+            while rec._sync():
+                pass
+        rec.resync()
+        assert rec._read_back()
+    assert switch.flows == {PUNT.cookie: None, PLAIN.cookie: None} and switch.violations == []
+    assert len([r for r in caplog.records if "not metered" in r.getMessage()]) == 1
+    assert rec.status()["meters"]["supported"] is False
