@@ -478,10 +478,9 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                 return True  # a meter before the flows that name it: in a change set of its own, first
         with collector_paused():
             with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
-                # a change while this waited for its slot may name a meter the switch does not hold yet: the flows
-                # wait for the next round, which sends that meter first (the plan copies the desired state now)
-                if self._book.desired is not None and self._meter_dirty != set() and \
-                        (not self._meters_counted() or self._meters_to_add()):
+                # a change while this waited for its slot may name a meter the switch does not hold yet: sent here,
+                # before the plan copies the desired state (not a round again: the slot lost at a cold start)
+                if self._book.desired is not None and self._meter_dirty != set() and not self._meters_ready():
                     return True
                 planning = time.perf_counter()  # not counting the wait for a slot: the plan's own time
                 ops = self._plan_ops()
@@ -503,10 +502,15 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             self._count_meters()
         return self._meter_dirty == set()
 
-    def _meters_to_add(self) -> bool:
-        """Whether a desired meter is not on the switch as desired (an add or a modify to send before the flows)."""
-        parts = self._meter_parts()
-        return bool(parts.get("meter_add") or parts.get("meter_modify"))
+    def _meters_ready(self) -> bool:
+        """Count the changes that came and send their meters' adds and modifies until a count finds nothing to send
+        (at most COUNTS_BEFORE_PLAN times); False if there still was."""
+        for _ in range(COUNTS_BEFORE_PLAN):
+            if not self._meters_counted():
+                return False
+            if not self._send_meters(("meter_add", "meter_modify")):
+                return True
+        return False
 
     def _send_meters(self, kinds) -> bool:
         """Send the meter changes of ``kinds`` (``_meter_parts``) as a change set of their own, messages and a barrier

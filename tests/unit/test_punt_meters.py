@@ -393,8 +393,8 @@ def test_a_vport_handed_out_while_the_plan_waits_for_its_slot_has_its_meter_sent
 
     @contextlib.contextmanager
     def slot(dirty):
-        if not waited:  # another switch held the slot: the programmer hands out vm-2 meanwhile
-            waited.append(dirty)
+        waited.append(dirty)
+        if len(waited) == 1:  # another switch held the slot: the programmer hands out vm-2 meanwhile
             rec.set_desired_owners({vm1: frozenset({PUNT}), vm2: frozenset({PUNT2})}, (), {vm2})
         yield
 
@@ -405,6 +405,7 @@ def test_a_vport_handed_out_while_the_plan_waits_for_its_slot_has_its_meter_sent
     assert waited and switch.violations == []
     assert switch.flows == {PUNT.cookie: DHCP3, PUNT2.cookie: meters.PORT_DHCP + 4}
     assert switch.meters.keys() == {DHCP3, meters.PORT_DHCP + 4}
+    assert waited[1:] == [set()]  # vm-2's meter sent in the slot, its flows in that plan; then only an empty plan
 
 
 class ConfigRefusingSwitch(MeterSwitch):
