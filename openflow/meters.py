@@ -30,8 +30,8 @@ Meters are device state like flows: the desired meters of a switch are those its
 the switch reconciler (openflow/reconciler.py) reads them back at connect (meter features, meter config), adds the
 missing ones before the flows that name them, modifies those that differ, and deletes meters in Canopy's id range
 (``METER_RANGE``) that are not desired, after the flows (a vport gone: its meter once its flows are deleted). A switch
-without meters (max_meter 0, an error answering the meter-features request, or a meter's add refused) gets its flows
-without the meter instruction, and one warning.
+without meters (max_meter 0, an error answering the meter-features or meter-config request, or a meter's add
+refused) gets its flows without the meter instruction, and one warning.
 """
 
 from __future__ import annotations

@@ -412,17 +412,18 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         if features is None:
             return None
         most = getattr(features[0], "max_meter", 0) if features else 0
-        if not most:
-            note = f"the switch has no meters ({features and 'max_meter 0' or 'meter features refused'}): " \
-                   "packets to the controller are not metered (docs/vrs.md)"
+        # a switch that refuses to list its meters: as one without (not a read-back failing every RETRY_DELAY)
+        config = self._request(ryumsg.meter_config_request(self.datapath)) if most else False
+        if config is None:
+            return None
+        if config is False:
+            why = "meter configuration refused" if most else features and "max_meter 0" or "meter features refused"
+            note = f"the switch has no meters ({why}): packets to the controller are not metered (docs/vrs.md)"
             if note != self.meter_note:
                 self._log.warning("%s", note)
             self._set_meter_support(False, note)
             self._installed_meters = {}
             return False
-        config = self._request(ryumsg.meter_config_request(self.datapath))
-        if config is None:
-            return None
         self._set_meter_support(True, None)
         self._installed_meters = {m.meter_id: meters.decode_config(self.ofp, m) for m in config
                                   if m.meter_id in meters.METER_RANGE}
@@ -471,16 +472,16 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         milliseconds; REPLY_TIMEOUT at most): re-enabled with them alive, its first collection walked every one of
         them in one stretch (60,000 changes: ~50-100 ms of CPU, tests/benchmarks/reconcile_stretches.py)."""
         if self._book.desired is not None:
-            for _ in range(COUNTS_BEFORE_PLAN):  # a change during a count's pauses is counted before any flow is planned
-                if self._meter_dirty is not None and not self._meter_dirty:
-                    break
-                self._count_meters()
-            else:
+            if not self._meters_counted():
                 return True  # still changing: counted again, in the next round
             if self._send_meters(("meter_add", "meter_modify")):
                 return True  # a meter before the flows that name it: in a change set of its own, first
         with collector_paused():
             with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
+                # a change while this waited for its slot may name a meter the switch does not hold yet: sent here,
+                # before the plan copies the desired state (not a round again: the slot lost at a cold start)
+                if self._book.desired is not None and self._meter_dirty != set() and not self._meters_ready():
+                    return True
                 planning = time.perf_counter()  # not counting the wait for a slot: the plan's own time
                 ops = self._plan_ops()
             if ops and self._interrupted():  # came during the plan's pauses
@@ -491,6 +492,25 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             sent, ops = bool(ops), None  # freed while the collector is paused
         # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it)
         return sent or (self._book.desired is not None and self._send_meters(("meter_delete",)))
+
+    def _meters_counted(self) -> bool:
+        """Count the desired meters again if a change came (``_count_meters``); a change during a count's pauses is
+        counted too, at most COUNTS_BEFORE_PLAN counts; False if the last one still left a change uncounted."""
+        for _ in range(COUNTS_BEFORE_PLAN):
+            if self._meter_dirty is not None and not self._meter_dirty:
+                return True
+            self._count_meters()
+        return self._meter_dirty == set()
+
+    def _meters_ready(self) -> bool:
+        """Count the changes that came and send their meters' adds and modifies until a count finds nothing to send
+        (at most COUNTS_BEFORE_PLAN times); False if there still was."""
+        for _ in range(COUNTS_BEFORE_PLAN):
+            if not self._meters_counted():
+                return False
+            if not self._send_meters(("meter_add", "meter_modify")):
+                return True
+        return False
 
     def _send_meters(self, kinds) -> bool:
         """Send the meter changes of ``kinds`` (``_meter_parts``) as a change set of their own, messages and a barrier

@@ -65,10 +65,14 @@ class ChangeSender:
 
     def _request(self, msg):
         """Send a request and return its (multipart) replies' entries, or None on error or timeout (a refused meter
-        features request: no entry, the switch has no meters)."""
+        request, a switch without meters (openflow/meters.py): features, no entry; configuration, False)."""
         waiter, answered = self._asked(msg, REPLY_TIMEOUT)
-        if answered and waiter.error and isinstance(msg, self.datapath.ofproto_parser.OFPMeterFeaturesStatsRequest):
-            return []  # a switch without meters may refuse to say: that is its answer (openflow/meters.py)
+        if answered and waiter.error and self.state != "stopped":
+            parser = self.datapath.ofproto_parser
+            if isinstance(msg, parser.OFPMeterFeaturesStatsRequest):
+                return []  # a switch without meters may refuse to say: that is its answer
+            if isinstance(msg, parser.OFPMeterConfigStatsRequest):
+                return False  # nor list them: one without (reconciler._read_meters)
         if not answered or waiter.error or self.state == "stopped":
             self._log.error("%s failed: %s", type(msg).__name__, waiter.error or "no answer")
             return None

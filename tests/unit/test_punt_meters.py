@@ -374,3 +374,67 @@ def test_the_meters_are_counted_pausing_and_a_change_meanwhile_is_counted_before
     assert rec.pacer.pauses >= 3  # 300 flows counted, a pause every 100
     assert switch.violations == [] and switch.flows[next(iter(late_flows)).cookie] == meters.PORT_DHCP + 999
     assert len(switch.meters) == 301 and rec.status()["meters"]["desired"] == 301
+
+
+def test_a_vport_handed_out_while_the_plan_waits_for_its_slot_has_its_meter_sent_before_its_flows(monkeypatch):
+    """The plan copies the desired state once it holds its slot (openflow/atonce.py PLANS): a vport handed out while
+    it waited (other switches planning, a cold start) names a meter counted after it, sent before the flows."""
+    import contextlib
+
+    from openflow import reconciler
+
+    switch = MeterSwitch(4)
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"))
+    rec._request = switch.request
+    assert rec._read_back()
+    vm1, vm2 = Owner("vport", "vm-1"), Owner("vport", "vm-2")
+    rec.set_desired_owners({vm1: frozenset({PUNT})}, (), None)
+    waited = []
+
+    @contextlib.contextmanager
+    def slot(dirty):
+        waited.append(dirty)
+        if len(waited) == 1:  # another switch held the slot: the programmer hands out vm-2 meanwhile
+            rec.set_desired_owners({vm1: frozenset({PUNT}), vm2: frozenset({PUNT2})}, (), {vm2})
+        yield
+
+    monkeypatch.setattr(reconciler, "plan_slot", slot)
+    with hub.Timeout(10):
+        while rec._sync():
+            pass
+    assert waited and switch.violations == []
+    assert switch.flows == {PUNT.cookie: DHCP3, PUNT2.cookie: meters.PORT_DHCP + 4}
+    assert switch.meters.keys() == {DHCP3, meters.PORT_DHCP + 4}
+    assert waited[1:] == [set()]  # vm-2's meter sent in the slot, its flows in that plan; then only an empty plan
+
+
+class ConfigRefusingSwitch(MeterSwitch):
+    """A switch whose meter features say it has meters but that answers the meter configuration request with an
+    error: asked through the reconciler's own ``_request`` (its answers dispatched to ``handle`` as Ryu would)."""
+
+    def send_msg(self, msg):
+        parser, ofp = self.ofproto_parser, self.ofproto
+        if isinstance(msg, parser.OFPMeterConfigStatsRequest):
+            error = parser.OFPErrorMsg(self, type_=ofp.OFPET_BAD_REQUEST, code=ofp.OFPBRC_BAD_MULTIPART, data=b"")
+            error.xid, error.msg_type, error.datapath = msg.xid, ofp.OFPT_ERROR, self
+            self.rec.handle(error)
+        else:
+            self.rec.handle(SimpleNamespace(datapath=self, msg_type=ofp.OFPT_MULTIPART_REPLY, xid=msg.xid, flags=0,
+                                            body=self.request(msg)))
+
+
+def test_a_switch_refusing_to_list_its_meters_gets_the_flows_without_them_and_one_warning(caplog):
+    """Not a read-back failing every RETRY_DELAY for ever (the switch never programmed, an error logged each time)."""
+    switch = ConfigRefusingSwitch(4)
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"))
+    with caplog.at_level(logging.WARNING, logger="test.punt_meters"):
+        assert rec._read_back()
+        rec.set_desired([PUNT, PLAIN])
+        with hub.Timeout(10):
+            while rec._sync():
+                pass
+        rec.resync()
+        assert rec._read_back()
+    assert switch.flows == {PUNT.cookie: None, PLAIN.cookie: None} and switch.violations == []
+    assert len([r for r in caplog.records if "not metered" in r.getMessage()]) == 1
+    assert rec.status()["meters"]["supported"] is False
