@@ -214,6 +214,18 @@ class _Key(tuple):
 HASHED = [0]
 
 
+
+def _tally_hashing(book):
+    """``book.tally``'s counts and the most keys hashed between two of its ticks."""
+    most = [0]
+
+    def tick(units=1):
+        most[0] = max(most[0], HASHED[0])
+        HASHED[0] = 0
+    HASHED[0] = 0
+    counts = book.tally(tick)
+    return counts, max(most[0], HASHED[0])
+
 def test_a_count_after_a_read_back_diffs_a_chunk_at_a_time():
     """A switch just read back is counted by a full diff (openflow/installed.py ``FlowBook.tally``): its set
     operations over every key desired and read back ran in one stretch between two ticks (vrs_scale's restart: a
@@ -229,16 +241,9 @@ def test_a_count_after_a_read_back_diffs_a_chunk_at_a_time():
     held.update({_Key(f.key): f for i in range(2 * OWNERS) for f in flows_of(i, salt=9)})
     book.read_back(held)
     want = {f.key for fs in book.desired.values() for f in fs}  # (each flow's key made: its cookie computed)
-    most = [0]
-
-    def tick(units=1):
-        most[0] = max(most[0], HASHED[0])
-        HASHED[0] = 0
-    HASHED[0] = 0
-    counts = book.tally(tick)
-    most[0] = max(most[0], HASHED[0])
+    counts, most = _tally_hashing(book)
     assert counts == (2 * OWNERS, len(held), len(want - held.keys()) + len(held.keys() - want), 0)
-    assert most[0] <= CHUNK, most[0]
+    assert most <= CHUNK, most
 
 
 def _vtep_with_macs(count: int):
@@ -324,16 +329,9 @@ def test_a_count_after_a_read_back_hashes_a_switchs_refused_flows_once_not_once_
     book.read_back({})
     keys = [f.key for fs in book.desired.values() for f in fs]
     book.rejected = {_Key(k): "table full" for k in keys[::2]}
-    most = [0]
-
-    def tick(units=1):
-        most[0] = max(most[0], HASHED[0])
-        HASHED[0] = 0
-    HASHED[0] = 0
-    counts = book.tally(tick)
-    most[0] = max(most[0], HASHED[0])
+    counts, most = _tally_hashing(book)
     assert counts[:3] == (3_000, 0, len(keys) - len(book.rejected)) == (3_000, 0, 1_500)
-    assert most[0] <= CHUNK, most[0]
+    assert most <= CHUNK, most
 
 
 def test_a_vtep_made_to_speak_in_a_pause_of_its_changed_macs_reports_its_rows_whole():
