@@ -87,6 +87,8 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.state.on_active = MetaBehind(self.store, ACTIVE_KEY, hub.spawn).put  # controller/state_activation.py
         # nothing is written before it is released
         self.hold = StartupHold(self.store, settings.restart_hold, hold_max=settings.restart_hold_max)
+        if not self.hold.holding:
+            self.state.end_restore()  # (no hold: a live migration's restored record keeps no vport unlocated)
         self.programmer = Programmer(self.state)
         # stretches bounded by count and by the wall clock too (controller/pacer.py loop_pacer: BoundedPacer)
         self.programmer.pacer = loop_pacer(give_way)  # a pass never holds the hub: it pauses inside derive, compile
@@ -337,6 +339,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         if self.hold.check(*self._reported(), arrived=self._arrived(), peers=peers, peers_now=now,
                            partial=self._partial()):
             self.ovsdb.release()
+            self.state.end_restore()  # a switch not back: its restored records hold their vports no longer
             return set(self.programmer.desired)
         return None
 

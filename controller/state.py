@@ -552,6 +552,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
             return seen.get((session, port, vlan), 0)
 
         warn, index, locations, mismatched = set(), self.index, self.locations, self.mismatched
+        restored = self.restored  # (a restart's records: their vports' locations before, _hold_restored)
+        before = {vid: locations.get(vid) for vid in restored.intersection(vids)} if restored else None
         nowhere = index.shown_nowhere(vids)  # (unbound: not located one by one, 10,000 ports gone at once)
         if index.conflicts:  # (shown nowhere: no port to conflict over)
             drop_keys(index.conflicts, nowhere)
@@ -575,6 +577,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
                     del locations[vid]
                 else:
                     locations[vid] = bound
+        if before:
+            self._hold_restored(vids, before, moved, warn)  # (controller/state_activation.py)
         self._warn_mismatches(warn)
         if index.new_conflicts:
             self._warn_conflicts()  # (controller/state_report.py)

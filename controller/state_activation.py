@@ -15,7 +15,10 @@ one: the vport is re-located there (normal programming follows) and the port it 
   may come back, or until the vport is deleted). It is this controller's memory of a migration: ``on_active`` (the
   app: the store's meta ``ACTIVE_KEY``, written off the event loop) is told each new content, and a restart starts
   from what was stored (``load_active``), so that it does not order the two ports by when their switches reported
-  to it. A record whose switch has not reported yet is kept (the start-up hold programs nothing meanwhile).
+  to it. A record whose switch has not reported yet is kept, and a record restored so (``restored``) keeps the vport
+  unlocated until that switch reports or the start-up hold ends (``end_restore``): before, the port whose switch
+  reported first located it meanwhile (the log said it bound at the paused destination; REST showed it there, and the
+  hold's passes announce the routes of what is located: controller/routepass.py).
 - ``standby``: session -> {port name: (ofport, MAC, vport id)}, what each switch's activation flows are built from
   (derive.switch_info), ``standby_of``: vport id -> its standby ports' (session, port name, ofport), and
   ``standby_at``: session -> {ofport: port name}, so that a packet-in finds its port by one dict lookup, however many
@@ -52,6 +55,7 @@ class Activations:
         self.activation_counts = dict.fromkeys(("activated", "not_standby", "held", "foreign_mac"), 0)
         self.on_active = None  # called with a copy of ``activated`` whenever it changed (the app stores it)
         self.active_version = 0  # raised by every change of ``activated`` (controller/activekeep.py sends it)
+        self.restored: set[str] = set()  # vports of a stored record whose switch has not reported since the start
 
     def load_active(self, stored) -> None:
         """``activated`` as stored before a restart ({vport id: [session, port]}); anything malformed, or of a vport
@@ -61,9 +65,35 @@ class Activations:
             if vid in vports and isinstance(where, (list, tuple)) and len(where) == 2 and \
                     all(isinstance(part, str) for part in where):
                 self.activated[vid] = (where[0], where[1])
+        self.restored = set(self.activated)
         if self.activated:
             log.info("%d vports were shown on two ports (live migrations in flight): their active ports restored",
                      len(self.activated))
+
+    def end_restore(self) -> None:
+        """The start-up hold ended (or there was none): a restored record no longer keeps its vport unlocated while
+        its switch has not reported (a switch not back by then may never be: its vport goes where it is shown)."""
+        if self.restored:
+            vids, self.restored = sorted(self.restored), set()
+            self._relocate(vids)
+
+    def _hold_restored(self, vids, before: dict, moved: set, warn: set) -> None:
+        """Of ``vids`` (just re-located), those whose restored record's switch has not reported yet are not located
+        anywhere (``restored``); once it has, their record no longer holds them. ``before``: their locations before."""
+        known, restored, activated, locations = self.vrs, self.restored, self.activated, self.locations
+        for vid in restored.intersection(vids):
+            record = activated.get(vid)
+            if record is None or record[0] in known:  # (its ports indexed: this re-location saw them)
+                restored.discard(vid)
+                continue
+            self.mismatched.pop(vid, None)
+            self._warned.pop(vid, None)
+            warn.discard(vid)
+            locations.pop(vid, None)
+            if before.get(vid) is None:
+                moved.discard(vid)
+            else:
+                moved.add(vid)
 
     def activate(self, datapath_id: int, ofport: int, src_mac: str | None = None, now: float | None = None) -> str | None:
         """The switch ``datapath_id`` sent the controller a packet its port ``ofport`` received from a standby's

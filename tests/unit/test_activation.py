@@ -114,6 +114,33 @@ def test_a_restart_keeps_the_active_port_whichever_switch_reports_first():
             assert where == ("hv1" if stored or first is hv1 else "hv2"), (first.chassis, stored)
 
 
+def test_after_a_restart_the_vport_waits_for_its_active_ports_switch_not_the_first_to_report():
+    """A restored record keeps its vport unlocated until its switch reports (or the start-up hold ends: ``end_restore``):
+    before, the other port's switch reporting first located the vport there meanwhile (the log said it bound at the
+    paused port, REST showed it there, and the hold's passes announce the routes of what is located)."""
+    state, _, web3 = migrating()
+    told = []
+    state.on_active = told.append
+    state.activate(1, DEST, web3["mac"], now=100.0)
+    hv1, hv2 = state.vrs["s1"], state.vrs["s2"]
+    restarted = type(state)(state.policy, default_flavour="kvm")
+    restarted.load_active(told[-1])
+    restarted.vrs_update(hv2)
+    assert web3["id"] not in restarted.locations and restarted.migration_of(web3["id"]) is None
+    assert any(loc.chassis == "hv2" for loc in restarted.locations.values())  # (hv2's other vports are located)
+    restarted.vrs_update(hv1)
+    assert restarted.locations[web3["id"]].chassis == "hv1" and restarted.restored == set()
+    assert [port[0] for port in restarted.standby_of[web3["id"]]] == ["s2"]
+    ended = type(state)(state.policy, default_flavour="kvm")  # the hold ends with hv1 not back: where it is shown
+    ended.load_active(told[-1])
+    ended.vrs_update(hv2)
+    assert web3["id"] not in ended.locations
+    ended.end_restore()
+    assert ended.locations[web3["id"]].chassis == "hv2" and ended.activated == {web3["id"]: ("s1", "tapW3")}
+    ended.vrs_update(hv1)  # back later: the record still says which port is active
+    assert ended.locations[web3["id"]].chassis == "hv1"
+
+
 def test_a_stored_record_that_is_malformed_or_of_a_vport_gone_is_skipped():
     state = case.build_state()
     ids = sorted(state.policy.objects["vport"])
