@@ -164,6 +164,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def on_ovs(n: int, ofports: bool) -> dict:
+    from openflow import meters
     from tests.benchmarks import flow_rate as fr
     from tests.harness import netns
     from tests.harness.lab import Lab
@@ -234,6 +235,8 @@ def on_ovs(n: int, ofports: bool) -> dict:
                                    timeout=600, check=True, capture_output=True)
             return run
 
+        for m in meters.named([*base, *new]).values():  # the meters the flows name first (openflow/meters.py)
+            hv.ofctl("add-meter", "br-o", meters.render_meter(m))
         (lab.workdir / "groups.txt").write_text("\n".join(map(render_group, groups)) + "\n")
         netns.run(["ovs-ofctl", "-O", "OpenFlow14", "add-groups", "br-o", str(lab.workdir / "groups.txt")],
                   timeout=600, env=env)

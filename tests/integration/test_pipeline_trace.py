@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from openflow import meters
 from openflow.compiler import compile_switch
 from openflow.flows import render_flow, render_group
 from tests.unit.pipeline_case import PORTS, REMOTE_VTEP, build_view
@@ -67,6 +68,8 @@ def switch(lab_capable):
         workdir = lab.workdir
         (workdir / "groups").write_text("\n".join(render_group(g) for g in desired.all_groups().values()) + "\n")
         (workdir / "flows").write_text("\n".join(render_flow(f) for f in desired.all_flows()) + "\n")
+        for m in meters.named(desired.all_flows()).values():  # the meters the flows name, added first (a flow naming
+            hv.ofctl("add-meter", "br-int", meters.render_meter(m))  # a missing meter is refused: openflow/meters.py)
         hv.ofctl("add-groups", "br-int", str(workdir / "groups"))
         hv.ofctl("add-flows", "br-int", str(workdir / "flows"))
 
