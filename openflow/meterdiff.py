@@ -33,17 +33,17 @@ def changes(todo: set, want: dict, have: dict, refused: dict, adds: bool, keep: 
     """{kind: [(meter id, Meter)]} for the ids of ``todo`` (sorted), each kind of KINDS present: adds and modifies of
     the desired meters (``want``) missing from or differing on the switch (``have``: id -> Meter, None when not of
     Canopy's shape), only if ``adds`` (a switch with meters); deletes of the installed ones no longer desired, unless
-    ``keep`` (keep_stale: they stay in ``todo``). Ids ``refused`` are left alone. Ids found in sync leave ``todo``;
-    ``tick()`` once an id (the reconciler's pacer: the look after a read-back covers every meter)."""
+    ``keep`` (keep_stale, whose end reads the switch back: every meter looked at again). Ids ``refused`` are left
+    alone. Ids found in sync or kept leave ``todo``; ``tick()`` once an id (the reconciler's pacer: the look after a
+    read-back covers every meter)."""
     parts: dict = {kind: [] for kind in KINDS}
     for mid in sorted(todo):
         tick()
         kind = _kind(mid, want, have, refused, adds)
-        if kind is None:
+        if kind is None or (kind == "meter_delete" and keep):
             todo.discard(mid)
         elif kind == "meter_delete":
-            if not keep:
-                parts[kind].append((mid, have[mid] or Meter(mid, 0, 0)))
+            parts[kind].append((mid, have[mid] or Meter(mid, 0, 0)))
         else:
             parts[kind].append((mid, want[mid]))
     return parts

@@ -147,3 +147,21 @@ def test_an_ofport_reused_during_the_pauses_before_its_meters_delete_is_written_
         else:
             assert mods == [("meter_delete", meters.PORT_DHCP + 3), ("meter_add", meters.PORT_DHCP + 3)], (n, mods)
     assert deleting >= 2  # the meter deletes' own pauses were among them
+
+
+def test_keep_stale_keeps_a_stale_meter_until_it_ends_and_looks_at_it_no_more_meanwhile():
+    """While a new, empty store keeps what Canopy would delete (docs/store.md), a stale meter stays and leaves the ids
+    looked at (not diffed again every round); its end reads the switch back and deletes it."""
+    stale = meters.PORT_DHCP + 7
+    switch = MeterSwitch(5, held={stale: meters.DEFAULT_RATES["dhcp"]})
+    rec = switch.rec = SwitchReconciler(switch, log=LOG)
+    rec._request = switch.request
+    rec.keep_stale(True)
+    assert rec._read_back()
+    rec.set_desired([punt(3)])
+    settle(rec)
+    assert switch.meters.keys() == {stale, meters.PORT_DHCP + 3} and rec._meter_todo == set()
+    rec.keep_stale(False)
+    assert rec._read_back()
+    settle(rec)
+    assert switch.meters.keys() == {meters.PORT_DHCP + 3} and switch.violations == []
