@@ -62,6 +62,8 @@ pauses, and what becomes of it:
   planned and confirmed either way;
 - ``hold``, ``resync`` or ``keep_stale(False)`` (a read-back is due, or a standby must not write), or a refusal as
   slave: dropped the same way, before anything is written;
+- a change set of meter deletes: any newer desired state drops it (a port handed a freed ofport names its meter
+  again: openflow/meterdiff.py), within the same ``MAX_REPLANS``;
 - a retry of rejected flows (new groups): the plan left them out, and the installed record leaves them out too
   (``FlowBook.applied``), so the retry sends them;
 - the switch disconnecting (``stop``): the thread is killed at its pause; nothing more is written;

@@ -8,63 +8,18 @@ import logging
 import sys
 
 from controller.pacer import Pacer
-from controller.ryu_compat import hub
 from openflow import meters
-from openflow import pipeline as p
-from openflow.flows import Owner, flow
+from openflow.flows import Owner
 from openflow.reconciler import SwitchReconciler
-from tests.bytecodes import opcodes
+from tests.benchmarks.meter_diff import meter_mods, one_port_added, owners, punt, settle
 from tests.unit.test_punt_meters import MeterSwitch, synced
 
 LOG = logging.getLogger("test.meter_diff")
 
 
-def punt(port: int, name: str | None = None):
-    """A vport's DHCP punt through its port's meter (ofport ``port``), owned by vport ``name`` (vm<port>)."""
-    owner = Owner("vport", name or f"vm{port}")
-    return flow(p.SERVICES, 150, {"reg6": port, "eth_type": 0x800, "ip_proto": 17, "udp_dst": 67},
-                meters.punt("dhcp", port), owner)
-
-
-def owners(ports) -> dict:
-    return {f.owner: frozenset({f}) for f in map(punt, ports)}
-
-
-def settle(rec) -> None:
-    with hub.Timeout(10):
-        while rec._sync():
-            pass
-
-
-def meter_mods(switch) -> list:
-    return [entry for entry in switch.log if entry[0].startswith("meter")]
-
-
-def one_port_added(vports: int) -> int:
-    """The bytecodes of the reconciler's rounds (and the desired state handed to it) for one port added to a switch
-    holding ``vports`` vports in sync, each with its port's DHCP meter."""
-    switch = MeterSwitch(5)
-    desired = owners(range(1, vports + 1))
-    rec = synced(switch, [f for fs in desired.values() for f in fs])
-    rec.set_desired_owners(desired, (), None)  # as the app hands it: by owner, the owners changed since
-    settle(rec)
-    new = owners([vports + 1])
-    more = {**desired, **new}
-    del switch.log[:]
-
-    def add() -> None:
-        rec.set_desired_owners(more, (), set(new))
-        settle(rec)
-
-    count = opcodes(add)
-    assert meter_mods(switch) == [("meter_add", meters.PORT_DHCP + vports + 1)] and switch.violations == []
-    assert len(switch.meters) == vports + 1
-    return count
-
-
 def test_one_port_added_costs_the_same_whatever_the_switch_holds():
-    """At 33295b54 (stop 45) the meters were diffed whole, three sorted scans a round: 500 vports 99,337 bytecodes,
-    5,000 886,837. Diffing only the meters that may differ: 11,749 each."""
+    """At 33295b54 (stop 45) the meters were diffed whole, three sorted scans a round: 500 vports 99,187 bytecodes,
+    5,000 886,687 (tests/benchmarks/meter_diff.py). Diffing only the meters that may differ: 11,844 each."""
     small, big = one_port_added(500), one_port_added(5_000)
     assert big <= small + 2_000, (small, big)
 
