@@ -251,8 +251,8 @@ def _switches(state, reconcilers, pause, count_pause=None, budget: float | None 
     sync = _gauge("canopy_switch_sync_state", "1 for the reconciler's current state", ("datapath", "chassis",
                                                                                          "state"))
     meters = _gauge("canopy_switch_meters", "meters on the flows to the controller of a connected switch: desired, "
-                    "installed, rejected, and supported (1, or 0 on a switch without meters: those flows unmetered; absent until the "
-                    "switch has said)",
+                    "installed, rejected, and supported (1, or 0 on a switch without meters: those flows unmetered; "
+                    "absent until the switch has said)",
                     ("datapath", "chassis", "kind"))
     punted = _counter("canopy_switch_packet_ins", "packets a switch sent to the controller (over its meters), by meter "
                       "kind: activation, dhcp, other", ("datapath", "chassis", "kind"))

@@ -1,6 +1,7 @@
-"""A switch's meters reconciled in proportion to the change (openflow/meterdiff.py, DESIGN "Scale"): one port added to a
-switch of N vports (one meter each) costs the reconciler the same Python bytecodes whatever N; and the meter debts of
-stop 45: stale meters still deleted after a refused add, an ofport reused during a plan's pauses costing no meter-mod."""
+"""A switch's meters reconciled in proportion to the change (openflow/meterdiff.py, DESIGN "Scale"): one port added to
+a switch of N vports (one meter each) costs the reconciler the same Python bytecodes whatever N; and the meter debts
+of stop 45: stale meters still deleted after a refused add, an ofport reused during the pauses before its meter's
+delete is written costing no meter-mod, a stale meter kept while keep_stale lasts."""
 
 from __future__ import annotations
 
