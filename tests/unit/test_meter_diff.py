@@ -121,3 +121,23 @@ def test_keep_stale_keeps_a_stale_meter_until_it_ends_and_looks_at_it_no_more_me
     assert rec._read_back()
     settle(rec)
     assert switch.meters.keys() == {meters.PORT_DHCP + 3} and switch.violations == []
+
+
+def test_the_whole_table_diffed_after_a_read_back_pauses():
+    """After a read-back every meter is looked at once (then only those that change): paced by the reconciler's pacer,
+    not one stretch of the event loop for a switch's thousands of meters."""
+    held = {meters.PORT_DHCP + port: meters.DEFAULT_RATES["dhcp"] for port in range(1, 2001)}
+    switch = MeterSwitch(5, held=held)
+    rec = switch.rec = SwitchReconciler(switch, log=LOG, pacer=Pacer(lambda: None, 100))
+    rec._request = switch.request
+    assert rec._read_back()
+    rec.set_desired([punt(port) for port in range(1, 1001)])  # half of them desired, the other half stale
+    rec._count_meters()
+    before = rec.pacer.pauses
+    parts = rec._meter_parts()
+    assert rec.pacer.pauses - before >= 20  # 2,000 meters looked at, a pause every 100
+    assert [len(parts[kind]) for kind in ("meter_add", "meter_modify", "meter_delete")] == [0, 0, 1000]
+    assert len(rec._meter_todo) == 1000  # the deletes, until confirmed; the desired ones in sync left it
+    before = rec.pacer.pauses
+    rec._meter_parts()
+    assert rec.pacer.pauses - before <= 10  # then only those still differing
