@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import operator
+
 from controller import fields
 from controller.pacer import Pacer, collector_paused
 from controller.rest.wire import ApiError, Response, Route
-from controller.rest.paced import paced_json, release
+from controller.rest.paced import paced_json, release, sorted_paced
 
 DIRECTIONS = ("in", "out")
 TYPES = ("2", "3", "5")
 PRIVATE = ("pid", "config", "log")  # speaker status fields REST never shows (docs/security.md)
 ROUTES_EVERY = 200  # routes listed, or encoded, between two pauses of GET /v1/bgp/routes (a few ms)
+ROUTES_SORTED = 1000  # routes sorted at once (a run of the sort, then merged pausing): 10,000 at once, ~8-10 ms of C
+_ENTRY = operator.itemgetter(1)  # a listed route's dict, of its (order key, dict)
 
 
 def routes(federation, pause=None) -> list[Route]:
@@ -43,7 +47,9 @@ def routes(federation, pause=None) -> list[Route]:
         pacer = Pacer(pause, ROUTES_EVERY)
         pacer.tick(ROUTES_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # the rows are freed before it ends
-            items = federation.routes(direction, int(kind) if kind else None, pacer) if federation else []
+            rows = federation.routes(direction, int(kind) if kind else None, pacer) if federation else []
+            items = list(map(_ENTRY, sorted_paced(rows, pacer.tick, chunk=ROUTES_SORTED)))
+            release(rows, pacer.tick)
             body = paced_json({"items": items, "count": len(items), "direction": direction}, pacer.tick)
             release(items, pacer.tick)
         return Response(200, body)
