@@ -479,4 +479,4 @@ def test_the_meter_count_of_vports_gone_grows_only_with_those_that_had_a_meter()
     base = _count_after_removing(10, 10, 10)
     assert _count_after_removing(2010, 10, 10) - base < 100  # 2,000 more gone without a meter
     per_metered = (_count_after_removing(10, 210, 10) - base) / 200
-    assert per_metered < 120, per_metered
+    assert per_metered < 160, per_metered  # ~102 alone, ~132 with meterdiff46's bookkeeping of the id to diff
