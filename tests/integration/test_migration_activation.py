@@ -65,6 +65,32 @@ def where(api, name):
     return ((vport_of(api, name)["location"]) or {}).get("chassis")
 
 
+def kvm_pair(lab, ctl, api, subnet):
+    """vm0's and vm1's vports (KVM, ``MACS``) in ``subnet``, and hypervisors hv1 and hv2 pointed at ``ctl``."""
+    for i, mac in enumerate(MACS):
+        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
+                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
+    hv1, hv2 = lab.add_hypervisor("hv1"), lab.add_hypervisor("hv2")
+    for hv in (hv1, hv2):
+        hv.connect(ctl)
+    return hv1, hv2
+
+
+def vm1_pings_vm0(lab, api, ctl, vm1_on):
+    """acme/web with ``kvm_pair``: vm0 on hv1, vm1 on hv``vm1_on`` pinging it, both switches connected and back within
+    a second of each restart, not after OVS's 1, 2, 4, 8 s (docs/vrs.md). (hv1, hv2, vm0, vm1)."""
+    _, _, subnet = acme_web(api)
+    hv1, hv2 = kvm_pair(lab, ctl, api, subnet)
+    vm0 = lab.add_vm(hv1, "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
+    vm1 = lab.add_vm((hv1, hv2)[vm1_on - 1], "vm1", mac=MACS[1], ip="10.0.1.11/24", vnic_id="vm1")
+    for hv in (hv1, hv2):
+        lab.wait_until(lambda: (s := switch_of(api, hv.name)) and s["openflow"]["connected"], timeout=15,
+                       what=f"{hv.name} connected")
+        hv.set_max_backoff(1000)
+    lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=15, what="vm1 pings vm0")
+    return hv1, hv2, vm0, vm1
+
+
 def restart_quietly(canopy):
     """Restart ``canopy``; assert that its stop re-placed, unbound and disconnected nothing (the log lines from
     SIGTERM to "Canopy stopped")."""
@@ -79,20 +105,7 @@ def test_the_destination_takes_the_vm_at_its_first_packet_across_restarts_and_a_
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl)
     api = canopy.api
-    _, _, subnet = acme_web(api)
-    for i, mac in enumerate(MACS):
-        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
-                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
-    hv1, hv2 = lab.add_hypervisor("hv1"), lab.add_hypervisor("hv2")
-    for hv in (hv1, hv2):
-        hv.connect(ctl)
-    vm0 = lab.add_vm(hv1, "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
-    vm1 = lab.add_vm(hv1, "vm1", mac=MACS[1], ip="10.0.1.11/24", vnic_id="vm1")
-    for hv in (hv1, hv2):
-        lab.wait_until(lambda: (s := switch_of(api, hv.name)) and s["openflow"]["connected"], timeout=15,
-                       what=f"{hv.name} connected")
-        hv.set_max_backoff(1000)  # back within a second of each restart, not after OVS's 1, 2, 4, 8 s (docs/vrs.md)
-    lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=15, what="vm1 pings vm0")
+    hv1, hv2, vm0, vm1 = vm1_pings_vm0(lab, api, ctl, vm1_on=1)
 
     dest = lab.add_vm(hv2, "vm0-in", mac=MACS[0], ip=None, vnic_id="vm0", paused=True)  # paused: sends nothing yet
     lab.wait_until(lambda: vport_of(api, "vm0")["migration"], timeout=10, what="the destination's port pending")
@@ -129,20 +142,7 @@ def test_a_restart_whose_source_hypervisor_stays_away_places_the_vm_at_its_desti
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl, {"restart": {"hold_time": HOLD}})
     api = canopy.api
-    _, _, subnet = acme_web(api)
-    for i, mac in enumerate(MACS):
-        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
-                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
-    hv1, hv2 = lab.add_hypervisor("hv1"), lab.add_hypervisor("hv2")
-    for hv in (hv1, hv2):
-        hv.connect(ctl)
-    vm0 = lab.add_vm(hv1, "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
-    vm1 = lab.add_vm(hv2, "vm1", mac=MACS[1], ip="10.0.1.11/24", vnic_id="vm1")
-    for hv in (hv1, hv2):
-        lab.wait_until(lambda: (s := switch_of(api, hv.name)) and s["openflow"]["connected"], timeout=15,
-                       what=f"{hv.name} connected")
-        hv.set_max_backoff(1000)
-    lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=15, what="vm1 pings vm0")
+    hv1, hv2, vm0, vm1 = vm1_pings_vm0(lab, api, ctl, vm1_on=2)  # vm1 on hv2: hv1 goes with the controller
     dest = lab.add_vm(hv2, "vm0-in", mac=MACS[0], ip=None, vnic_id="vm0", paused=True)
     lab.wait_until(lambda: vport_of(api, "vm0")["migration"], timeout=10, what="the destination's port pending")
     assert where(api, "vm0") == "hv1"
