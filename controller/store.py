@@ -133,7 +133,7 @@ class Store:
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self._lock = threading.RLock()
         self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
-        self._moved_own: list[str] = []  # this store's own files the renewal under way set aside (its tries refused too)
+        self._moved_own: list[str] = []  # this store's own files the renewal under way set aside (refused tries too)
         self._work = InFlight()  # what runs through ``offload``, until it ended (a caller killed meanwhile: a stop)
         self._db = self._connected({})
         self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore

@@ -127,8 +127,8 @@ class VrsClaims:
         claimants.append(reporter)
 
     def report(self, key: str, snap: VrsSnapshot) -> bool:
-        """The speaker's snapshot; reported if it differs from the last one (and the manager is not stopping: ``close``).
-        True if reported."""
+        """The speaker's snapshot; reported if it differs from the last one (and the manager is not stopping:
+        ``close``). True if reported."""
         if self.closed or snap == self._last.get(key):
             return False
         self._last[key] = snap

@@ -89,3 +89,18 @@ def test_a_renewal_whose_new_file_failed_to_open_has_the_file_it_set_aside_prune
         store.renew()
     renewed = [name for name in os.listdir(data) if ".renewed-" in name and not name.endswith(("-wal", "-shm"))]
     assert first not in renewed and len(renewed) == RENEWED_KEPT, sorted(os.listdir(data))
+
+
+def test_a_copy_saved_takes_no_name_whose_log_is_there(tmp_path, monkeypatch):
+    """A save claimed ``saved-<time>`` though a ``saved-<time>-wal`` was there (left by a reader of an earlier copy of
+    that name, killed): SQLite would replay that log into the copy at its first open. Now it takes
+    ``saved-<time>-2``."""
+    monkeypatch.setattr(storefile, "stamp", lambda: STAMP)
+    data = tmp_path / "data"
+    store = Store(str(data))
+    _put(store, "a")
+    with open(f"{store.path}.saved-{STAMP}-wal", "wb") as out:
+        out.write(b"a log left behind")
+    os.remove(store.path)
+    assert store.file_failed() and store.file.saved == f"{store.path}.saved-{STAMP}-2"
+    assert not os.path.exists(f"{store.path}.saved-{STAMP}")
