@@ -17,6 +17,7 @@ import textwrap
 from controller.pacer import BUDGET, CHECKS, BoundedPacer, Pacer, loop_pacer, paced
 from openflow.installed import CHUNK
 from tests.bytecodes import Bytecodes
+from tests.unit.sinks import Reports
 
 RATE = 20_000_000  # bytecodes a second of a CPU (as tests/unit/test_bounded_pacer.py)
 SHARE = 4  # the loop gets a quarter of a CPU: a stretch's wall clock is 4 times its CPU
@@ -214,7 +215,6 @@ class _Key(tuple):
 HASHED = [0]
 
 
-
 def _tally_hashing(book):
     """``book.tally``'s counts and the most keys hashed between two of its ticks."""
     most = [0]
@@ -258,17 +258,6 @@ def _vtep_with_macs(count: int):
     return db
 
 
-class _Sink:
-    def __init__(self):
-        self.updates = []
-
-    def vtep_update(self, snap):
-        self.updates.append(snap)
-
-    def vtep_gone(self, snap):
-        pass
-
-
 def test_a_vteps_local_macs_are_read_with_pauses():
     """A hardware VTEP's local MACs read whole (ovsdb/vtep_reporter.py ``LocalMacs``: at connect, or when a port's
     bindings change) were one stretch: 10,000 MACs, ~12 million bytecodes, ~130 ms of CPU. Now the session's pacer is
@@ -276,7 +265,7 @@ def test_a_vteps_local_macs_are_read_with_pauses():
     bytecodes between two pauses of a pacer pausing every 100 rows."""
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink, counter, most = _vtep_with_macs(1_000), _Sink(), Bytecodes(), [0]
+    db, sink, counter, most = _vtep_with_macs(1_000), Reports(), Bytecodes(), [0]
 
     def pause():
         most[0] = max(most[0], counter.count)
@@ -293,7 +282,7 @@ def test_a_vtep_made_to_speak_in_a_pause_of_its_read_reports_its_rows_whole():
     from ovsdb.claims import VtepClaims
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink, clock = _vtep_with_macs(300), _Sink(), [0.0]
+    db, sink, clock = _vtep_with_macs(300), Reports(), [0.0]
     claims = VtepClaims(sink, grace=0.0, clock=lambda: clock[0])
     a, armed = VtepReporter(sink, "a", "peer-a", claims=claims), []
 
@@ -342,7 +331,7 @@ def test_a_vtep_made_to_speak_in_a_pause_of_its_changed_macs_reports_its_rows_wh
     from ovsdb.rowchanges import RowChange, RowChanges, row_key
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink = _vtep_with_macs(300), _Sink()
+    db, sink = _vtep_with_macs(300), Reports()
     claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
     a, armed = VtepReporter(sink, "a", "peer-a", claims=claims), []
 
@@ -384,7 +373,7 @@ def test_a_vtep_made_to_speak_while_idle_keeps_the_rows_its_own_session_read_in_
     from ovsdb.rowchanges import RowChange, RowChanges, row_key
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink = _vtep_with_macs(300), _Sink()
+    db, sink = _vtep_with_macs(300), Reports()
     claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
     a, armed = VtepReporter(sink, "a", "peer-a", claims=claims), []
     rows = lambda: db.all("Ucast_Macs_Local")  # noqa: E731
@@ -417,7 +406,7 @@ def test_a_vtep_session_ended_in_a_pause_of_its_first_read_claims_and_reports_no
     from ovsdb.claims import VtepClaims, vtep_key
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink = _vtep_with_macs(300), _Sink()
+    db, sink = _vtep_with_macs(300), Reports()
     claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
     b = VtepReporter(sink, "b", "peer-b", claims=claims, pacer=Pacer(lambda: b.gone(), 100))
     assert b.refresh(db.all("Physical_Switch"), lambda: db.all("Ucast_Macs_Local")) is False
