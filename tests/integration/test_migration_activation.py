@@ -16,59 +16,19 @@ every second: max_backoff 1000 ms)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.harness.policy import acme_web, create
+from tests.harness.frames import rarp, send
+from tests.harness.two_hypervisors import MACS, two_hypervisors, vport_of, where
 from tests.integration.test_foundation import switch_of
 from tests.integration.test_migration_in_flight import ping_lost
 
 pytestmark = pytest.mark.integration
 
-MACS = ("02:00:00:00:01:01", "02:00:00:00:01:02")
-SEND = ("import socket, sys\n"
-        "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
-        "s.bind(('eth0', 0))\n"
-        "frame = bytes.fromhex(sys.argv[1])\n"
-        "for _ in range(int(sys.argv[2])):\n"
-        "    s.send(frame)\n")
-
-
-def rarp(mac: str) -> bytes:
-    """QEMU's announcement of a VM (RARP request reverse, its own MAC as sender and target), padded to 60 bytes."""
-    own = bytes.fromhex(mac.replace(":", ""))
-    body = bytes.fromhex("0001080006040003") + own + bytes(4) + own + bytes(4)
-    return (b"\xff" * 6 + own + b"\x80\x35" + body).ljust(60, b"\0")
-
-
-def send(vm, frame: bytes, count: int) -> None:
-    subprocess.run(["ip", "netns", "exec", vm.ns, sys.executable, "-c", SEND, frame.hex(), str(count)], check=True,
-                   timeout=60)
-
-
-def vport_of(api, name):
-    return next(item for item in api.get("/v1/vports").json["items"] if item["name"] == name)
-
-
-def where(api, name):
-    return ((vport_of(api, name)["location"]) or {}).get("chassis")
-
 
 def test_the_destination_takes_the_vm_at_its_first_packet_across_restarts_and_a_flood(lab):
-    ctl = lab.add_controller_host("ctl1")
-    canopy = lab.start_controller(ctl)
-    api = canopy.api
-    _, _, subnet = acme_web(api)
-    for i, mac in enumerate(MACS):
-        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
-                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
-    hv1, hv2 = lab.add_hypervisor("hv1"), lab.add_hypervisor("hv2")
-    for hv in (hv1, hv2):
-        hv.connect(ctl)
-    vm0 = lab.add_vm(hv1, "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
-    vm1 = lab.add_vm(hv1, "vm1", mac=MACS[1], ip="10.0.1.11/24", vnic_id="vm1")
+    two = two_hypervisors(lab)
+    canopy, api, hv1, hv2, vm0, vm1 = two.canopy, two.api, two.hv1, two.hv2, two.vm0, two.vm1
     for hv in (hv1, hv2):
         lab.wait_until(lambda: (s := switch_of(api, hv.name)) and s["openflow"]["connected"], timeout=15,
                        what=f"{hv.name} connected")
