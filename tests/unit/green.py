@@ -18,10 +18,20 @@ def spawned(function, *args, **kwargs):
     return hub.spawn(function, *args, raise_error=True, **kwargs)
 
 
+class Jobs(list):
+    """A ``spawn`` for the code under test (the app passes ``hub.spawn``): each job ``spawned`` and listed here, so
+    that a wait naming this list fails at once with the error of a job spawned at any time."""
+
+    def __call__(self, function, *args, **kwargs):
+        thread = spawned(function, *args, **kwargs)
+        self.append(thread)
+        return thread
+
+
 def raise_failed(threads) -> None:
-    """The error of the first of ``threads`` that ended with one, raised; nothing if none did (a thread killed, by
-    the test or the code under test, ended without one)."""
-    for thread in threads:
+    """The error of the first of ``threads`` (green threads, or ``Jobs`` as they are now) that ended with one,
+    raised; nothing if none did (a thread killed, by the test or the code under test, ended without one)."""
+    for thread in [t for each in threads for t in (each if isinstance(each, list) else [each])]:
         if thread.dead:
             try:
                 thread.wait()
