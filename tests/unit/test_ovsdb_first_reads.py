@@ -239,6 +239,7 @@ def _vrs_session(reads):
     owner = SimpleNamespace(log=logging.getLogger("test.ovsdb"), sink=None, bridge="br-int", claims=None,
                             vtep_claims=None, first_reads=reads, handshake_timeout_ms=5000, slicing=set(), tls=None,
                             first_read_pending=set(), budget=None)
+    owner._forget = lambda session: None  # the session's last step as it ends (was missing: its thread died there)
     link = _VrsLink()
     return server.PeerSession(owner, "ovsdb:" + link.peer, link), link
 
