@@ -40,10 +40,11 @@ def timed(fn) -> float:
 
 def ovsdb(n: int, repeat: int) -> tuple[float, float]:
     from ovsdb.vrs import build_snapshot
-    from tests.unit.test_vrs_delta import Db, Sink, follow
+    from tests.unit.sinks import Reports
+    from tests.unit.test_vrs_delta import Db, follow
 
     db = Db(ports=n)
-    reporter = follow(db, Sink())
+    reporter = follow(db, Reports())
     settled()
     delta, full = [], []
     for i in range(repeat):

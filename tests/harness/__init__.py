@@ -9,5 +9,6 @@ Start with ``tests.harness.lab.Lab``; the other modules are its parts:
 - ``ovs``: one ovsdb-server + ovs-vswitchd per namespace;
 - ``hosts`` and ``vports``: controller hosts, hypervisors (VRS), VMs and the per-flavour plugging;
 - ``vtep``: hardware VTEPs (the ovs-vtep emulator) and bare-metal servers behind their ports;
-- ``controller`` and ``http``: a Canopy process and a REST client reaching it in its namespace.
+- ``controller`` and ``http``: a Canopy process and a REST client reaching it in its namespace;
+- ``policy``, ``two_hypervisors`` and ``frames``: policy over REST, the migration tests' lab, a VM's raw frames.
 """

@@ -10,10 +10,11 @@ def create(api, collection: str, body: dict) -> dict:
     return resp.json
 
 
-def acme_web(api) -> tuple[dict, dict, dict]:
-    """Tenant acme, its domain prod and the subnet web (10.0.1.0/24, gateway 10.0.1.1): (tenant, domain, subnet)."""
+def acme_web(api, **fields) -> tuple[dict, dict, dict]:
+    """Tenant acme, its domain prod and the subnet web (10.0.1.0/24, gateway 10.0.1.1; ``fields``: more of the
+    subnet's, such as ``dhcp``): (tenant, domain, subnet)."""
     tenant = create(api, "tenants", {"name": "acme"})
     domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
     subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
-                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1"})
+                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", **fields})
     return tenant, domain, subnet

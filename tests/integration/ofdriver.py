@@ -10,6 +10,8 @@ OpenFlow on PORT and works with files in WORKDIR:
   and sync the older state, report that, and find nothing left to report for the newer one);
 - ``role`` (optional): "master" or "slave", the OpenFlow role claimed on connect and whenever the file
   changes (then followed by ``resync()``, as the app does when it becomes master);
+- ``watch_failed`` (written by the driver when its watcher of these files died): the error, which the tests' waits
+  for a report (``read_report``) raise at once instead of waiting their whole bound for a report that never comes;
 - ``report.json`` (written by the driver, atomically) each time a switch is in sync:
   ``{dpid: {"generation", "connected_at", "synced_at", "status", "flows", "lag"}}`` (times from time.time();
   ``flows`` only up to FLOWS_IN_REPORT flows; ``lag``: the driver's event-loop lag, controller/lagprobe.py;
@@ -24,6 +26,7 @@ import os
 import pickle
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from controller.ryu_compat import (DEAD_DISPATCHER, MAIN_DISPATCHER, STREAMS, RyuApp, hub, ofp_event,
@@ -34,6 +37,17 @@ from openflow.reconciler import REPLY_EVENTS, SwitchReconciler
 WORKDIR_ENV = "CANOPY_OFDRIVER_DIR"
 POLL = 0.02  # seconds between looks at the desired file
 FLOWS_IN_REPORT = 2000
+WATCH_FAILED = "watch_failed"
+
+
+def read_report(workdir) -> dict:
+    """``report.json`` as the driver last wrote it ({} before its first); a driver whose watcher died fails the test
+    at once, with the watcher's error (``WATCH_FAILED``)."""
+    failed = Path(workdir) / WATCH_FAILED
+    if failed.exists():
+        raise AssertionError(f"the driver's watcher died:\n{failed.read_text()}")
+    path = Path(workdir) / "report.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 class OfDriver(RyuApp):
@@ -57,11 +71,17 @@ class OfDriver(RyuApp):
         return pickle.loads(path.read_bytes())
 
     def _watch(self) -> None:
-        while True:
-            hub.sleep(POLL)
-            self._check_desired()
-            self._check_resync()
-            self._check_role()
+        try:
+            while True:
+                hub.sleep(POLL)
+                self._check_desired()
+                self._check_resync()
+                self._check_role()
+        except Exception:  # (its green thread's error is only logged: said where the test looks)
+            draft = self.workdir / (WATCH_FAILED + ".tmp")
+            draft.write_text(traceback.format_exc())
+            draft.replace(self.workdir / WATCH_FAILED)
+            raise
 
     def _check_desired(self) -> None:
         if (self.workdir / "desired.pickle").stat().st_mtime_ns != self.mtime:

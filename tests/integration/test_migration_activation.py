@@ -23,72 +23,30 @@ it is shown, the destination (docs/vrs.md "A live migration"), where vm1 reaches
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.harness.policy import acme_web, create
+from tests.harness.frames import rarp, send
+from tests.harness.two_hypervisors import MACS, two_hypervisors, vport_of, where
 from tests.integration.test_foundation import switch_of
 from tests.integration.test_migration_in_flight import ping_lost
 
 pytestmark = pytest.mark.integration
 
-MACS = ("02:00:00:00:01:01", "02:00:00:00:01:02")
 HOLD = 4  # restart.hold_time of the second test: seconds the start-up hold waits for the source's hypervisor
 STOP_MOVES = re.compile(r"canopy\.state: .*(bound at|unbound|disconnected)")  # what a stop must not log
-SEND = ("import socket, sys\n"
-        "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
-        "s.bind(('eth0', 0))\n"
-        "frame = bytes.fromhex(sys.argv[1])\n"
-        "for _ in range(int(sys.argv[2])):\n"
-        "    s.send(frame)\n")
 
 
-def rarp(mac: str) -> bytes:
-    """QEMU's announcement of a VM (RARP request reverse, its own MAC as sender and target), padded to 60 bytes."""
-    own = bytes.fromhex(mac.replace(":", ""))
-    body = bytes.fromhex("0001080006040003") + own + bytes(4) + own + bytes(4)
-    return (b"\xff" * 6 + own + b"\x80\x35" + body).ljust(60, b"\0")
-
-
-def send(vm, frame: bytes, count: int) -> None:
-    subprocess.run(["ip", "netns", "exec", vm.ns, sys.executable, "-c", SEND, frame.hex(), str(count)], check=True,
-                   timeout=60)
-
-
-def vport_of(api, name):
-    return next(item for item in api.get("/v1/vports").json["items"] if item["name"] == name)
-
-
-def where(api, name):
-    return ((vport_of(api, name)["location"]) or {}).get("chassis")
-
-
-def kvm_pair(lab, ctl, api, subnet):
-    """vm0's and vm1's vports (KVM, ``MACS``) in ``subnet``, and hypervisors hv1 and hv2 pointed at ``ctl``."""
-    for i, mac in enumerate(MACS):
-        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
-                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
-    hv1, hv2 = lab.add_hypervisor("hv1"), lab.add_hypervisor("hv2")
-    for hv in (hv1, hv2):
-        hv.connect(ctl)
-    return hv1, hv2
-
-
-def vm1_pings_vm0(lab, api, ctl, vm1_on):
-    """acme/web with ``kvm_pair``: vm0 on hv1, vm1 on hv``vm1_on`` pinging it, both switches connected and back within
-    a second of each restart, not after OVS's 1, 2, 4, 8 s (docs/vrs.md). (hv1, hv2, vm0, vm1)."""
-    _, _, subnet = acme_web(api)
-    hv1, hv2 = kvm_pair(lab, ctl, api, subnet)
-    vm0 = lab.add_vm(hv1, "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
-    vm1 = lab.add_vm((hv1, hv2)[vm1_on - 1], "vm1", mac=MACS[1], ip="10.0.1.11/24", vnic_id="vm1")
-    for hv in (hv1, hv2):
-        lab.wait_until(lambda: (s := switch_of(api, hv.name)) and s["openflow"]["connected"], timeout=15,
+def vm1_pings_vm0(lab, settings: dict | None = None, vm1_on: int = 1):
+    """``two_hypervisors`` with vm1 on hv``vm1_on`` pinging vm0, both switches connected and back within a second of
+    each restart, not after OVS's 1, 2, 4, 8 s (docs/vrs.md)."""
+    two = two_hypervisors(lab, settings=settings, vm1_on=vm1_on)
+    for hv in (two.hv1, two.hv2):
+        lab.wait_until(lambda: (s := switch_of(two.api, hv.name)) and s["openflow"]["connected"], timeout=15,
                        what=f"{hv.name} connected")
         hv.set_max_backoff(1000)
-    lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=15, what="vm1 pings vm0")
-    return hv1, hv2, vm0, vm1
+    lab.wait_until(lambda: two.vm1.ping("10.0.1.10"), timeout=15, what="vm1 pings vm0")
+    return two
 
 
 def restart_quietly(canopy):
@@ -102,10 +60,8 @@ def restart_quietly(canopy):
 
 
 def test_the_destination_takes_the_vm_at_its_first_packet_across_restarts_and_a_flood(lab):
-    ctl = lab.add_controller_host("ctl1")
-    canopy = lab.start_controller(ctl)
-    api = canopy.api
-    hv1, hv2, vm0, vm1 = vm1_pings_vm0(lab, api, ctl, vm1_on=1)
+    two = vm1_pings_vm0(lab)
+    canopy, api, hv1, hv2, vm0, vm1 = two.canopy, two.api, two.hv1, two.hv2, two.vm0, two.vm1
 
     dest = lab.add_vm(hv2, "vm0-in", mac=MACS[0], ip=None, vnic_id="vm0", paused=True)  # paused: sends nothing yet
     lab.wait_until(lambda: vport_of(api, "vm0")["migration"], timeout=10, what="the destination's port pending")
@@ -139,10 +95,8 @@ def test_the_destination_takes_the_vm_at_its_first_packet_across_restarts_and_a_
 
 
 def test_a_restart_whose_source_hypervisor_stays_away_places_the_vm_at_its_destination_when_the_hold_ends(lab):
-    ctl = lab.add_controller_host("ctl1")
-    canopy = lab.start_controller(ctl, {"restart": {"hold_time": HOLD}})
-    api = canopy.api
-    hv1, hv2, vm0, vm1 = vm1_pings_vm0(lab, api, ctl, vm1_on=2)  # vm1 on hv2: hv1 goes with the controller
+    two = vm1_pings_vm0(lab, {"restart": {"hold_time": HOLD}}, vm1_on=2)  # vm1 on hv2: hv1 goes with the controller
+    canopy, api, hv1, hv2, vm0, vm1 = two.canopy, two.api, two.hv1, two.hv2, two.vm0, two.vm1
     dest = lab.add_vm(hv2, "vm0-in", mac=MACS[0], ip=None, vnic_id="vm0", paused=True)
     lab.wait_until(lambda: vport_of(api, "vm0")["migration"], timeout=10, what="the destination's port pending")
     assert where(api, "vm0") == "hv1"

@@ -18,12 +18,12 @@ import subprocess
 import pytest
 
 from tests.harness import netns
-from tests.harness.policy import acme_web, create
+from tests.harness.policy import acme_web
+from tests.harness.two_hypervisors import MACS, kvm_vports, where
 from tests.integration.test_foundation import switch_of
 
 pytestmark = pytest.mark.integration
 
-MACS = ("02:00:00:00:01:01", "02:00:00:00:01:02")
 REPLY = re.compile(r"^\d+ bytes from \S+: icmp_seq=(\d+) ", re.M)  # an echo reply's line
 
 
@@ -45,20 +45,11 @@ def answered(out: str) -> set[int]:
     return {int(seq) for seq in REPLY.findall(out)}
 
 
-def location(api, name):
-    for item in api.get("/v1/vports").json["items"]:
-        if item["name"] == name:
-            return (item["location"] or {}).get("chassis")
-
-
 def test_a_vm_whose_migration_is_in_flight_or_aborted_keeps_its_traffic_and_answers_from_its_destination_after(lab):
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl)
     api = canopy.api
-    _, _, subnet = acme_web(api)
-    for i, mac in enumerate(MACS):
-        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
-                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
+    kvm_vports(api, acme_web(api)[2])
     hvs = [lab.add_hypervisor(f"hv{i}") for i in (1, 2, 3)]
     for hv in hvs:
         hv.connect(ctl)
@@ -73,10 +64,10 @@ def test_a_vm_whose_migration_is_in_flight_or_aborted_keeps_its_traffic_and_answ
     lab.wait_until(lambda: hvs[2].vsctl("get", "Interface", dest.port, "ofport") not in ("[]", "-1"), timeout=10,
                    what="the destination's port numbered")
     assert ping_lost(vm1, "10.0.1.10", 3) == 0, "pings lost while the migration is in flight"
-    assert location(api, "vm0") == "hv1"
+    assert where(api, "vm0") == "hv1"
 
     lab.remove_vm(dest)  # aborted
-    assert ping_lost(vm1, "10.0.1.10", 1) == 0 and location(api, "vm0") == "hv1"
+    assert ping_lost(vm1, "10.0.1.10", 1) == 0 and where(api, "vm0") == "hv1"
 
     dest = lab.add_vm(hvs[2], "vm0-in2", mac=MACS[0], ip=None, vnic_id="vm0", paused=True)  # again, to the end this time
     lab.wait_until(lambda: hvs[2].vsctl("get", "Interface", dest.port, "ofport") not in ("[]", "-1"), timeout=10,
@@ -85,7 +76,7 @@ def test_a_vm_whose_migration_is_in_flight_or_aborted_keeps_its_traffic_and_answ
     netns.delete(vm0.ns)  # the source's VM stops (its device goes) and it runs on hv3 ...
     netns.add_address(dest.ns, "eth0", "10.0.1.10/24")
     hvs[0].vsctl("--if-exists", "del-port", "br-int", vm0.port)  # ... and libvirt removes the source's port
-    lab.wait_until(lambda: location(api, "vm0") == "hv3", timeout=10, what="vm0 located on hv3")
+    lab.wait_until(lambda: where(api, "vm0") == "hv3", timeout=10, what="vm0 located on hv3")
     lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=10, what="vm1 reaches vm0 on hv3")
     assert ping_lost(vm1, "10.0.1.10", 1) == 0
 
@@ -98,10 +89,7 @@ def test_a_port_whose_device_open_vswitch_cannot_open_holds_the_vport_only_until
     ctl = lab.add_controller_host("ctl1")
     canopy = lab.start_controller(ctl)
     api = canopy.api
-    _, _, subnet = acme_web(api)
-    for i, mac in enumerate(MACS):
-        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
-                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
+    kvm_vports(api, acme_web(api)[2])
     hvs = [lab.add_hypervisor(f"hv{i}") for i in (1, 2)]
     for hv in hvs:
         hv.connect(ctl)
@@ -109,9 +97,9 @@ def test_a_port_whose_device_open_vswitch_cannot_open_holds_the_vport_only_until
                  "external_ids:iface-id=vm0", f"external_ids:attached-mac={MACS[0]}")
     lab.wait_until(lambda: hvs[0].vsctl("get", "Interface", "ghost0", "ofport").strip() == "-1", timeout=10,
                    what="ghost0's ofport -1 (no such device)")
-    lab.wait_until(lambda: location(api, "vm0") == "hv1", timeout=15, what="vm0 held by ghost0 on hv1, alone")
+    lab.wait_until(lambda: where(api, "vm0") == "hv1", timeout=15, what="vm0 held by ghost0 on hv1, alone")
     vm1 = lab.add_vm(hvs[0], "vm1", mac=MACS[1], ip="10.0.1.11/24", vnic_id="vm1")
     lab.add_vm(hvs[1], "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
-    lab.wait_until(lambda: location(api, "vm0") == "hv2", timeout=15, what="vm0 taken by its port with a device")
+    lab.wait_until(lambda: where(api, "vm0") == "hv2", timeout=15, what="vm0 taken by its port with a device")
     lab.wait_until(lambda: vm1.ping("10.0.1.10"), timeout=15, what="vm1 on hv1 reaches vm0 on hv2")
-    assert location(api, "vm0") == "hv2"
+    assert where(api, "vm0") == "hv2"

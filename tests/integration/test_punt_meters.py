@@ -20,72 +20,20 @@ controller, two hypervisors; 7.5-23 s at load 11-18)."""
 from __future__ import annotations
 
 import re
-import struct
-import subprocess
-import sys
 import time
 
 import pytest
 
 from openflow import meters
-from tests.harness.policy import create
+from tests.harness.frames import Flood, dhcp_discover, rarp, send
+from tests.harness.two_hypervisors import MACS, two_hypervisors, vport_of, where
 from tests.integration.test_foundation import switch_of
-from tests.integration.test_migration_activation import MACS, kvm_pair, rarp, send, vport_of, where
 from tests.integration.test_overlay import dhcp
 
 pytestmark = pytest.mark.integration
 
 DHCP_FLOOD_MAX = 15  # seconds the DHCP flood lasts at most (it is stopped once vm1 has its lease)
 STANDBY_FLOOD_MAX = 8  # seconds the standby port's flood lasts at most (it is stopped once vm0 is back on hv1)
-# a flood of one frame: paced to about 4,000 frames a second (hundreds of times its meter's rate, and CPU left for
-# the rest on two cores); stopped by SIGTERM (its count printed) or after its seconds
-FLOOD = ("import signal, socket, sys, time\n"
-         "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
-         "s.bind(('eth0', 0))\n"
-         "frame = bytes.fromhex(sys.argv[1])\n"
-         "n, end, stop = 0, time.monotonic() + float(sys.argv[2]), []\n"
-         "signal.signal(signal.SIGTERM, lambda *_: stop.append(1))\n"
-         "print('flooding', flush=True)\n"
-         "while not stop and time.monotonic() < end:\n"
-         "    for _ in range(20):\n"
-         "        s.send(frame)\n"
-         "    n += 20\n"
-         "    time.sleep(0.005)\n"
-         "print(n, flush=True)\n")
-
-
-class Flood:
-    """``vm`` sending ``frame`` over and over (``FLOOD``) for at most ``seconds``, from its start until ``stop()``."""
-
-    def __init__(self, vm, frame: bytes, seconds: float):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, sys.executable, "-c", FLOOD, frame.hex(),
-                                      str(seconds)], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "flooding"
-        self.started = time.monotonic()
-
-    def stop(self) -> tuple[int, float]:
-        """(frames sent, seconds flooded)."""
-        self.proc.terminate()
-        sent = int(self.proc.communicate(timeout=10)[0])
-        return sent, time.monotonic() - self.started
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-def dhcp_discover(mac: str) -> bytes:
-    """A DHCP discover from ``mac`` (0.0.0.0:68 to 255.255.255.255:67, broadcast), as udhcpc sends it."""
-    own = bytes.fromhex(mac.replace(":", ""))
-    bootp = (bytes([1, 1, 6, 0]) + (0x3903F326).to_bytes(4, "big") + bytes(4) + bytes(16) + own + bytes(10)
-             + bytes(192) + bytes.fromhex("63825363") + bytes([53, 1, 1, 255])).ljust(300, b"\0")
-    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\xff" * 4)
-    checksum = sum(struct.unpack("!10H", ip))
-    checksum = (checksum & 0xFFFF) + (checksum >> 16)
-    ip = ip[:10] + struct.pack("!H", ~checksum & 0xFFFF) + ip[12:]
-    return b"\xff" * 6 + own + b"\x08\x00" + ip + udp
 
 
 def meter_stats(hv, meter_id: int) -> tuple[int, int] | None:
@@ -113,16 +61,8 @@ def punted(api, hv, kind: str) -> int:
 
 
 def test_a_vms_flood_to_the_controller_is_bounded_by_its_ports_meter_and_another_vms_dhcp_still_gets_its_lease(lab):
-    ctl = lab.add_controller_host("ctl1")
-    canopy = lab.start_controller(ctl)
-    api = canopy.api
-    tenant = create(api, "tenants", {"name": "acme"})
-    domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
-    subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
-                                     "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "dhcp": {"lease_time": 600}})
-    hv1, hv2 = kvm_pair(lab, ctl, api, subnet)
-    vm0 = lab.add_vm(hv1, "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
-    vm1 = lab.add_vm(hv1, "vm1", mac=MACS[1], ip=None, vnic_id="vm1")  # its address from DHCP, during the flood
+    two = two_hypervisors(lab, vm1_ip=None, dhcp={"lease_time": 600})  # vm1's address from DHCP, during the flood
+    api, hv1, hv2, vm0, vm1 = two.api, two.hv1, two.hv2, two.vm0, two.vm1
     port0, port1 = (int(hv1.vsctl("get", "Interface", vm.port, "ofport")) for vm in (vm0, vm1))
     dhcp0, dhcp1 = meters.meter_id("dhcp", port0), meters.meter_id("dhcp", port1)
     activation = meters.meter_id("activation", port0)

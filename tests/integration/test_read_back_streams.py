@@ -9,7 +9,6 @@ turns).
 
 from __future__ import annotations
 
-import json
 import pickle
 import time
 
@@ -18,6 +17,7 @@ import pytest
 from controller.ryu_compat import STREAMS_AT_ONCE
 from tests.benchmarks.flow_rate import OF_PORT, l2_flows, start_driver
 from tests.harness.hosts import BR_INT
+from tests.integration.ofdriver import read_report
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +26,9 @@ FLOWS = 6000  # per switch: ~0.9 MB of flow stats, two pieces of READ_PAUSE_BYTE
 PROBE_MS = 1000  # asked of OVS; it probes after 5 s at the least (lib/rconn.c: MAX(5, interval) seconds)
 
 
-def reports(workdir) -> dict:
-    path = workdir / "report.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def all_synced_since(lab, workdir, since: float) -> dict:
     def done():
-        entries = reports(workdir)
+        entries = read_report(workdir)
         return entries if len(entries) == SWITCHES and all(e["synced_at"] > since for e in entries.values()) \
             else None
 

@@ -9,7 +9,6 @@ barrier path, OpenFlow 1.4 bridges the bundle path.
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import subprocess
@@ -25,6 +24,7 @@ from openflow.flows import Group, Owner, flow, render_flow, render_group
 from tests.harness import process
 from tests.harness.hosts import BR_INT
 from tests.harness.netns import netns_argv
+from tests.integration.ofdriver import WATCH_FAILED, read_report
 from tests.unit.flow_samples import FLOWS, GROUPS, SUBNET, VNI
 
 pytestmark = pytest.mark.integration
@@ -59,6 +59,7 @@ class Rig:
 
     def start_driver(self) -> None:
         (self.dir / "report.json").unlink(missing_ok=True)
+        (self.dir / WATCH_FAILED).unlink(missing_ok=True)
         self.driver = self.lab.spawn("ofdriver", [sys.executable, "-m", "tests.integration.ofdriver",
                                                   str(self.dir), str(OF_PORT)],
                                      self.dir / "ofdriver.log", self.ctl.ns)
@@ -78,9 +79,7 @@ class Rig:
         wanted = generation or self.generation
 
         def report():
-            path = self.dir / "report.json"
-            entries = json.loads(path.read_text()).values() if path.exists() else []
-            return next((e for e in entries if e["generation"] == wanted), None)
+            return next((e for e in read_report(self.dir).values() if e["generation"] == wanted), None)
 
         return self.lab.wait_until(report, timeout=SYNC_TIMEOUT, interval=0.05,
                                    what=f"the switch in sync with generation {wanted}")

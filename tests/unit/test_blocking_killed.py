@@ -20,6 +20,7 @@ KILLED_WRITER = textwrap.dedent("""
     hub.patch(thread=True)                            # as run_manager does before the apps (and their Store) exist
     from eventlet import patcher
     from controller.store import Store
+    from tests.unit.green import spawned, turns_until
     os_threading = patcher.original("threading")
     store = Store({data!r})
     store.offload = blocking                          # as controller/app.py sets it
@@ -39,11 +40,8 @@ KILLED_WRITER = textwrap.dedent("""
             store._lock.release()
         return taken
 
-    writer = hub.spawn(store.set_meta, "switches", 1)  # the pass's record of the connected switches
-    for _ in range(6000):                             # bounded: until its transaction runs in an OS thread
-        if entered.is_set():
-            break
-        hub.sleep(0.01)
+    writer = spawned(store.set_meta, "switches", 1)  # the pass's record of the connected switches
+    turns_until(entered.is_set, writer, bound=6000, sleep=0.01)  # its transaction in an OS thread (failed: raised)
     hub.kill(writer)                                  # the stop kills the programming loop
     print("the lock free while the transaction runs:", free(), flush=True)
     go.set()

@@ -16,6 +16,7 @@ from openflow.changeset import ENCODE_CHUNK, SEND_CHUNK, ChangeSet, encode_all
 from openflow.flows import FIELD_ORDER, Flow, Group, Owner, flow
 from openflow.reconciler import SwitchReconciler
 from tests.unit.flow_samples import FLOWS, GROUPS
+from tests.unit.green import joined, spawned, turns
 
 VERSIONS = [4, 5]  # OpenFlow 1.3, 1.4
 MAX_XID = 0xFFFFFFFF
@@ -280,15 +281,14 @@ def test_at_most_a_few_switches_encode_a_big_change_set_at_once_and_a_small_one_
         at_work[0] -= 1
         return done
 
-    threads = [hub.spawn(encode_big) for _ in range(atonce.ENCODES_AT_ONCE + 4)]
-    assert all(thread.wait().sent == {"flow_add": len(big)} for thread in threads)
+    threads = [spawned(encode_big) for _ in range(atonce.ENCODES_AT_ONCE + 4)]
+    assert all(done.sent == {"flow_add": len(big)} for done in joined(*threads))
     assert most[0] == atonce.ENCODES_AT_ONCE
     for _ in range(atonce.ENCODES_AT_ONCE):  # every slot held by other switches' big change sets
         atonce.ENCODES.acquire()
     try:
-        encoding = hub.spawn(encode_all, encode.WireEncoder(dp.ofproto), small, 1, 7, lambda units: hub.sleep(0))
-        for _ in range(200):
-            hub.sleep(0)
+        encoding = spawned(encode_all, encode.WireEncoder(dp.ofproto), small, 1, 7, lambda units: hub.sleep(0))
+        turns(200, encoding)  # (one that failed: its error)
         assert encoding.dead, "a small change set waited for a slot"
         assert encoding.wait().sent == {"flow_add": len(small)}
     finally:

@@ -11,10 +11,11 @@ from bgp.routes import ANNOUNCE, WITHDRAW, MacIpRoute
 from controller.programmer import Programmer
 from ovsdb.claims import VrsClaims
 from ovsdb.idl import slices
+from tests.unit.sinks import Reports
 from tests.unit.test_compiler import snapshot
 from tests.unit.test_evpn import HV1, HV2, setup_view
 from tests.unit.test_evpn_early_withdraw import WEB_HV1, BookedSpeaker, published, vm1_routes, web_type3_at_hv1
-from tests.unit.test_ovsdb_slices import UPDATE2, Database, Sink, session, take
+from tests.unit.test_ovsdb_slices import UPDATE2, Database, session, take
 
 HV1_ALL = [("vm1", 10), ("vm2", 11)]
 
@@ -115,7 +116,7 @@ def test_withdrawn_while_exabgp_is_down_they_are_not_injected_again():
     assert "02:00:00:00:00:01" not in injected and "02:00:00:00:00:03" in injected
 
 
-class LeavingSink(Sink):
+class LeavingSink(Reports):
     def __init__(self):
         super().__init__()
         self.told = []

@@ -13,8 +13,9 @@ from controller import programloop
 from controller.programloop import ProgramLoop
 from controller.startup_hold import StartupHold
 
+from .green import joined, spawned, turns, turns_until
 from .test_compiler import snapshot
-from .test_programloop import Clock, _apps_loop, _turns_until
+from .test_programloop import TURNS, Clock, _apps_loop
 
 SWITCHES = ("s1", "s2", "s3")  # their chassis (tests/unit/test_compiler.py ``snapshot``: the session's name)
 
@@ -47,12 +48,12 @@ def _views(monkeypatch, remembered=SWITCHES, connect_openflow=True):
         return touched
 
     loop.programmer.refresh = seen
-    worker = hub.spawn(loop.run)
+    worker = spawned(loop.run)
     try:
-        _turns_until(lambda: loop.passes)
-        hub.spawn(_report_one_by_one, state, reading, hub, connect_openflow).wait()
-        _turns_until(lambda: loop.passes > 1 and not loop._taking())
-        _turns_until(lambda: False)  # any pass still to come
+        turns_until(lambda: loop.passes, worker, bound=TURNS)
+        joined(spawned(_report_one_by_one, state, reading, hub, connect_openflow), beside=[worker])
+        turns_until(lambda: loop.passes > 1 and not loop._taking(), worker, bound=TURNS)
+        turns(TURNS, worker)  # any pass still to come
         return views, hold
     finally:
         hub.kill(worker)

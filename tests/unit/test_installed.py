@@ -8,6 +8,7 @@ import pytest
 from openflow import pipeline as p
 from openflow.flows import Owner, flow
 from openflow.installed import EMPTY, FlowBook, FlowPlan
+from tests.unit.green import joined, spawned, turns
 
 A, B, C = Owner("vport", "a"), Owner("vport", "b"), Owner("subnet", "s")
 
@@ -408,8 +409,7 @@ def test_at_most_a_few_switches_take_in_a_read_back_or_plan_at_once(monkeypatch,
     monkeypatch.setattr(reconciler.SwitchReconciler, step, work)
     monkeypatch.setattr(reconciler.SwitchReconciler, "_request", lambda self, msg: [])
     recs = [_reconciler(n) for n in range(1, atonce.PLANS_AT_ONCE + 5)]
-    threads = [hub.spawn(rec._sync if step == "_plan_ops" else rec._read_back) for rec in recs]
-    hub.joinall(threads)
+    joined(*[spawned(rec._sync if step == "_plan_ops" else rec._read_back) for rec in recs])
     assert most[0] == atonce.PLANS_AT_ONCE
 
 
@@ -431,7 +431,6 @@ def test_a_plans_time_does_not_count_its_wait_for_a_slot(monkeypatch):
     restart: seconds) is not planning."""
     import time
 
-    from controller.ryu_compat import hub
     from openflow import atonce, reconciler
 
     clock = [0.0]
@@ -449,20 +448,19 @@ def test_a_plans_time_does_not_count_its_wait_for_a_slot(monkeypatch):
     for _ in range(atonce.PLANS_AT_ONCE):  # every slot held by other switches
         atonce.PLANS.acquire()
     try:
-        waiting = hub.spawn(rec._sync)
-        hub.sleep(0)
+        waiting = spawned(rec._sync)
+        turns(1, waiting)
         clock[0] += 5.0  # five seconds behind the others
     finally:
         for _ in range(atonce.PLANS_AT_ONCE):
             atonce.PLANS.release()
-    assert waiting.wait() is True
+    assert joined(waiting) == [True]
     assert rec._plan_ms == pytest.approx(2.0)
 
 
 def test_a_small_plan_does_not_wait_behind_other_switches_full_plans(monkeypatch):
     """At a restart up to 44 other switches take in a read-back and plan every flow, 6 at a time: a new vport on a
     switch in sync (a plan of a few owners, a turn or two) is planned at once; a full plan waits for a slot."""
-    from controller.ryu_compat import hub
     from openflow import atonce, reconciler
 
     rec = _reconciler(1)
@@ -473,16 +471,14 @@ def test_a_small_plan_does_not_wait_behind_other_switches_full_plans(monkeypatch
         atonce.PLANS.acquire()
     try:
         rec._book.dirty = {"vport-%d" % n for n in range(atonce.SMALL_PLAN_OWNERS)}
-        small = hub.spawn(rec._sync)
-        for _ in range(50):
-            hub.sleep(0)
-        assert small.dead, "a small plan waited for a slot"
+        small = spawned(rec._sync)
+        turns(50, small)  # (a small plan that failed: its error)
+        assert small.dead and small.wait() is True, "a small plan waited for a slot"
         rec._book.dirty = None
-        full = hub.spawn(rec._sync)
-        for _ in range(50):
-            hub.sleep(0)
+        full = spawned(rec._sync)
+        turns(50, full)
         assert not full.dead, "a full plan did not wait for a slot"
     finally:
         for _ in range(atonce.PLANS_AT_ONCE):
             atonce.PLANS.release()
-    assert full.wait() is True
+    assert joined(full) == [True]

@@ -11,8 +11,9 @@ import pytest
 from controller.discovery import DiscoverySink
 from ovsdb import server
 from tests.unit.helpers import Controller
+from tests.unit.sinks import Reports
 from tests.unit.test_operate import samples, scrape
-from tests.unit.test_ovsdb_hostile_updates import Sink, TwoClaims
+from tests.unit.test_ovsdb_hostile_updates import TwoClaims
 
 SESSIONS = 300  # 200 VRS, 60 hardware VTEPs, 40 not identified yet
 
@@ -66,7 +67,7 @@ def test_refused_interface_claims_are_a_counter_of_every_session_that_outlives_e
     """A hostile OVSDB peer claiming an interface another port holds was counted only in /v1/ovsdb/sessions (per open
     session, gone with it): now a Prometheus counter too, of every session together, that a session closing does
     not take down. Read in one look at the sessions' shared claims, not per session."""
-    manager = server.OvsdbManagerServer("127.0.0.1", 0, Sink())
+    manager = server.OvsdbManagerServer("127.0.0.1", 0, Reports())
     ctl.api.metrics.attach(ovsdb=manager)
     refused = ("canopy_ovsdb_refused_interface_claims_total", frozenset())
     assert samples(scrape(ctl.api))[refused] == 0

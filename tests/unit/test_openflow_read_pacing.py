@@ -55,6 +55,9 @@ class HeldStream:
     def settimeout(self, timeout) -> None:
         pass
 
+    def shutdown(self, how) -> None:  # (Ryu's Datapath.close: its write side first)
+        pass
+
     def close(self) -> None:
         self.closed = True
 

@@ -1,30 +1,19 @@
 """ovsdb/firstreads.py: a few OVSDB sessions read their peer's whole database at a time, the others wait for a slot
 answering their peer's echoes, and a slot comes back when a read ends, however it ends."""
 
+import functools
+
 import eventlet
 import eventlet.event
 import pytest
 
 from ovsdb.firstreads import FirstReads
+from tests.unit import green
 
 BOUND = 200  # turns of the event loop any wait here may take
-
-
-def turns_until(condition) -> None:
-    for _ in range(BOUND):
-        if condition():
-            return
-        eventlet.sleep(0)
-    raise AssertionError("not within %d turns" % BOUND)
-
-
-def waited_until(condition, step: float = 0.005) -> None:
-    """``turns_until`` for what takes time (timers of a few ms): at most BOUND sleeps of ``step``."""
-    for _ in range(BOUND):
-        if condition():
-            return
-        eventlet.sleep(step)
-    raise AssertionError("not within %d sleeps of %g s" % (BOUND, step))
+# until ``condition``, failing at once with the error of a session (a green thread named) that raised
+turns_until = functools.partial(green.turns_until, bound=BOUND)
+waited_until = functools.partial(green.turns_until, bound=BOUND, sleep=0.005)  # (timers of a few ms)
 
 
 def test_at_most_limit_sessions_read_at_once_and_the_others_wait_their_turn():
@@ -62,7 +51,7 @@ def test_a_waiting_session_answers_its_peer_meanwhile_and_a_peer_gone_holds_no_s
     assert len(answered) == 3 and reads.waiting == 0
     reads.release()
     second = eventlet.spawn(reads.admit, lambda: None)
-    turns_until(lambda: second.dead)
+    turns_until(lambda: second.dead, second)
     second.wait()  # admitted: the gone peer took no slot with it
 
 
@@ -82,21 +71,21 @@ def test_a_slot_given_back_goes_to_the_first_waiting_session_not_to_one_asking_j
         order.append(name)
 
     first = eventlet.spawn(session, "first")
-    turns_until(lambda: reads.waiting == 1)
+    turns_until(lambda: reads.waiting == 1, first)
     eventlet.sleep(0.005)  # several of its timed waits run out meanwhile (answering its peer)
     second = eventlet.spawn(session, "second")
-    turns_until(lambda: reads.waiting == 2)
+    turns_until(lambda: reads.waiting == 2, first, second)
 
     def release_then_ask():
         reads.release()  # the holder's read ends ...
         session("late")  # ... and a new session asks at once, before the waiting ones have run
 
-    eventlet.spawn(release_then_ask)
-    turns_until(lambda: order == ["first"])
+    asking = eventlet.spawn(release_then_ask)
+    turns_until(lambda: order == ["first"], first, second, asking)
     reads.release()
-    turns_until(lambda: order == ["first", "second"])
+    turns_until(lambda: order == ["first", "second"], first, second, asking)
     reads.release()
-    turns_until(lambda: order == ["first", "second", "late"])
+    turns_until(lambda: order == ["first", "second", "late"], first, second, asking)
     first.wait(), second.wait()
 
 
@@ -109,12 +98,12 @@ def test_a_session_closed_as_its_slot_is_given_passes_the_slot_on():
         order.append(name)
 
     leaving = eventlet.spawn(session, "leaving")
-    turns_until(lambda: reads.waiting == 1)
+    turns_until(lambda: reads.waiting == 1, leaving)
     staying = eventlet.spawn(session, "staying")
-    turns_until(lambda: reads.waiting == 2)
+    turns_until(lambda: reads.waiting == 2, leaving, staying)
     reads.release()  # handed to "leaving", which is closed before it runs
     leaving.kill()
-    turns_until(lambda: order == ["staying"])
+    turns_until(lambda: order == ["staying"], staying)
     assert reads.waiting == 0
     staying.wait()
     reads.release()
@@ -250,6 +239,7 @@ def _vrs_session(reads):
     owner = SimpleNamespace(log=logging.getLogger("test.ovsdb"), sink=None, bridge="br-int", claims=None,
                             vtep_claims=None, first_reads=reads, handshake_timeout_ms=5000, slicing=set(), tls=None,
                             first_read_pending=set(), budget=None)
+    owner._forget = lambda session: None  # the session's last step as it ends (was missing: its thread died there)
     link = _VrsLink()
     return server.PeerSession(owner, "ovsdb:" + link.peer, link), link
 
@@ -273,7 +263,7 @@ def test_a_queued_session_asks_for_its_schema_only_in_its_turn():
     link.schema_sent.send()
     turns_until(lambda: session.state == server.CLOSED)
     taken = eventlet.spawn(reads.admit, lambda: None)
-    turns_until(lambda: taken.dead)
+    turns_until(lambda: taken.dead, taken)
     taken.wait()  # the ended session's slot came back
 
 
@@ -288,7 +278,7 @@ def test_a_peer_slow_to_send_its_schema_gives_its_slot_back_after_hold_s(monkeyp
     session.start()
     turns_until(lambda: link.asked)
     waiting = eventlet.spawn(reads.admit, lambda: None)  # the next session
-    waited_until(lambda: waiting.dead)
+    waited_until(lambda: waiting.dead, waiting)
     assert session._reading is None and not link.schema_sent.ready()
     link.schema_sent.send()
     session.close()

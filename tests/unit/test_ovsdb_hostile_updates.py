@@ -18,6 +18,7 @@ import pytest
 
 from ovsdb import idl
 from ovsdb.rowchanges import RowChanges, row_key
+from tests.unit.sinks import Reports
 from tests.unit.test_ovsdb_idl_parse import SCHEMA
 
 UPDATE2, UPDATE = ovs.db.idl.OVSDB_UPDATE2, ovs.db.idl.OVSDB_UPDATE
@@ -354,14 +355,7 @@ def test_a_bridge_inserted_again_with_other_ports_of_the_same_number_is_read_aga
              "Interface": {iface: {"initial": {"name": "p%d" % n, "ofport": n + 1}} for n, (_, iface) in ports.items()}}
     feed(replica, first)
 
-    class Sink:
-        def vrs_update(self, snap):
-            pass
-
-        def vrs_gone(self, session):
-            pass
-
-    reporter = vrs.VrsReporter(Sink(), "ovsdb:peer", "10.0.0.1:1")
+    reporter = vrs.VrsReporter(Reports(), "ovsdb:peer", "10.0.0.1:1")
     rows = lambda: list(replica.tables["Open_vSwitch"].rows.values())  # noqa: E731
     reporter.refresh(rows(), replica.changes)
     replica.changes = RowChanges()
@@ -488,7 +482,7 @@ class TwoClaims:
         return list(self.replica.tables["Open_vSwitch"].rows.values())
 
     def reporter(self, claims=None):
-        reporter = self.vrs.VrsReporter(Sink(), "ovsdb:peer", "10.0.0.1:1", claims=claims)
+        reporter = self.vrs.VrsReporter(Reports(), "ovsdb:peer", "10.0.0.1:1", claims=claims)
         self.now = 0.0
         reporter._bad._clock = lambda: self.now  # the warnings' throttle (logs.Throttle), on the test's clock
         reporter.refresh(self.rows(), self.replica.changes)
@@ -515,14 +509,6 @@ class TwoClaims:
         assert reporter.last.ports == fresh.ports
         return [p.name for p in reporter.last.ports], [r.getMessage() for r in self.caplog.records
                                                        if r.levelname == "WARNING"]
-
-
-class Sink:
-    def vrs_update(self, snap):
-        pass
-
-    def vrs_gone(self, session):
-        pass
 
 
 def test_a_second_port_claiming_an_interface_is_refused_once_named_and_takes_it_over_when_the_holder_goes(caplog):

@@ -13,7 +13,8 @@ import pytest
 from ovsdb import jsonstream, vrs
 from ovsdb.rowchanges import RowChanges
 from tests.bytecodes import opcodes
-from tests.unit.test_ovsdb_slices import Sink, root_rows, tracking
+from tests.unit.sinks import Reports
+from tests.unit.test_ovsdb_slices import root_rows, tracking
 
 PORTS = 1000
 READ = 64 * 1024  # characters a session reads and frames at once (ovsdb/idl/links.py READ_BUDGET)
@@ -52,7 +53,7 @@ class Session:
         self.replica = tracking()
         self.replica._Idl__parse_update(first, ovs.db.idl.OVSDB_UPDATE2)
         self.replica.state = self.replica.IDL_S_MONITORING
-        self.sink = Sink()
+        self.sink = Reports()
         self.reporter = vrs.VrsReporter(self.sink, "ovsdb:peer", "10.0.0.1:1")
         self.report()
         self.replica.on_slice = self.report

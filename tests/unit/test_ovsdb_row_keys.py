@@ -19,7 +19,8 @@ import ovs.db.idl
 from ovsdb import vrs
 from ovsdb.claims import VrsClaims
 from ovsdb.rowchanges import RowChange, RowChanges, row_key
-from tests.unit.test_ovsdb_slices import Database, Sink, root_rows, session, take
+from tests.unit.sinks import Reports
+from tests.unit.test_ovsdb_slices import Database, root_rows, session, take
 
 PORTS = 1200  # more than two slices (100, 500, 500, 100)
 
@@ -45,7 +46,7 @@ def _reported(db: Database, update: dict, monkeypatch) -> tuple[int, int, object
     """Feed ``update`` (not applied to ``db`` yet) to a replica of ``db`` read by a reporter slice by slice; returns
     (rows the update names, ``UuidCalls`` meanwhile, the reporter). ``db`` holds the update's result afterwards."""
     replica = db.fresh()
-    sink = Sink()
+    sink = Reports()
     reporter = session(replica, VrsClaims(sink, 0.0, logging.getLogger("test")), sink)
     slices_read = []
     replica.on_slice = lambda: slices_read.append(take(replica, reporter))

@@ -29,6 +29,7 @@ from ovsdb import idl, vrs
 from ovsdb.claims import VrsClaims
 from ovsdb.idl import slices
 from ovsdb.rowchanges import RowChanges
+from tests.unit.sinks import Reports
 from tests.unit.test_ovsdb_idl_parse import SCHEMA
 
 UPDATE2 = ovs.db.idl.OVSDB_UPDATE2
@@ -196,17 +197,6 @@ def root_rows(replica):
     return list(replica.tables["Open_vSwitch"].rows.values())
 
 
-class Sink:
-    def __init__(self):
-        self.updates = []
-
-    def vrs_update(self, snap):
-        self.updates.append(snap)
-
-    def vrs_gone(self, session):
-        pass
-
-
 def session(replica, claims, sink):
     """A reporter reading ``replica`` as ovsdb/server.py's session does: its first copy, then each slice."""
     reporter = vrs.VrsReporter(sink, "ovsdb:peer", "10.0.0.1:1", claims=claims)
@@ -259,7 +249,7 @@ def test_slices_are_states_smaller_transactions_give_and_the_end_is_a_fresh_read
     rng = random.Random(seed)
     db = Database(rng)
     replica = db.fresh()
-    sink = Sink()
+    sink = Reports()
     reporter = session(replica, VrsClaims(sink, 0.0, logging.getLogger("test")), sink)
     for _ in range(12):
         before = contents(replica)
@@ -366,7 +356,7 @@ def test_a_refused_slice_leaves_the_slices_before_it_reported_and_the_next_sessi
     and reports it, naming every port that differs from what was reported."""
     db = Database(random.Random(4))
     replica = db.fresh()
-    sink = Sink()
+    sink = Reports()
     claims = VrsClaims(sink, 60.0, logging.getLogger("test"))
     reporter = session(replica, claims, sink)
     before = contents(replica)

@@ -21,7 +21,8 @@ from ovsdb import vrs
 from ovsdb.claims import VrsClaims
 from ovsdb.idl import slices
 from ovsdb.rowchanges import RowChanges
-from tests.unit.test_ovsdb_slices import (SLICE, UPDATE2, Database, Sink, _refs, _uuid, contents, names, root_rows,
+from tests.unit.sinks import Reports
+from tests.unit.test_ovsdb_slices import (SLICE, UPDATE2, Database, _refs, _uuid, contents, names, root_rows,
                                           session, small_slices, take)
 
 __all__ = ["small_slices"]  # the fixture, used by name
@@ -131,7 +132,7 @@ def _apply(db, rows, update, sliced):
     """(replica, notifications {(table, uuid): [(deleted, columns, row json)]}, reporter's last ports, slices seen)."""
     db.rows = json.loads(json.dumps(rows))
     replica = db.fresh()
-    sink = Sink()
+    sink = Reports()
     reporter = session(replica, VrsClaims(sink, 0.0, logging.getLogger("test")), sink)
     notified, seen = {}, []
     record, deleted = replica.changes.record, replica._deleted

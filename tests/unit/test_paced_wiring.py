@@ -9,14 +9,11 @@ a bounded one ends at its first check past ``BUDGET``. On a quiet machine (``SHA
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 from controller.pacer import BUDGET, CHECKS, BoundedPacer, Pacer, loop_pacer, paced
 from openflow.installed import CHUNK
 from tests.bytecodes import Bytecodes
+from tests.unit.forked import forked
+from tests.unit.sinks import Reports
 
 RATE = 20_000_000  # bytecodes a second of a CPU (as tests/unit/test_bounded_pacer.py)
 SHARE = 4  # the loop gets a quarter of a CPU: a stretch's wall clock is 4 times its CPU
@@ -160,46 +157,47 @@ def test_a_scrapes_switch_counts_pause_within_the_budget_at_the_loops_share():
     assert after < 2 * LOADED_BUDGET < before, (before, after)
 
 
-APP_PACERS = textwrap.dedent("""
-    import sys
+def _app_pacers(data) -> str:
+    """The pacers of the app as ryu-manager builds it (``CanopyApp()``, with an HA pair) and of a switch's reconciler
+    (``_adopt``): a line each, its type, budget and count. Run in a forked child (tests/unit/forked.py): the settings
+    and the class it sets are the child's alone."""
     from types import SimpleNamespace
-    sys.path.insert(0, {root!r})
-    from controller.ryu_compat import hub
-    from ryu.cmd import manager               # as run_manager does before the apps exist: its import patches
-    hub.patch(thread=True)
+
     from controller import app, runtime, settings
     from controller.yamldoc import Doc
 
-    runtime.SETTINGS = settings.from_doc(Doc("<t>", {{"data_dir": {data!r}, "ha": {{
-        "node_id": "b", "peer": "10.250.0.1", "priority": 100, "secret": "s" * 32}}}}))
+    runtime.SETTINGS = settings.from_doc(Doc("<t>", {"data_dir": str(data), "ha": {
+        "node_id": "b", "peer": "10.250.0.1", "priority": 100, "secret": "s" * 32}}))
     made = []
 
-    class Rec:                                # the reconciler's pacer kept; it never starts
+    class Rec:  # the reconciler's pacer kept; it never starts
         def __init__(self, dp, pacer=None, **kw):
             made.append(pacer)
         keep_stale = hold = lambda self, on: None
         start = stop = lambda self: None
 
     app.SwitchReconciler = Rec
-    canopy = app.CanopyApp()                  # wired as ryu-manager builds the app
+    canopy = app.CanopyApp()  # wired as ryu-manager builds the app
     canopy._adopt(SimpleNamespace(id=1, address=("127.0.0.1", 40001), is_active=True))
-    for name, pacer in [("reconciler", made[0]), ("applier", canopy.pair.applier.pacer),
-                        ("state", canopy.state.pacer), ("programmer", canopy.programmer.pacer)]:
-        print(name, type(pacer).__name__, pacer.budget, pacer.every)
-    print("metrics", canopy.api.metrics.sources["budget"])
-""")
+    lines = [f"{name} {type(pacer).__name__} {pacer.budget} {pacer.every}"
+             for name, pacer in [("reconciler", made[0]), ("applier", canopy.pair.applier.pacer),
+                                 ("state", canopy.state.pacer), ("programmer", canopy.programmer.pacer)]]
+    return "\n".join(lines + [f"metrics {canopy.api.metrics.sources['budget']}"])
 
 
 def test_the_app_wires_bounded_pacers_for_reconcilers_the_applier_and_the_scrapes_counts(tmp_path):
+    """Built in a child forked from this process, not a new interpreter: the app's modules are imported here once
+    (a score of unit files import them in it too), not again by a child (that import was the test's cost: ~1.4 s of CPU, 7 s
+    at load 9.5); building the app takes ~30 ms and runs no green thread."""
+    import controller.app  # noqa: F401 - imported before the fork: the child builds the app at once
+
     data = tmp_path / "data"
     data.mkdir()
-    code = APP_PACERS.format(root=os.getcwd(), data=str(data))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [f"reconciler BoundedPacer {BUDGET} {RECONCILE_EVERY}",
-                                        f"applier BoundedPacer {BUDGET} 100",
-                                        f"state BoundedPacer {BUDGET} {STATE_EVERY}",
-                                        f"programmer BoundedPacer {BUDGET} 200", f"metrics {BUDGET}"]
+    done = forked(lambda: _app_pacers(data))
+    assert done.splitlines() == [f"reconciler BoundedPacer {BUDGET} {RECONCILE_EVERY}",
+                                 f"applier BoundedPacer {BUDGET} 100",
+                                 f"state BoundedPacer {BUDGET} {STATE_EVERY}",
+                                 f"programmer BoundedPacer {BUDGET} 200", f"metrics {BUDGET}"]
     assert type(paced(None, 1, None)) is Pacer
 
 
@@ -212,7 +210,6 @@ class _Key(tuple):
 
 
 HASHED = [0]
-
 
 
 def _tally_hashing(book):
@@ -258,17 +255,6 @@ def _vtep_with_macs(count: int):
     return db
 
 
-class _Sink:
-    def __init__(self):
-        self.updates = []
-
-    def vtep_update(self, snap):
-        self.updates.append(snap)
-
-    def vtep_gone(self, snap):
-        pass
-
-
 def test_a_vteps_local_macs_are_read_with_pauses():
     """A hardware VTEP's local MACs read whole (ovsdb/vtep_reporter.py ``LocalMacs``: at connect, or when a port's
     bindings change) were one stretch: 10,000 MACs, ~12 million bytecodes, ~130 ms of CPU. Now the session's pacer is
@@ -276,7 +262,7 @@ def test_a_vteps_local_macs_are_read_with_pauses():
     bytecodes between two pauses of a pacer pausing every 100 rows."""
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink, counter, most = _vtep_with_macs(1_000), _Sink(), Bytecodes(), [0]
+    db, sink, counter, most = _vtep_with_macs(1_000), Reports(), Bytecodes(), [0]
 
     def pause():
         most[0] = max(most[0], counter.count)
@@ -293,7 +279,7 @@ def test_a_vtep_made_to_speak_in_a_pause_of_its_read_reports_its_rows_whole():
     from ovsdb.claims import VtepClaims
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink, clock = _vtep_with_macs(300), _Sink(), [0.0]
+    db, sink, clock = _vtep_with_macs(300), Reports(), [0.0]
     claims = VtepClaims(sink, grace=0.0, clock=lambda: clock[0])
     a, armed = VtepReporter(sink, "a", "peer-a", claims=claims), []
 
@@ -342,7 +328,7 @@ def test_a_vtep_made_to_speak_in_a_pause_of_its_changed_macs_reports_its_rows_wh
     from ovsdb.rowchanges import RowChange, RowChanges, row_key
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink = _vtep_with_macs(300), _Sink()
+    db, sink = _vtep_with_macs(300), Reports()
     claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
     a, armed = VtepReporter(sink, "a", "peer-a", claims=claims), []
 
@@ -384,7 +370,7 @@ def test_a_vtep_made_to_speak_while_idle_keeps_the_rows_its_own_session_read_in_
     from ovsdb.rowchanges import RowChange, RowChanges, row_key
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink = _vtep_with_macs(300), _Sink()
+    db, sink = _vtep_with_macs(300), Reports()
     claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
     a, armed = VtepReporter(sink, "a", "peer-a", claims=claims), []
     rows = lambda: db.all("Ucast_Macs_Local")  # noqa: E731
@@ -417,7 +403,7 @@ def test_a_vtep_session_ended_in_a_pause_of_its_first_read_claims_and_reports_no
     from ovsdb.claims import VtepClaims, vtep_key
     from ovsdb.vtep_reporter import VtepReporter
 
-    db, sink = _vtep_with_macs(300), _Sink()
+    db, sink = _vtep_with_macs(300), Reports()
     claims = VtepClaims(sink, grace=0.0, clock=lambda: 0.0)
     b = VtepReporter(sink, "b", "peer-b", claims=claims, pacer=Pacer(lambda: b.gone(), 100))
     assert b.refresh(db.all("Physical_Switch"), lambda: db.all("Ucast_Macs_Local")) is False

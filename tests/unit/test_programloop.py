@@ -15,6 +15,7 @@ from controller.programmer import Programmer
 from controller.rest.api import Api
 from controller.rest.wire import Request
 
+from .green import joined, spawned, turns, turns_until
 from .test_compiler import add_vport, base_state, snapshot
 
 
@@ -418,13 +419,7 @@ def _apps_loop(monkeypatch, slicing=(), hold=None, first_reads=lambda: 0):
     return state, app.CanopyApp._programming(glue), passes, glue.ovsdb.slicing
 
 
-def _turns_until(done):
-    from controller.ryu_compat import hub
-
-    for _ in range(100):  # bounded
-        if done():
-            return
-        hub.sleep(0)
+TURNS = 100  # turns of the event loop a wait for the loop's pass takes at the most
 
 
 def test_the_apps_loop_waits_for_the_report_state_is_taking_across_its_pauses(monkeypatch):
@@ -435,13 +430,13 @@ def test_the_apps_loop_waits_for_the_report_state_is_taking_across_its_pauses(mo
     from controller.ryu_compat import hub
 
     state, loop, passes, _ = _apps_loop(monkeypatch)
-    worker = hub.spawn(loop.run)
+    worker = spawned(loop.run)
     try:
-        _turns_until(lambda: loop.passes)
+        turns_until(lambda: loop.passes, worker, bound=TURNS)
         assert passes == [(0, 0)]  # the first pass, before the report
-        taker = hub.spawn(state.vrs_update, snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(40)]))
-        taker.wait()
-        _turns_until(lambda: loop.passes > 1)
+        joined(spawned(state.vrs_update, snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(40)])),
+               beside=[worker])
+        turns_until(lambda: loop.passes > 1, worker, bound=TURNS)
         assert state.pacer.pauses >= 10  # the report paused, each pause a turn for the loop
         assert passes[1:] == [(0, 40)]  # one pass, after the whole report
     finally:
@@ -455,7 +450,7 @@ def test_the_apps_loop_waits_for_the_last_slice_of_an_ovsdb_update_reported_in_s
     from controller.ryu_compat import hub
 
     state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
-    worker = hub.spawn(loop.run)
+    worker = spawned(loop.run)
 
     def report_in_slices():
         state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))
@@ -465,9 +460,9 @@ def test_the_apps_loop_waits_for_the_last_slice_of_an_ovsdb_update_reported_in_s
         slicing.clear()  # the last slice reported
 
     try:
-        _turns_until(lambda: loop.passes)
-        hub.spawn(report_in_slices).wait()
-        _turns_until(lambda: loop.passes > 1)
+        turns_until(lambda: loop.passes, worker, bound=TURNS)
+        joined(spawned(report_in_slices), beside=[worker])
+        turns_until(lambda: loop.passes > 1, worker, bound=TURNS)
         assert passes[1:] == [(0, 40)]
     finally:
         hub.kill(worker)
@@ -479,12 +474,12 @@ def test_the_apps_loop_runs_a_pass_for_a_rest_change_while_an_ovsdb_update_is_st
     from controller.ryu_compat import hub
 
     state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
-    worker = hub.spawn(loop.run)
+    worker = spawned(loop.run)
     try:
-        _turns_until(lambda: loop.passes)
+        turns_until(lambda: loop.passes, worker, bound=TURNS)
         state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # the first slice
         add_vport(state, "acme/web", "vm-rest", "02:00:00:00:02:01", "10.0.1.99")  # a REST apply meanwhile
-        _turns_until(lambda: loop.passes > 1)
+        turns_until(lambda: loop.passes > 1, worker, bound=TURNS)
         assert slicing and loop.passes == 2  # the pass ran with the update still slicing
     finally:
         hub.kill(worker)
@@ -506,7 +501,7 @@ def test_the_apps_loop_waits_for_a_sliced_update_lasting_longer_than_report_wait
         return now[0]
 
     loop._timer = clock
-    worker = hub.spawn(loop.run)
+    worker = spawned(loop.run)
 
     def report_in_slices():
         for part in range(1, 6):
@@ -516,9 +511,9 @@ def test_the_apps_loop_waits_for_a_sliced_update_lasting_longer_than_report_wait
         slicing.clear()  # the last slice reported
 
     try:
-        _turns_until(lambda: loop.passes)
-        hub.spawn(report_in_slices).wait()
-        _turns_until(lambda: loop.passes > 1)
+        turns_until(lambda: loop.passes, worker, bound=TURNS)
+        joined(spawned(report_in_slices), beside=[worker])
+        turns_until(lambda: loop.passes > 1, worker, bound=TURNS)
         assert now[0] > 2.0 and passes[1:] == [(0, 40)]
     finally:
         hub.kill(worker)
@@ -540,14 +535,14 @@ def while_s1_slices(monkeypatch, meanwhile):
     from controller.ryu_compat import hub
 
     state, loop, passes, slicing = _apps_loop(monkeypatch, slicing={"ovsdb:kvm1"})
-    worker = hub.spawn(loop.run)
+    worker = spawned(loop.run)
     try:
-        _turns_until(lambda: loop.passes)
+        turns_until(lambda: loop.passes, worker, bound=TURNS)
         state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(10)]))  # s1's first slice
-        _turns_until(lambda: False)  # the loop waits for s1's next slices
+        turns(TURNS, worker)  # the loop waits for s1's next slices
         assert loop.passes == 1
         meanwhile(state, loop)
-        _turns_until(lambda: loop.passes > 1)
+        turns_until(lambda: loop.passes > 1, worker, bound=TURNS)
         return passes, set(slicing)
     finally:
         hub.kill(worker)

@@ -23,6 +23,7 @@ from controller.rest import dataplane as rest_dataplane
 from controller.rest.lane import Lane
 from controller.rest.wire import Request
 from controller.ryu_compat import hub
+from tests.unit.green import joined, spawned, turns, turns_until
 from tests.unit.helpers import TOKEN, Controller
 from tests.unit.probeturns import beside_probe, runs_between
 from tests.unit.test_reconcile_pacing import OWNERS, change_of_many_owners, desired, give_way, reconciler
@@ -72,13 +73,11 @@ def read(world, what) -> dict:
 def test_a_read_answers_while_the_reconcilers_lane_is_held(world, what):
     world.rec._book._counted = None  # (each read counts afresh: the count is kept per state of the book)
     world.lane._turn.acquire()  # a reconciler in its turn, for as long as the read takes
-    answer, turns = [], 0
-    reader = hub.spawn(lambda: answer.append(read(world, what)))
+    answer = []
+    reader = spawned(lambda: answer.append(read(world, what)))
     try:
-        while not answer and turns < TURNS:
-            hub.sleep(0)
-            turns += 1
-        assert answer, f"{what}: no answer in {TURNS} turns of the loop with the reconcilers' lane held"
+        turns_until(lambda: answer, reader, bound=TURNS,
+                    what=f"{what}: an answer with the reconcilers' lane held")  # (a read that failed: its error)
         assert world.lane._turn.held == 1 and world.lane._turn.waiting == 0  # it never queued there
     finally:
         world.lane._turn.release()
@@ -143,12 +142,11 @@ def test_a_count_the_reconciler_changes_the_records_under_is_that_of_the_book_wh
     before = {k: rec.status()[k] for k in counts}
     rec._book._counted = None
     got = []
-    reader = hub.spawn(lambda: got.append(rec.status(Pacer(give_way, 200).tick)))
-    hub.sleep(0)
-    hub.sleep(0)
+    reader = spawned(lambda: got.append(rec.status(Pacer(give_way, 200).tick)))
+    turns(2, reader)
     assert not got  # paused in its count
     change(rec._book)
-    reader.wait()
+    joined(reader)
     assert {k: got[0][k] for k in counts} == before
     now = {k: rec.status()[k] for k in counts}
     rec._book._counted = None

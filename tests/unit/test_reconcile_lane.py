@@ -21,6 +21,7 @@ from controller.pacer import Pacer
 from controller.rest.lane import Lane
 from controller.ryu_compat import hub
 from openflow.flows import Group
+from tests.unit.green import joined, spawned
 from tests.unit.probeturns import beside_probe, runs_between
 from tests.unit.test_reconcile_pacing import desired, reconciler
 
@@ -168,13 +169,12 @@ def test_a_busy_lane_runs_a_stretch_every_round_not_every_other_round():
 @pytest.mark.parametrize("killed", ["in its turn", "waiting"])
 def test_a_reconciler_stopped_at_its_pause_leaves_the_lane_to_the_others(killed):
     """A switch disconnecting kills its reconciler at a pause (openflow/reconciler.py ``stop``): in its turn of the
-    lane or queued for it, it holds nothing after; the others go on (bounded: they must finish in 10 s)."""
+    lane or queued for it, it holds nothing after; the others go on (bounded: they must end within ``BOUND_TURNS``
+    turns of the loop, and a pause that failed fails the test)."""
     lane = Lane(lambda: hub.sleep(0))
-    holder = hub.spawn(lane.pause)
-    waiter = hub.spawn(lane.pause)
+    holder = spawned(lane.pause)
+    waiter = spawned(lane.pause)
     hub.sleep(0)  # holder in its turn (sleeping in give_way), waiter queued
     hub.kill(holder if killed == "in its turn" else waiter)
-    after = [hub.spawn(lane.pause) for _ in range(3)]
-    with hub.Timeout(10):
-        for thread in after + ([waiter] if killed == "in its turn" else [holder]):
-            thread.wait()
+    after = [spawned(lane.pause) for _ in range(3)]
+    joined(*after, waiter if killed == "in its turn" else holder)

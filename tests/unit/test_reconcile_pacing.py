@@ -23,6 +23,7 @@ from openflow import atonce, pipeline as p
 from openflow.flows import Group, Owner, flow
 from openflow.installed import CHUNK
 from openflow.reconciler import MAX_REPLANS, SwitchReconciler
+from tests.unit.green import joined, raise_failed, spawned, turns
 from tests.unit.helpers import TOKEN, Controller
 
 OWNERS = 2_000  # (past openflow/atonce.py SMALL_CHANGE_SET and many CHUNKs of a plan, a diff, a listing)
@@ -73,7 +74,7 @@ class Other:
         self.turns = 0
         self.act, self.when = act, when
         self.done = False
-        self.thread = hub.spawn(self._run)
+        self.thread = spawned(self._run)
         hub.sleep(0)  # it has had its first turn: it is waiting for the next one now
         self.turns = 0
 
@@ -86,8 +87,10 @@ class Other:
             hub.sleep(0)
 
     def stop(self):
+        """Ended; an error it met (in ``act``) raised here."""
         self.done = True
         hub.kill(self.thread)
+        raise_failed([self.thread])
 
 
 def give_way():
@@ -230,15 +233,14 @@ def test_a_change_set_out_of_date_once_its_turn_to_encode_comes_is_dropped_unenc
     for _ in range(atonce.ENCODES_AT_ONCE):  # every slot held by other switches' big change sets
         atonce.ENCODES.acquire()
     try:
-        executing = hub.spawn(rec._execute, ops)
-        for _ in range(20):
-            hub.sleep(0)
+        executing = spawned(rec._execute, ops)
+        turns(20, executing)
         assert not executing.dead and rec.pacer.pauses == planned  # waiting for a slot
         box["late"] = late_change(rec)
     finally:
         for _ in range(atonce.ENCODES_AT_ONCE):
             atonce.ENCODES.release()
-    executing.wait()
+    joined(executing)
     assert switch.sent == [] and rec.dropped == 1 and rec.pacer.pauses == planned  # nothing encoded
     following = rec._plan()
     assert sorted((op.kind, op.key) for op in following) == plan_of(box["late"])

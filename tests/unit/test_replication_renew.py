@@ -10,7 +10,7 @@ import pytest
 
 from controller.replication import RENEWED
 from controller.service import NotActive
-from controller.store import Store
+from controller.store import Change, Store
 
 from .replication_pair import assert_same, connected, in_step, pair, wait_for  # noqa: F401 - pair: a fixture
 
@@ -21,6 +21,39 @@ def _deleted(path):
 
 def _truncated(path):
     os.truncate(path, 0)
+
+
+def _write(store, tenant: str) -> None:
+    """Tenant ``tenant`` written to ``store``."""
+    store.commit([Change("tenant", tenant, "put", {"id": tenant})])
+
+
+def _lose_and_renew(store, fault=_deleted) -> None:
+    """``store``'s file gone (``fault``: deleted, or overwritten in place), the loss seen and the file renewed."""
+    fault(store.path)
+    assert store.file_failed()
+    store.renew()
+
+
+def _stamped_store(tmp_path, monkeypatch, stamps) -> tuple:
+    """(data, store): a store in ``tmp_path``/data whose set-aside files are named after ``stamps`` (storefile
+    ``stamp``): ``_one_second``, every renewal within the same second; ``_a_second_each``, a second per name."""
+    from controller import storefile
+
+    monkeypatch.setattr(storefile, "stamp", stamps())
+    data = tmp_path / "data"
+    return data, Store(str(data))
+
+
+def _one_second():
+    return lambda: "20261206T000000Z"
+
+
+def _a_second_each():
+    import itertools
+
+    ticks = itertools.count()
+    return lambda: "20261206T%06dZ" % next(ticks)
 
 
 @pytest.mark.parametrize("fault", [_deleted, _truncated], ids=["deleted", "overwritten-in-place"])
@@ -136,27 +169,18 @@ def test_a_standby_whose_file_goes_again_and_again_keeps_the_files_of_its_newest
     file deleted or overwritten again and again (a clean-up script) left them all, for ever: now the files of the
     newest ``RENEWED_KEPT`` renewals stay, the older ones go; the store itself, its marker and anything else in the
     directory (an operator's file) are left."""
-    import itertools
 
-    from controller import storefile
-    from controller.store import RENEWED_KEPT, Change
+    from controller.store import RENEWED_KEPT
 
-    ticks = itertools.count()
-    monkeypatch.setattr(storefile, "stamp", lambda: "20261206T%06dZ" % next(ticks))  # a name per second
-    data = tmp_path / "data"
-    store = Store(str(data))
+    data, store = _stamped_store(tmp_path, monkeypatch, _a_second_each)
     (data / "notes.txt").write_text("an operator's")
     made = []
     try:
         for round_ in range(RENEWED_KEPT + 3):
-            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
+            _write(store, f"t{round_}")
             before = set(os.listdir(data))
-            if round_ % 2:
-                os.truncate(store.path, 0)  # overwritten in place: what was there is set aside as renewed-<time>
-            else:
-                os.remove(store.path)
-            assert store.file_failed()
-            store.renew()
+            # overwritten in place (odd rounds): what was there is set aside as renewed-<time>
+            _lose_and_renew(store, _truncated if round_ % 2 else _deleted)
             made.append(set(os.listdir(data)) - before - {"canopy.db", "canopy.db-wal", "canopy.db-shm"})
             assert made[-1], "a renewal that set nothing aside: the test proves nothing"
         left = set(os.listdir(data))
@@ -166,7 +190,7 @@ def test_a_standby_whose_file_goes_again_and_again_keeps_the_files_of_its_newest
         assert not oldest & left, oldest & left
         assert {"canopy.db", "canopy.db.marker", "notes.txt"} <= left
         assert any(".saved-" in name for name in newest) and any(".renewed-" in name for name in newest)
-        store.commit([Change("tenant", "after", "put", {"id": "after"})])  # the renewed store takes writes
+        _write(store, "after")  # the renewed store takes writes
     finally:
         store.close()
 
@@ -175,23 +199,18 @@ def test_renewals_within_one_second_keep_the_newest_renewals_files(tmp_path, mon
     """Names are stamped to the second: renewals within one second (a clean-up script deleting the file in a loop,
     the standby ticking ten times a second) name their files ``-2``, ``-3``... (storefile ``claim``). Pruning the
     oldest renewal's files leaves the kept renewals' files."""
-    from controller import storefile
-    from controller.store import RENEWED_KEPT, Change
+    from controller.store import RENEWED_KEPT
 
-    monkeypatch.setattr(storefile, "stamp", lambda: "20261206T000000Z")  # every renewal within the same second
-    data = tmp_path / "data"
-    store = Store(str(data))
+    data, store = _stamped_store(tmp_path, monkeypatch, _one_second)  # every renewal within the same second
     try:
         for round_ in range(RENEWED_KEPT + 2):
-            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
-            os.remove(store.path)
-            assert store.file_failed()
-            store.renew()
+            _write(store, f"t{round_}")
+            _lose_and_renew(store)
         saved = [name for name in os.listdir(data) if ".saved-" in name]
         assert len(saved) == RENEWED_KEPT, f"the newest renewals' saved copies: {sorted(os.listdir(data))}"
         held = sorted(tenant for name in saved for tenant in _saved_tenants(data / name))  # each a copy of its own
         assert held == [f"t{round_}" for round_ in range(2, RENEWED_KEPT + 2)], held
-        store.commit([Change("tenant", "after", "put", {"id": "after"})])
+        _write(store, "after")
     finally:
         store.close()
 
@@ -200,18 +219,13 @@ def test_a_name_freed_by_another_and_reused_by_a_kept_renewal_is_not_pruned_with
     """(review45d) A renewal's file removed by another (a clean-up script) frees its name: a later renewal within the
     same second claims it again. Pruning the older renewal (by name) then removed the kept renewal's file: its saved
     copy gone, though it is one of the newest ``RENEWED_KEPT``. A name a kept renewal holds is not pruned."""
-    from controller import storefile
-    from controller.store import RENEWED_KEPT, Change
+    from controller.store import RENEWED_KEPT
 
-    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T000000Z")  # every renewal within the same second
-    data = tmp_path / "data"
-    store = Store(str(data))
+    data, store = _stamped_store(tmp_path, monkeypatch, _one_second)  # every renewal within the same second
     try:
         for round_ in range(RENEWED_KEPT + 1):
-            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
-            os.remove(store.path)
-            assert store.file_failed()
-            store.renew()
+            _write(store, f"t{round_}")
+            _lose_and_renew(store)
             if round_ == 0:  # the clean-up removes the first renewal's saved copy: its name is free again
                 [first] = [name for name in os.listdir(data) if ".saved-" in name]
                 os.remove(data / first)
@@ -226,20 +240,15 @@ def test_two_renewals_within_one_second_set_aside_every_file_under_its_own_name(
     """(flake44) ``renewed-<time>`` and ``gone-<time>-wal`` of two renewals within one second shared a name: the later
     replaced the earlier, a file set aside lost. Now each is claimed (``O_EXCL``; ``-2``, ``-3``... when taken): every
     file each renewal set aside is still there, itself (the same inode), once the next renewals set theirs aside."""
-    from controller import storefile
-    from controller.store import RENEWED_KEPT, Change
+    from controller.store import RENEWED_KEPT
 
-    monkeypatch.setattr(storefile, "stamp", lambda: "20261206T000000Z")  # every renewal within the same second
-    data = tmp_path / "data"
-    store = Store(str(data))
+    data, store = _stamped_store(tmp_path, monkeypatch, _one_second)  # every renewal within the same second
     inodes = {}
     try:
         for round_ in range(RENEWED_KEPT):  # none pruned yet
-            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
+            _write(store, f"t{round_}")
             before = set(os.listdir(data))
-            os.truncate(store.path, 0)  # overwritten in place: the file is the store's, set aside as renewed-<time>
-            assert store.file_failed()
-            store.renew()
+            _lose_and_renew(store, _truncated)  # overwritten in place: the store's file, set aside as renewed-<time>
             for name in set(os.listdir(data)) - before:
                 inodes[name] = os.stat(data / name).st_ino
         names = sorted(os.listdir(data))
@@ -256,7 +265,7 @@ def test_a_file_put_at_the_path_while_the_renewal_moves_it_is_not_taken_for_the_
     at the path between the two was taken for the store's, and pruned with an older renewal's files. Now it looks once,
     at the file moved: another's is kept."""
     from controller import store as store_module
-    from controller.store import RENEWED_KEPT, Change
+    from controller.store import RENEWED_KEPT
 
     real = store_module.set_aside
     data = tmp_path / "data"
@@ -269,7 +278,7 @@ def test_a_file_put_at_the_path_while_the_renewal_moves_it_is_not_taken_for_the_
         return real(path, label, *args)
 
     try:
-        store.commit([Change("tenant", "t", "put", {"id": "t"})])
+        _write(store, "t")
         os.truncate(store.path, 0)  # overwritten in place: the path names the store's own file at the renewal's look
         assert store.file_failed()
         monkeypatch.setattr(store_module, "set_aside", swapped_first)
@@ -277,10 +286,8 @@ def test_a_file_put_at_the_path_while_the_renewal_moves_it_is_not_taken_for_the_
         monkeypatch.setattr(store_module, "set_aside", real)
         [renewed] = [name for name in os.listdir(data) if ".renewed-" in name and not name.endswith(("-wal", "-shm"))]
         for round_ in range(RENEWED_KEPT + 1):
-            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
-            os.remove(store.path)
-            assert store.file_failed()
-            store.renew()
+            _write(store, f"t{round_}")
+            _lose_and_renew(store)
         assert (data / renewed).read_bytes() == b"an operator's only copy", sorted(os.listdir(data))
     finally:
         store.close()
@@ -290,17 +297,12 @@ def test_a_file_put_at_the_stores_path_by_another_is_set_aside_and_never_pruned(
     """A file another put at the path (an operator's ``mv backup.db canopy.db`` on a running standby: replaced by
     another file) is set aside by the renewal as ``renewed-<time>``: not the store's, it is never removed by the
     pruning of older renewals (its only copy may be that one); the store's own files still are."""
-    import itertools
 
-    from controller import storefile
-    from controller.store import RENEWED_KEPT, Change
+    from controller.store import RENEWED_KEPT
 
-    ticks = itertools.count()
-    monkeypatch.setattr(storefile, "stamp", lambda: "20261206T%06dZ" % next(ticks))  # a name per second
-    data = tmp_path / "data"
-    store = Store(str(data))
+    data, store = _stamped_store(tmp_path, monkeypatch, _a_second_each)
     try:
-        store.commit([Change("tenant", "t", "put", {"id": "t"})])
+        _write(store, "t")
         theirs = tmp_path / "backup.db"
         theirs.write_bytes(b"an operator's only copy")
         os.replace(theirs, store.path)  # replaced by another file
@@ -309,10 +311,8 @@ def test_a_file_put_at_the_stores_path_by_another_is_set_aside_and_never_pruned(
         renewed = [name for name in os.listdir(data) if ".renewed-" in name]
         assert renewed and (data / renewed[0]).read_bytes() == b"an operator's only copy", renewed
         for round_ in range(RENEWED_KEPT + 1):
-            store.commit([Change("tenant", f"t{round_}", "put", {"id": f"t{round_}"})])
-            os.remove(store.path)
-            assert store.file_failed()
-            store.renew()
+            _write(store, f"t{round_}")
+            _lose_and_renew(store)
         assert (data / renewed[0]).read_bytes() == b"an operator's only copy", sorted(os.listdir(data))
         saved = sorted(name for name in os.listdir(data) if ".saved-" in name)
         assert len(saved) == RENEWED_KEPT, saved  # the store's own: pruned to the newest
@@ -351,13 +351,11 @@ def test_a_renewal_after_a_failed_save_saves_what_the_store_held_first(tmp_path)
     ever made (a CI run at load ~10 found none). Now the renewal tries the save again first, at once."""
     import glob
 
-    from controller.store import Change
-
     data = tmp_path / "data"
     store = Store(str(data))
     try:
         for oid in ("a", "b"):
-            store.commit([Change("tenant", oid, "put", {"id": oid})])
+            _write(store, oid)
         fails = [1, 0]
         store.file.save = _failing(store.file.save, fails)
         os.remove(store.path)
@@ -366,7 +364,7 @@ def test_a_renewal_after_a_failed_save_saves_what_the_store_held_first(tmp_path)
         store.renew()
         [saved] = glob.glob(store.path + ".saved-*")
         assert fails[1] == 2 and _saved_tenants(saved) == {"a", "b"}
-        store.commit([Change("tenant", "c", "put", {"id": "c"})])  # the renewed store takes writes
+        _write(store, "c")  # the renewed store takes writes
     finally:
         store.close()
 
@@ -378,12 +376,12 @@ def test_a_renewal_waits_while_what_the_store_held_cannot_be_saved(tmp_path):
     import glob
 
     from controller import storefile
-    from controller.store import Change, StoreFault
+    from controller.store import StoreFault
 
     data = tmp_path / "data"
     store = Store(str(data))
     try:
-        store.commit([Change("tenant", "a", "put", {"id": "a"})])
+        _write(store, "a")
         now = [0.0]
         store.file.clock = lambda: now[0]
         fails = [3, 0]
@@ -414,19 +412,15 @@ def test_saves_within_one_second_neither_remove_nor_overwrite_an_earlier_copy(tm
     each save makes a new file (``saved-<time>-2``...), and a failed one removes only what it made."""
     import glob
 
-    from controller import storefile
-    from controller.store import Change
 
-    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T000000Z")
-    data = tmp_path / "data"
-    store = Store(str(data))
+    data, store = _stamped_store(tmp_path, monkeypatch, _one_second)
     try:
-        store.commit([Change("tenant", "a", "put", {"id": "a"})])
+        _write(store, "a")
         os.remove(store.path)
         assert store.file_failed()
         store.renew()
         [first] = glob.glob(store.path + ".saved-*")
-        store.commit([Change("tenant", "b", "put", {"id": "b"})])
+        _write(store, "b")
         fails = [1, 0]
         store.file.save = _failing(store.file.save, fails)
         os.remove(store.path)

@@ -15,6 +15,7 @@ from controller import binding
 from controller.pacer import Pacer
 from controller.state import State
 from tests.bytecodes import Bytecodes
+from tests.unit.green import turns_until
 from tests.unit.test_compiler import add_vports, snapshot
 from tests.unit.test_report_ends import PORTS, VMS, Bad, vports_state
 
@@ -131,11 +132,8 @@ def test_a_green_thread_killed_twice_by_eventlet_in_a_report_and_its_retake_leav
     before = dict(state.locations)
     state.pacer = Pacer(lambda: eventlet.sleep(0), every=1)
     thread = eventlet.spawn(state.vrs_update, WHOLE)
-    for _ in range(1000):  # (bounded) until the report moved some vports
-        if len(state.locations) > len(before) + 1:
-            break
-        eventlet.sleep(0)
-    assert len(state.locations) > len(before) + 1 and state.reports_taking == 1
+    turns_until(lambda: len(state.locations) > len(before) + 1, thread, bound=1000)  # the report moved some vports
+    assert state.reports_taking == 1
     thread.kill()
     assert not thread.dead and state.reports_taking == 1  # in a pause of the re-take: killed a second time
     thread.kill()

@@ -24,6 +24,7 @@ STOP_DURING = textwrap.dedent("""
     hub.patch(thread=True)                            # as run_manager does before the apps (and their Store) exist
     from eventlet import patcher
     from controller.store import Store
+    from tests.unit.green import spawned, turns_until
     os_threading = patcher.original("threading")
     ryu_compat.KILLED_WAITS = 1                       # the killed caller waits 10 ms: the transaction outlasts it
     storetxn.ABANDONED_WAIT = {bound}
@@ -42,11 +43,8 @@ STOP_DURING = textwrap.dedent("""
             outcome.append(type(exc).__name__)
 
     store._set_meta_committed = slow
-    writer = hub.spawn(store.set_meta, "switches", 1)
-    for _ in range(6000):                             # bounded: until its transaction runs in an OS thread
-        if entered.is_set():
-            break
-        hub.sleep(0.01)
+    writer = spawned(store.set_meta, "switches", 1)
+    turns_until(entered.is_set, writer, bound=6000, sleep=0.01)  # its transaction in an OS thread (failed: raised)
     hub.kill(writer)                                  # the stop kills the programming loop
     for _ in range(6000):                             # bounded: until the killed writer let go
         if writer.dead:

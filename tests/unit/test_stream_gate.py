@@ -20,6 +20,7 @@ import pytest
 from controller import ryu_compat
 from controller.ryu_compat import StreamGate, hub, ofproto_protocol
 from tests.unit.flow_samples import FLOWS
+from tests.unit.green import joined, raise_failed, spawned
 from tests.unit.test_flow_stats_read_back import flow_stats_reply
 from tests.unit.test_openflow_read_pacing import HeldStream, read_back_stream
 
@@ -53,7 +54,7 @@ def run_loops(streams: list, gate: StreamGate, monkeypatch) -> tuple[list, Dispa
     for n, stream in enumerate(streams):
         dp = ryu_compat.open_datapath(stream, (f"192.0.2.{n + 1}", 6653), gate=gate)
         dp.set_state(ryu_compat.MAIN_DISPATCHER)
-        loops.append(hub.spawn(dp._recv_loop))
+        loops.append(spawned(dp._recv_loop))
     per_round, parsed = [], 0
     for _ in range(10_000):  # bounded: a few hundred rounds
         hub.sleep(0)
@@ -62,7 +63,7 @@ def run_loops(streams: list, gate: StreamGate, monkeypatch) -> tuple[list, Dispa
         parsed = brick.parsed
         if all(loop.dead for loop in loops):
             break
-    assert all(loop.dead for loop in loops)
+    joined(*loops, bound=0)  # all ended, none by an error
     return per_round, brick
 
 
@@ -119,12 +120,12 @@ def test_slots_are_given_first_come_first_served():
 
     gate.acquire()
     gate.acquire()
-    threads = [hub.spawn(holder, n) for n in range(5)]
+    threads = [spawned(holder, n) for n in range(5)]
     hub.sleep(0)  # all five waiting, in the order they came
     gate.release()
-    hub.spawn(holder, 5)  # comes later: behind them even though a slot is free for a moment
+    threads.append(spawned(holder, 5))  # comes later: behind them even though a slot is free for a moment
     gate.release()
-    hub.joinall(threads)
+    joined(*threads)
     hub.sleep(0.01)
     assert order == [0, 1, 2, 3, 4, 5] and gate.held == 0 and gate.most == 2
 
@@ -184,11 +185,14 @@ def test_small_messages_are_read_while_every_slot_is_held(monkeypatch):
     assert stream.closed and len(brick.echo_round) == 1 and gate.waited == 0 and gate.held == 1
 
 
-def wait_for(condition) -> None:
+def wait_for(condition, *threads) -> None:
+    """Until ``condition()`` holds, a second at most (the test then checks what it needs); one of ``threads`` ended
+    by an error fails the test at once with it."""
     for _ in range(1000):  # bounded: a second
         hub.sleep(0.001)
         if condition():
             return
+        raise_failed(threads)
 
 
 @contextlib.contextmanager
@@ -248,7 +252,7 @@ def receive_loop(sock, gate: StreamGate, monkeypatch) -> tuple:
     monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
     dp = ryu_compat.open_datapath(sock, ("192.0.2.1", 6653), gate=gate)
     dp.set_state(ryu_compat.MAIN_DISPATCHER)
-    return brick, hub.spawn(dp._recv_loop)
+    return brick, spawned(dp._recv_loop)
 
 
 def given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch):
@@ -259,12 +263,12 @@ def given_back_before_a_read_that_waits(stop_at, high_fd, monkeypatch):
     assert controller.fileno() >= 1024 or not high_fd
     gate = StreamGate(1)
     brick, loop = receive_loop(controller, gate, monkeypatch)
-    sent = hub.spawn(switch.sendall, data[:stop_at])
-    wait_for(lambda: sent.dead and gate.most == 1 and gate.held == 0)
+    sent = spawned(switch.sendall, data[:stop_at])
+    wait_for(lambda: sent.dead and gate.most == 1 and gate.held == 0, sent, loop)
     assert gate.held == 0 and gate.most == 1 and not loop.dead
     switch.sendall(data[stop_at:])
     switch.close()
-    loop.wait()
+    joined(loop)
     assert brick.echo_round and gate.held == 0
 
 
@@ -288,11 +292,11 @@ def test_a_receive_loop_stopped_while_it_holds_a_slot_gives_it_back(end, monkeyp
 
     dp = ryu_compat.open_datapath(HeldStream(data), ("192.0.2.1", 6653), pause=pause, gate=gate)
     dp.set_state(ryu_compat.MAIN_DISPATCHER)
-    loop = hub.spawn(dp._recv_loop)
-    wait_for(lambda: paused)
+    loop = spawned(dp._recv_loop)
+    wait_for(lambda: paused, loop)
     if end == "killed":
         hub.kill(loop)
-    loop.wait()
+    joined(loop)
     assert paused == [1] and gate.held == 0 and gate.waiting == 0
     gate.acquire()  # free, at once
 
@@ -328,9 +332,9 @@ def test_a_tls_switch_stalled_inside_a_record_does_not_hold_a_slot(tmp_path, mon
     client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
     raw, accepted = loopback_connection()
-    wrapping = hub.spawn(server.wrap_socket, accepted, server_side=True)
+    wrapping = spawned(server.wrap_socket, accepted, server_side=True)
     switch = tls_client(raw, client_context)
-    controller = wrapping.wait()
+    [controller] = joined(wrapping)
     data, _ = read_back_stream(4)
     switch.write(data)
     records = switch.outgoing.read()
@@ -338,10 +342,10 @@ def test_a_tls_switch_stalled_inside_a_record_does_not_hold_a_slot(tmp_path, mon
     gate = StreamGate(1)
     brick, loop = receive_loop(controller, gate, monkeypatch)
     raw.sendall(records[:stop_at])
-    wait_for(lambda: gate.most == 1 and gate.held == 0)
+    wait_for(lambda: gate.most == 1 and gate.held == 0, loop)
     assert gate.held == 0 and gate.most == 1 and not loop.dead
     raw.sendall(records[stop_at:])
     raw.shutdown(socket.SHUT_WR)  # not close(): the server's session tickets, unread, would make it a reset
-    loop.wait()
+    joined(loop)
     raw.close()
     assert brick.echo_round and gate.held == 0

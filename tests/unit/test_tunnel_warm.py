@@ -17,6 +17,7 @@ from openflow.flows import Owner
 from openflow.pipeline import CLASSIFY
 from openflow.trace import walk
 from openflow.tunnel_warm import PROBE_ETHERTYPE, PROBE_VNI, ProbeSender, TunnelWarmer, probe_frame
+from tests.unit.green import Jobs, turns
 from tests.unit.oracle_world import World
 
 HV1 = "ovsdb:hv1"
@@ -160,9 +161,19 @@ class Switch:
         self.sent.append(actions)
 
 
-def settle(turns=20):
-    for _ in range(turns):
-        hub.sleep(0)
+JOBS = Jobs()  # the green threads the test under way spawned (its senders', its own): their errors fail it
+
+
+@pytest.fixture(autouse=True)
+def jobs_of_the_test():
+    JOBS.clear()
+    yield
+    JOBS.clear()
+
+
+def settle(count=20):
+    """``count`` turns of the hub; a job of ``JOBS`` ended by an error fails the test at once with it."""
+    turns(count, JOBS)
 
 
 def probes_to(*ips, port=1):
@@ -170,7 +181,7 @@ def probes_to(*ips, port=1):
     return [(to_vtep(PROBE_VNI, ip, sw), probe_frame(None)) for ip in ips]
 
 
-def sender(spawn=hub.spawn, may_send=lambda: True, rate=1000.0, clock=None, retry=0.0):
+def sender(spawn=JOBS, may_send=lambda: True, rate=1000.0, clock=None, retry=0.0):
     """A ProbeSender; its pauses are turns of the hub (no wall clock) unless ``clock`` (a FakeClock) is given."""
     if clock is None:
         return ProbeSender(spawn, may_send, rate, clock=lambda: 0.0, sleep=lambda s: hub.sleep(0))
@@ -179,7 +190,7 @@ def sender(spawn=hub.spawn, may_send=lambda: True, rate=1000.0, clock=None, retr
 
 def test_a_switch_slow_to_read_holds_up_neither_the_caller_nor_the_other_switches_and_its_queue_stays_bounded():
     spawned = []
-    out = sender(lambda *a: spawned.append(hub.spawn(*a)))
+    out = sender(lambda *a: spawned.append(JOBS(*a)))
     stuck, fine = Switch(stuck=True), Switch()
     out.send(stuck, 1, probes_to(IPS["hv2"], IPS["hv3"]))
     out.send(fine, 1, probes_to(IPS["hv1"]))
@@ -344,7 +355,7 @@ def test_a_switch_stopped_while_its_probes_wait_their_turn_gets_none_of_them():
     def pause(seconds):
         rec.state = "stopped"
 
-    out = ProbeSender(hub.spawn, lambda: True, 1.0, clock=lambda: 0.0, sleep=pause)  # one probe a second
+    out = ProbeSender(JOBS, lambda: True, 1.0, clock=lambda: 0.0, sleep=pause)  # one probe a second
     out.send(rec, 1, probes_to(IPS["hv2"], IPS["hv3"], IPS["hv4"]))
     settle()
     assert rec.sent == [probes_to(IPS["hv2"])[0][0]] and out.queued == {}
@@ -431,7 +442,7 @@ def test_a_new_probe_does_not_wait_for_the_second_probes_due_later():
         clock.sleep(1.0)
         out.send(rec, 1, probes_to(IPS["hv3"]))
 
-    hub.spawn(later)
+    JOBS(later)
     settle(600)
     assert targets([(a, b"") for a in rec.sent]) == [IPS["hv2"], IPS["hv3"], IPS["hv2"], IPS["hv3"]]
     assert rec.times == [0.0, 1.0, 5.0, 6.0]
@@ -447,7 +458,7 @@ def test_second_probes_through_a_vxlan_port_re_created_meanwhile_are_dropped():
         clock.sleep(1.0)
         out.send(rec, 7, probes_to(IPS["hv3"], port=7))
 
-    hub.spawn(recreated)
+    JOBS(recreated)
     settle(600)
     assert rec.sent == [a for a, _ in probes_to(IPS["hv2"], port=1) + probes_to(IPS["hv3"], IPS["hv3"], port=7)]
     assert out.queued == {}
@@ -469,7 +480,7 @@ def test_a_disconnected_switchs_sender_ends_at_once_and_sends_no_second_probe():
     """Its connection closed (controller/app.py stops its reconciler): the sender waiting for a second probe due
     later ends now, holding neither the reconciler nor its connection until then (one per reconnect)."""
     clock, ended = FakeClock(), []
-    out = ProbeSender(lambda f, *a: hub.spawn(lambda: (f(*a), ended.append(clock.now()))), lambda: True, 100.0,
+    out = ProbeSender(lambda f, *a: JOBS(lambda: (f(*a), ended.append(clock.now()))), lambda: True, 100.0,
                       3600.0, clock=clock.now, sleep=clock.sleep, wait=clock.wait)
     rec = TimedSwitch(clock)
     out.send(rec, 1, probes_to(IPS["hv2"]))
@@ -479,7 +490,7 @@ def test_a_disconnected_switchs_sender_ends_at_once_and_sends_no_second_probe():
         rec.state = "stopped"
         out.disconnected(rec)
 
-    hub.spawn(disconnect)
+    JOBS(disconnect)
     settle(600)
     assert ended == [1.0] and out.queued == {} and rec.times == [0.0]
 
@@ -494,7 +505,7 @@ def test_the_controller_stops_a_closed_connections_sender_and_sends_the_refresh_
     rec.datapath, rec.stop = conn, lambda: setattr(rec, "state", "stopped")
     glue = SimpleNamespace(reconcilers={conn.id: rec}, tunnels=TunnelWarmer(), pair=None,
                            state=SimpleNamespace(datapath_down=lambda dpid, conn: None),
-                           probes=ProbeSender(lambda f, *a: hub.spawn(lambda: (f(*a), ended.append(clock.now()))),
+                           probes=ProbeSender(lambda f, *a: JOBS(lambda: (f(*a), ended.append(clock.now()))),
                                               lambda: True, 100.0, 3600.0, clock=clock.now, sleep=clock.sleep,
                                               wait=clock.wait))
     glue._stop = lambda r: CanopyApp._stop(glue, r)
@@ -504,7 +515,7 @@ def test_the_controller_stops_a_closed_connections_sender_and_sends_the_refresh_
         clock.sleep(1.0)
         CanopyApp._datapath_state(glue, SimpleNamespace(datapath=conn, state=DEAD_DISPATCHER))
 
-    hub.spawn(close)
+    JOBS(close)
     settle(600)
     assert ended == [1.0] and glue.probes.queued == {} and rec.state == "stopped" and glue.reconcilers == {}
 

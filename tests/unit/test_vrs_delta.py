@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.discovery import DiscoverySink
 from ovsdb import vrs
 from ovsdb.claims import VrsClaims
 from ovsdb.rowchanges import RowChange, RowChanges, row_key
 from ovsdb.vrs import VrsReporter, bridge_ports
+from tests.unit.sinks import Reports
 
 PEER_A, PEER_B = "10.250.0.11:51034", "10.250.0.11:51999"
 
@@ -82,17 +82,6 @@ class Db:
         self.changes.record("Bridge", row_key(self.bridge), RowChange(self.bridge, columns=frozenset(columns)))
 
 
-class Sink(DiscoverySink):
-    def __init__(self):
-        self.calls = []
-
-    def vrs_update(self, snap):
-        self.calls.append(("update", snap))
-
-    def vrs_gone(self, session):
-        self.calls.append(("gone", session))
-
-
 def follow(db, sink, claims=None, peer=PEER_A):
     reporter = VrsReporter(sink, "ovsdb:" + peer, peer, claims=claims)
     reporter.refresh([db.root])
@@ -104,7 +93,7 @@ def by_name(snap):
 
 
 def test_a_changed_interface_is_the_only_port_changed_and_the_others_are_the_same_objects():
-    db, sink = Db(ports=50), Sink()
+    db, sink = Db(ports=50), Reports()
     reporter = follow(db, sink)
     first = sink.calls[-1][1]
     assert first.changed is None and len(first.ports) == 50  # nothing before: unknown
@@ -117,7 +106,7 @@ def test_a_changed_interface_is_the_only_port_changed_and_the_others_are_the_sam
 
 
 def test_ports_appearing_and_leaving_are_the_ones_changed():
-    db, sink = Db(ports=20), Sink()
+    db, sink = Db(ports=20), Reports()
     reporter = follow(db, sink)
     before = by_name(sink.calls[-1][1])
     db.add("tapnew", {"iface-id": "vpnew"})
@@ -131,7 +120,7 @@ def test_ports_appearing_and_leaving_are_the_ones_changed():
 
 
 def test_a_bridge_column_change_reads_no_port_and_reports_none_changed():
-    db, sink = Db(ports=5), Sink()
+    db, sink = Db(ports=5), Reports()
     reporter = follow(db, sink)
     db.touch_bridge(fail_mode=[])
     reporter.refresh([db.root], db.take())
@@ -140,7 +129,7 @@ def test_a_bridge_column_change_reads_no_port_and_reports_none_changed():
 
 
 def test_a_rename_changes_both_names():
-    db, sink = Db(ports=3), Sink()
+    db, sink = Db(ports=3), Reports()
     reporter = follow(db, sink)
     db.set_iface("tap1", name="tap9")
     reporter.refresh([db.root], db.take())
@@ -151,7 +140,7 @@ def test_a_rename_changes_both_names():
 def test_an_interface_changed_with_its_ports_interfaces_in_one_update_is_read_again():
     """A port gains a second interface (a bond) and its first interface's external_ids change in the same update (or
     in two, taken together): the first one's change is applied, not left until the next change of that row."""
-    db, sink = Db(ports=3), Sink()
+    db, sink = Db(ports=3), Reports()
     reporter = follow(db, sink)
     db.bond("tap1", "tap1b")
     db.set_iface("tap1", external_ids={"iface-id": "vp-other"})
@@ -167,7 +156,7 @@ def test_an_interface_moved_between_ports_in_one_update_stays_whichever_port_is_
     """A buggy or hostile peer moves an Interface row from one port to another (the other one replaced, or a new
     port while the first is deleted) in one update: the port losing it must not drop it after the port taking it
     was applied."""
-    db, sink = Db(ports=3), Sink()
+    db, sink = Db(ports=3), Reports()
     reporter = follow(db, sink)
     losing = next(p for p in db.bridge.ports if p.name == "tap1")
     moved, instead = losing.interfaces[0], iface("tap1-instead", 90)
@@ -202,7 +191,7 @@ def _iface_change(rng) -> dict:
 
 def test_random_deltas_equal_a_rebuild_from_scratch():
     rng = random.Random(13)
-    db, sink = Db(ports=10), Sink()
+    db, sink = Db(ports=10), Reports()
     reporter = follow(db, sink)
     names = [f"tap{i}" for i in range(10)]
     for step in range(300):
@@ -231,7 +220,7 @@ def test_random_deltas_equal_a_rebuild_from_scratch():
 def test_an_ofport_change_alone_reads_no_other_column_and_equals_a_full_read(monkeypatch):
     """ovs-vswitchd numbers new ports, or sets -1 on those it cannot open (10,000 rows after evpn_routes' announce):
     only ``ofport`` is read again; the result is what reading the bridge from scratch gives."""
-    db, sink = Db(ports=30), Sink()
+    db, sink = Db(ports=30), Reports()
     reporter = follow(db, sink)
     first = by_name(reporter.last)
     reads = []
@@ -255,7 +244,7 @@ def test_an_ofport_change_alone_reads_no_other_column_and_equals_a_full_read(mon
 
 
 def test_a_reconnect_of_the_chassis_within_the_grace_is_the_same_switch():
-    db, sink, clock = Db(ports=30), Sink(), [0.0]
+    db, sink, clock = Db(ports=30), Reports(), [0.0]
     claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0])
     old = follow(db, sink, claims)
     first = sink.calls[-1][1]
@@ -273,7 +262,7 @@ def test_a_reconnect_of_the_chassis_within_the_grace_is_the_same_switch():
 
 
 def test_a_chassis_silent_for_the_grace_is_gone_once():
-    db, sink, clock = Db(ports=2), Sink(), [0.0]
+    db, sink, clock = Db(ports=2), Reports(), [0.0]
     claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0])
     follow(db, sink, claims).gone()
     claims.expire()
@@ -288,7 +277,7 @@ def test_a_chassis_whose_bridge_still_answers_over_openflow_is_not_gone_until_it
     """Its ovsdb-server hangs or restarts slowly while ovs-vswitchd forwards: the ports it forwards with cannot
     change without ovsdb-server, so the last snapshot stays true and its vports stay bound (on code that reported
     it gone after the grace, every VM of the hypervisor lost its flows elsewhere: 18 s of pings lost in a lab)."""
-    db, sink, clock, answering = Db(ports=2), Sink(), [0.0], {0xaa}
+    db, sink, clock, answering = Db(ports=2), Reports(), [0.0], {0xaa}
     claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0], forwarding=lambda dpids: dpids & answering)
     follow(db, sink, claims).gone()
     for clock[0] in (10.0, 25.0, 40.0):
@@ -306,7 +295,7 @@ def test_a_chassis_whose_bridge_still_answers_over_openflow_is_not_gone_until_it
 
 def test_a_chassis_kept_by_openflow_that_reconnects_over_ovsdb_is_the_same_switch(caplog):
     caplog.set_level("INFO")
-    db, sink, clock, answering = Db(ports=2), Sink(), [0.0], {0xaa}
+    db, sink, clock, answering = Db(ports=2), Reports(), [0.0], {0xaa}
     claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0], forwarding=lambda dpids: dpids & answering)
     follow(db, sink, claims).gone()
     clock[0] = 30.0
@@ -324,7 +313,7 @@ def test_a_chassis_kept_by_openflow_that_reconnects_over_ovsdb_is_the_same_switc
 def test_a_chassis_that_reconnects_while_its_bridge_is_asked_is_not_gone(answers):
     """Asking the bridge waits for an echo reply, and the OVSDB session may come back meanwhile: the answer
     must not report gone (or re-arm the grace of) a switch that has a live session again."""
-    db, sink, clock = Db(ports=2), Sink(), [0.0]
+    db, sink, clock = Db(ports=2), Reports(), [0.0]
     asked = []
 
     def forwarding(dpids):
@@ -345,7 +334,7 @@ def test_a_chassis_that_reconnects_while_its_bridge_is_asked_is_not_gone(answers
 def test_chassis_whose_grace_ends_together_have_their_bridges_asked_together():
     """A rack that lost power: every bridge is asked in one round of echo requests (each unanswered one waits the
     probe's timeout), so the last switch is not reported gone a timeout per switch late."""
-    sink, clock, asked = Sink(), [0.0], []
+    sink, clock, asked = Reports(), [0.0], []
     claims = VrsClaims(sink, grace=10.0, clock=lambda: clock[0],
                        forwarding=lambda dpids: asked.append(set(dpids)) or {0xbb})
     for n, dpid in enumerate(("00000000000000aa", "00000000000000bb", "00000000000000cc")):
@@ -360,7 +349,7 @@ def test_chassis_whose_grace_ends_together_have_their_bridges_asked_together():
 
 
 def test_two_live_sessions_of_one_chassis_the_newest_speaks_and_the_other_takes_over(caplog):
-    db_a, db_b, sink = Db(ports=2), Db(ports=2), Sink()
+    db_a, db_b, sink = Db(ports=2), Db(ports=2), Reports()
     db_b.add("only-b")
     db_b.take()
     claims = VrsClaims(sink, grace=10.0)
@@ -377,7 +366,7 @@ def test_two_live_sessions_of_one_chassis_the_newest_speaks_and_the_other_takes_
 
 
 def test_a_port_moved_from_another_bridge_is_found_by_the_port_count():
-    db, sink = Db(ports=3), Sink()
+    db, sink = Db(ports=3), Reports()
     reporter = follow(db, sink)
     moved = port("tapm", iface("tapm", 9, {"iface-id": "vpm"}))  # was on another bridge: no Port row created
     db.bridge.ports = db.bridge.ports + [moved]
@@ -417,7 +406,7 @@ def test_state_applies_one_port_appearing_without_a_pass_over_the_bridges_ports(
     from controller import policy as pol
     from controller.state import State
 
-    db, sink = Db(ports=200), Sink()
+    db, sink = Db(ports=200), Reports()
     reporter = follow(db, sink)
     state = State(pol.Policy(), default_flavour="kvm")
     state.vrs_update(sink.calls[-1][1])
@@ -450,7 +439,7 @@ def test_a_port_appearing_is_programmed_without_a_pass_over_the_bridges_ports():
     from controller.programmer import Programmer
     from controller.state import State
 
-    db, sink = Db(ports=100), Sink()
+    db, sink = Db(ports=100), Reports()
     db.add("vxlan0")
     db.set_iface("vxlan0", type="vxlan", ofport=[9])
     reporter = follow(db, sink)
@@ -479,7 +468,7 @@ def test_a_speaker_leaving_while_the_other_session_reads_many_ports_is_answered_
     one the word (``speak``): what it reports is complete."""
     from controller.pacer import Pacer
 
-    db_a, db_b, sink = Db(ports=2), Db(ports=2), Sink()
+    db_a, db_b, sink = Db(ports=2), Db(ports=2), Reports()
     claims = VrsClaims(sink, grace=10.0)
     pending = []
     a = VrsReporter(sink, "ovsdb:" + PEER_A, PEER_A, claims=claims,
@@ -503,7 +492,7 @@ def test_ports_appearing_at_once_give_the_event_loop_turns_while_their_rows_are_
     from controller.pacer import Pacer
     from ovsdb.bridgeports import ROWS_PER_TICK
 
-    db, sink = Db(ports=2), Sink()
+    db, sink = Db(ports=2), Reports()
     pacer = Pacer(lambda: None, every=1)
     reporter = VrsReporter(sink, "ovsdb:" + PEER_A, PEER_A, pacer=pacer)
     reporter.refresh([db.root])
@@ -522,7 +511,7 @@ def test_ports_deleted_at_once_give_the_event_loop_turns_while_they_are_dropped(
     from controller.pacer import Pacer
     from ovsdb.bridgeports import ROWS_PER_TICK
 
-    db, sink = Db(ports=2), Sink()
+    db, sink = Db(ports=2), Reports()
     pacer = Pacer(lambda: None, every=1)
     reporter = VrsReporter(sink, "ovsdb:" + PEER_A, PEER_A, pacer=pacer)
     for i in range(200):
@@ -544,7 +533,7 @@ def test_ports_deleted_at_once_leave_the_sorted_names_by_one_filter_and_equal_a_
     few still by bisection. Either way the ports are what a fresh read gives, sorted, a name gone and back included."""
     from ovsdb import bridgeports
 
-    db, sink = Db(ports=1000), Sink()
+    db, sink = Db(ports=1000), Reports()
     reporter = follow(db, sink)
     rng = random.Random(gone)
     names = rng.sample([f"tap{i}" for i in range(1000)], gone)
@@ -570,7 +559,7 @@ def test_a_vrs_made_to_speak_while_idle_keeps_the_rows_its_own_session_read_in_t
     pending), and the speak's read, overtaken, is dropped."""
     from controller.pacer import Pacer
 
-    db_a, db_b, sink = Db(ports=2), Db(ports=40), Sink()
+    db_a, db_b, sink = Db(ports=2), Db(ports=40), Reports()
     claims = VrsClaims(sink, grace=10.0)
     armed = []
 
@@ -608,7 +597,7 @@ def test_a_vrs_session_ended_in_a_pause_of_its_first_read_reports_nothing_and_ho
     from controller.pacer import Pacer
     from ovsdb.claims import switch_key
 
-    db, sink = Db(ports=40), Sink()
+    db, sink = Db(ports=40), Reports()
     claims = VrsClaims(sink, grace=10.0)
     b = VrsReporter(sink, "ovsdb:" + PEER_B, PEER_B, claims=claims, pacer=Pacer(lambda: b.gone(), every=5))
     assert b.refresh([db.root]) is False

@@ -2,8 +2,8 @@
 
 from types import SimpleNamespace
 
-from controller.discovery import DiscoverySink
 from ovsdb.vrs import VrsReporter, build_snapshot
+from tests.unit.sinks import Reports
 
 PEER = "10.250.0.11:51034"
 SESSION = "ovsdb:" + PEER
@@ -130,19 +130,8 @@ def test_equal_states_give_equal_snapshots():
     assert state([(1, "x"), (2, "y")]) == state([(2, "y"), (1, "x")])
 
 
-class ListSink(DiscoverySink):
-    def __init__(self):
-        self.calls = []
-
-    def vrs_update(self, snap):
-        self.calls.append(("update", snap))
-
-    def vrs_gone(self, session):
-        self.calls.append(("gone", session))
-
-
 def test_reporter_reports_changes_only_and_gone_once():
-    sink = ListSink()
+    sink = Reports()
     reporter = VrsReporter(sink, SESSION, PEER)
     rows = [root({"system-id": "hv1"})]
     assert reporter.refresh(rows) and not reporter.refresh(rows)
@@ -156,13 +145,13 @@ def test_reporter_reports_changes_only_and_gone_once():
 
 
 def test_reporter_never_reported_means_no_gone():
-    sink = ListSink()
+    sink = Reports()
     VrsReporter(sink, SESSION, PEER).gone()
     assert sink.calls == []
 
 
 def test_reporter_warns_once_per_bad_value(caplog):
-    reporter = VrsReporter(ListSink(), SESSION, PEER)
+    reporter = VrsReporter(Reports(), SESSION, PEER)
     reporter.refresh([root({"canopy-vtep-ip": "bogus"})])
     reporter.refresh([root({"canopy-vtep-ip": "bogus", "hostname": "h"})])
     reporter.refresh([root({"canopy-vtep-ip": "bogus2"})])

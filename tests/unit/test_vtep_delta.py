@@ -8,6 +8,7 @@ from ovsdb import idl
 from ovsdb.rowchanges import RowChange, RowChanges, row_key
 from ovsdb.vtep import plan_vtep
 from ovsdb.vtep_sync import VtepReconciler
+from tests.unit.sinks import Reports
 from tests.unit.vtep_fakes import HV1, HV2, HV3, Clock, FakeReplica, FakeVtepDb
 
 TRACKED = ("Ucast_Macs_Remote", "Logical_Switch", "Physical_Locator")
@@ -112,17 +113,6 @@ def test_random_desired_states_converge_like_a_full_plan():
     assert rec.delta_plans > 30
 
 
-class Sink:
-    def __init__(self):
-        self.snaps = []
-
-    def vtep_update(self, snap):
-        self.snaps.append(snap)
-
-    def vtep_gone(self, session):
-        pass
-
-
 def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
     from ovsdb.vtep import build_vtep_snapshot
     from ovsdb.vtep_reporter import VtepReporter
@@ -133,7 +123,7 @@ def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
         db.logical_switch(f"canopy-{vni}", vni)
     for k in range(10):  # learnt before the first read: read whole, then changed and deleted row by row
         db.switch_learns(rng.choice([5001, 5002]), mac(k))
-    sink = Sink()
+    sink = Reports()
     reporter = VtepReporter(sink, "v1", "10.0.0.9:1")
     reporter.refresh(db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
 
@@ -151,7 +141,7 @@ def test_the_macs_a_vtep_learns_are_applied_one_row_at_a_time():
             changes.record("Ucast_Macs_Local", row_key(row), RowChange(row, deleted=True))
         reporter.refresh(db.all("Physical_Switch"), boom, changes)
         scratch = build_vtep_snapshot("vtep:tor1", "10.0.0.9:1", db.all("Physical_Switch"), db.all("Ucast_Macs_Local"))
-        assert sink.snaps[-1] == scratch
+        assert sink.updates[-1] == scratch
 
 
 def test_a_failed_transaction_is_followed_by_a_full_plan():

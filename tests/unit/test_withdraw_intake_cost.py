@@ -9,8 +9,9 @@ import json
 import random
 
 from ovsdb.claims import VrsClaims
+from tests.unit.sinks import Reports
 from tests.unit.test_duplicate_macs_pass import opcodes
-from tests.unit.test_ovsdb_slices import UPDATE2, Database, Sink, session, take
+from tests.unit.test_ovsdb_slices import UPDATE2, Database, session, take
 
 PORTS = 4000  # six slices reported; the per-port cost is the point, as at 10,000 ports (trimU42)
 
@@ -24,7 +25,7 @@ def test_a_big_delete_reaches_the_reporters_last_snapshot_in_at_most_320_bytecod
     db = Database(random.Random(5))
     db._apply(db.insert_ports(PORTS))
     replica = db.fresh()
-    sink = Sink()
+    sink = Reports()
     reporter = session(replica, VrsClaims(sink, 0.0), sink)
     update = json.loads(json.dumps(db.delete_ports(PORTS + 10)))  # (and the few Database begins with)
     reports = []
