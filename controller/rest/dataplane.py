@@ -13,7 +13,8 @@ from controller.pacer import Pacer, collector_paused
 from controller.rest.wire import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 from controller.service import NotFound
-from openflow.installed import paced, shared_flows, sorted_paced
+from openflow.installed import listing_order, paced, shared_flows
+from openflow.pacedsort import sorted_paced
 from openflow.pipeline import BY_ID
 
 LIST_EVERY = 1000  # flows listed or encoded between two pauses of GET /v1/switches/{dpid}/flows (a few ms)
@@ -128,8 +129,8 @@ def _dpid(text):
     return int(key, 16)
 
 
-def _order(flow):
-    return (flow.table, -flow.priority, flow.cookie)
+def _order(flow) -> int:
+    return listing_order(flow.key)
 
 
 def _desired_flows(desired, pacer: Pacer) -> list[dict]:

@@ -76,8 +76,8 @@ def _reconciler_plan(make) -> int:
 def test_a_reconcilers_change_set_pauses_within_the_budget_at_the_loops_share():
     """Planning 4,000 flow changes: RECONCILE_EVERY flows a stretch by the count (83,234 bytecodes: 17 ms at a
     quarter of a CPU); bounded, 43,003: the budget and what runs until the next check (an owner's flows). The adds'
-    sort is one stretch whatever the pacer (openflow/installed.py ``FLOW_SORT_CHUNK``: 2,000 flows here, ~36,000
-    bytecodes; 32,768 flows at most, ~590,000: docs/limits.md)."""
+    sort ticks a chunk of 512 flows keyed at a time (openflow/pacedsort.py; one stretch of up to 32,768 flows,
+    ~590,000 bytecodes, before stop 46: tests/unit/test_paced_sort.py)."""
     before, after = _reconciler_plan(_count_only), _reconciler_plan(loop_pacer)
     assert before > 2 * LOADED_BUDGET, before
     assert after < LOADED_BUDGET + 10_000 < before, (before, after)
