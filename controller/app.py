@@ -115,7 +115,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.ovsdb.held = self.hold.holding
         self.ovsdb.pause = Lane(give_way).pause  # the OVSDB sessions' big updates (4 first reads at once) likewise
         self.ovsdb.budget = BUDGET  # their pacers bounded by the wall clock too (controller/pacer.py BoundedPacer)
-        self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
+        self.rest_lane = Lane(give_way, BUDGET)  # big answers of many clients pause one at a time (controller/rest/lane.py)
         self.reconcile_lane = Lane(give_way)  # and so do the switches' reconcilers: one's stretch a round, not 50
         extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause)
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, self.rest_lane.pause)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from controller import fields
-from controller.pacer import Pacer, collector_paused
+from controller.pacer import collector_paused
+from controller.rest.lane import answer_pacer
 from controller.rest.wire import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 
@@ -40,7 +41,7 @@ def routes(federation, pause=None) -> list[Route]:
         kind = req.query.get("type")
         if kind is not None and kind not in TYPES:
             raise ApiError(400, "bad_query", f"must be one of {', '.join(TYPES)}", "type")
-        pacer = Pacer(pause, ROUTES_EVERY)
+        pacer = answer_pacer(pause, ROUTES_EVERY)
         pacer.tick(ROUTES_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # the rows are freed before it ends
             items = federation.routes(direction, int(kind) if kind else None, pacer) if federation else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from controller.pacer import Pacer, collector_paused
+from controller.rest.lane import answer_pacer
 from controller.rest.wire import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 from controller.service import NotFound
@@ -35,7 +36,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
         if domain is None:
             raise NotFound("domain", id)
         ref = state.policy.ref("domain", domain)  # read before the pauses: the domain may go meanwhile
-        pacer = Pacer(pause, FIB_EVERY)
+        pacer = answer_pacer(pause, FIB_EVERY)
         pacer.tick(FIB_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         view = programmer.view
         items = []
@@ -52,7 +53,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
                 raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(FLOW_FILTERS)}", name)
         keep = _flow_filter(req.query)
         key = _dpid(dpid)
-        pacer = Pacer(pause, LIST_EVERY)
+        pacer = answer_pacer(pause, LIST_EVERY)
         pacer.tick(LIST_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         session = programmer.view.session_of_datapath(key)
         reconciler = reconcilers().get(key)

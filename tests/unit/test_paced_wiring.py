@@ -187,6 +187,7 @@ APP_PACERS = textwrap.dedent("""
                         ("state", canopy.state.pacer), ("programmer", canopy.programmer.pacer)]:
         print(name, type(pacer).__name__, pacer.budget, pacer.every)
     print("metrics", canopy.api.metrics.sources["budget"])
+    print("rest", canopy.rest_lane.budget)
 """)
 
 
@@ -199,7 +200,8 @@ def test_the_app_wires_bounded_pacers_for_reconcilers_the_applier_and_the_scrape
     assert done.stdout.splitlines() == [f"reconciler BoundedPacer {BUDGET} {RECONCILE_EVERY}",
                                         f"applier BoundedPacer {BUDGET} 100",
                                         f"state BoundedPacer {BUDGET} {STATE_EVERY}",
-                                        f"programmer BoundedPacer {BUDGET} 200", f"metrics {BUDGET}"]
+                                        f"programmer BoundedPacer {BUDGET} 200", f"metrics {BUDGET}",
+                                        f"rest {BUDGET}"]
     assert type(paced(None, 1, None)) is Pacer
 
 
