@@ -489,10 +489,11 @@ class Federation:
     def peers(self) -> list[dict]:
         return self.speaker.peers()
 
-    def routes(self, direction: str, kind: int | None = None, pacer=NEVER) -> list[dict]:
-        """The routes announced ("out") or received ("in"), as dicts in a stable order. ``pacer`` is ticked per
-        route (10,000 routes: ~0.1-0.4 s of CPU): it reads copies the speaker hands over, so anything may change
-        during the pauses."""
+    def routes(self, direction: str, kind: int | None = None, pacer=NEVER) -> list[tuple]:
+        """The routes announced ("out") or received ("in"), as (order key, dict) pairs in no order: sorted by key, the
+        dicts are in a stable order (GET /v1/bgp/routes sorts them pausing: controller/rest/bgp.py). ``pacer`` is
+        ticked per route (10,000 routes: ~0.1-0.4 s of CPU): it reads copies the speaker hands over, so anything may
+        change during the pauses."""
         if direction == "out":
             items = [(None, r) for r in self.speaker.announced().values()]
         else:
@@ -506,8 +507,7 @@ class Federation:
                 entry["peer"] = peer
             keyed.append(((entry["type"], peer or "", json.dumps(entry, sort_keys=True)), entry))
             pacer.tick()
-        keyed.sort(key=lambda pair: pair[0])
-        return [entry for _, entry in keyed]
+        return keyed
 
 
 def _settle(announce: dict, withdraw: set, told: dict, desired: _Handed) -> None:

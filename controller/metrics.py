@@ -251,7 +251,8 @@ def _switches(state, reconcilers, pause, count_pause=None, budget: float | None 
     sync = _gauge("canopy_switch_sync_state", "1 for the reconciler's current state", ("datapath", "chassis",
                                                                                          "state"))
     meters = _gauge("canopy_switch_meters", "meters on the flows to the controller of a connected switch: desired, "
-                    "installed, rejected, and supported (1, or 0 on a switch without meters: those flows unmetered)",
+                    "installed, rejected, and supported (1, or 0 on a switch without meters: those flows unmetered; "
+                    "absent until the switch has said)",
                     ("datapath", "chassis", "kind"))
     punted = _counter("canopy_switch_packet_ins", "packets a switch sent to the controller (over its meters), by meter "
                       "kind: activation, dhcp, other", ("datapath", "chassis", "kind"))
@@ -275,7 +276,8 @@ def _switches(state, reconcilers, pause, count_pause=None, budget: float | None 
             groups.add_metric([*labels, kind], value)
         for kind in ("desired", "installed", "rejected"):
             meters.add_metric([*labels, kind], status["meters"][kind])
-        meters.add_metric([*labels, "supported"], 0 if status["meters"]["supported"] is False else 1)
+        if status["meters"]["supported"] is not None:  # unknown until the switch has said (its meter features)
+            meters.add_metric([*labels, "supported"], int(status["meters"]["supported"]))
         for kind, value in status["packet_ins"].items():
             punted.add_metric([*labels, kind], value)
         for name in sorted(set(SWITCH_STATES) | {status["state"]}):

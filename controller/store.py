@@ -133,6 +133,7 @@ class Store:
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self._lock = threading.RLock()
         self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
+        self._moved_own: list[str] = []  # this store's own files the renewal under way set aside (refused tries too)
         self._work = InFlight()  # what runs through ``offload``, until it ended (a caller killed meanwhile: a stop)
         self._db = self._connected({})
         self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
@@ -195,17 +196,19 @@ class Store:
     def _renewed(self, kept):
         """renew's file work (the caller holds the lock; this may run in another OS thread)."""
         moved = set_aside(self.path, "renewed")  # never over an earlier renewal's files: storefile claim
+        # one look, at the file moved (under a name only this store makes): a file put at the path between a look at
+        # the path and the move was taken for the store's before. Another's file is set aside and kept, never pruned
+        # (the only copy of an operator's file moved there, perhaps); ours, while the old connection holds it open
+        if any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved):
+            self._moved_own += moved  # recorded now: a try refused below moved it too (before: never pruned)
         try:
             db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
         except BaseException:
             discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too
             raise
-        # one look, at the file moved (under a name only this store makes): a file put at the path between a look at
-        # the path and the move was taken for the store's before. Another's file is set aside and kept, never pruned
-        # (the only copy of an operator's file moved there, perhaps); ours, while the old connection holds it open
-        own = any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved)
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
-        self._renewals.append(self.file.made + (moved if own else []))  # a file deleted again and again: not copies
+        self._renewals.append(self.file.made + self._moved_own)  # a file deleted again and again: not copies
+        self._moved_own = []
         while len(self._renewals) > RENEWED_KEPT:  # for ever. A name is claimed (storefile), but one another freed
             kept = set().union(*self._renewals[1:])  # (a clean-up removed it) a later renewal may claim again: a
             remove([path for path in self._renewals.pop(0) if path not in kept],  # kept renewal's file now

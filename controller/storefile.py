@@ -41,6 +41,7 @@ import time
 from controller.storetxn import note
 
 log = logging.getLogger("canopy.store")
+DATABASE_FILES = ("", "-wal", "-shm")  # a SQLite database's file, its write-ahead log and its index (one stem)
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
 
 
@@ -72,13 +73,17 @@ def stamp() -> str:
     return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
 
 
-def claim(base: str, suffixes=("",), tries: int = 100) -> str:
+def claim(base: str, suffixes=("",), tries: int = 100, siblings=()) -> str:
     """New, empty files named ``base`` + each of ``suffixes`` or, when one of those is taken (two within the same
     second: names are stamped to the second), ``base-2`` + each, ``base-3``...; the stem they share. Never an existing
     file (``O_EXCL``): a save that fails removes only what it made, one that succeeds overwrites no earlier copy, and a
-    file set aside (``set_aside``) replaces only the empty file claimed for it. OSError when none can be made."""
+    file set aside (``set_aside``) replaces only the empty file claimed for it. A stem where one of ``siblings`` is
+    there is taken too (a database's files keep one stem: a log set aside alone never joins another database's file,
+    nor its index another log). OSError when none can be made."""
     for n in range(1, tries + 1):
         stem, made = base if n == 1 else f"{base}-{n}", []
+        if any(os.path.lexists(stem + sibling) for sibling in siblings):
+            continue
         try:
             for suffix in suffixes:
                 os.close(os.open(stem + suffix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # as SQLite makes one
@@ -91,14 +96,15 @@ def claim(base: str, suffixes=("",), tries: int = 100) -> str:
     raise FileExistsError(errno.EEXIST, f"{base} and {tries - 1} numbered names after it are taken")
 
 
-def set_aside(path: str, label: str, suffixes=("", "-wal", "-shm")) -> list[str]:
+def set_aside(path: str, label: str, suffixes=DATABASE_FILES) -> list[str]:
     """Move the file at ``path`` and its write-ahead log and index (``suffixes``: those that are there) to
-    ``<path>.<label>-<time>`` (``-2``, ``-3``... when a name is taken: ``claim``), never over an earlier one; the
-    paths they went to. OSError when one cannot be moved (those not moved yet stay where they are)."""
+    ``<path>.<label>-<time>`` (``-2``, ``-3``... when a name is taken: ``claim``), never over an earlier one, under one
+    stem no other database's file has; the paths they went to. OSError when one cannot be moved (those not moved yet
+    stay where they are)."""
     there = [suffix for suffix in suffixes if os.path.lexists(path + suffix)]
     if not there:
         return []
-    stem, moved = claim(f"{path}.{label}-{stamp()}", there), []
+    stem, moved = claim(f"{path}.{label}-{stamp()}", there, siblings=DATABASE_FILES), []
     try:
         for suffix in there:
             try:
@@ -133,7 +139,7 @@ def remove(paths, why: str) -> None:
             note(log, logging.WARNING, "could not remove %s (%s): %s", path, why, exc)
 
 
-def discard(path: str, suffixes=("", "-wal", "-shm")) -> None:
+def discard(path: str, suffixes=DATABASE_FILES) -> None:
     """Remove the file at ``path`` and its write-ahead log and index (those that are there)."""
     for suffix in suffixes:
         try:
@@ -245,13 +251,14 @@ class FileWatch:
                 f"(a write, at most every {SAVE_AGAIN:.0f} s, and the stop try again), or restore a backup (docs/store.md)")
 
     def _set_aside(self) -> None:
-        """Move the write-ahead log and its index away from the names the path's next opener would read."""
-        for suffix in ("-wal", "-shm"):
-            try:
-                self.made += set_aside(self.path, "gone", (suffix,))
-            except OSError as exc:
-                note(log, logging.ERROR, "the store %s: could not move %s%s aside: %s", self.path, self.path, suffix,
-                     exc)
+        """Move the write-ahead log and its index away from the names the path's next opener would read, together:
+        one stem (before, each claimed its own, so that a name taken for one of them, ``gone-<time>-wal`` of an
+        earlier renewal within the second, gave the two different stems, the index joining another's log)."""
+        try:
+            self.made += set_aside(self.path, "gone", ("-wal", "-shm"))
+        except OSError as exc:
+            note(log, logging.ERROR, "the store %s: could not move its write-ahead log and index aside: %s", self.path,
+                 exc)
 
     def kept(self) -> bool:
         """Before the open connection goes while its file is gone (an HA standby's renewal: Store.renew): whether what
@@ -268,7 +275,7 @@ class FileWatch:
     def _save(self) -> str | None:
         self.tried = self.clock()
         try:
-            dest = claim(f"{self.path}.saved-{stamp()}")
+            dest = claim(f"{self.path}.saved-{stamp()}", siblings=DATABASE_FILES)  # (a log there: replayed into it)
         except OSError as exc:
             note(log, logging.ERROR, "the store %s: could not save what it holds beside it: %s", self.path, exc)
             return None

@@ -11,6 +11,10 @@ Bare metal behind a hardware VTEP asks over the tunnel; its subnet's gateway VRS
 owned by the subnet. The client's MAC must then be a bare-metal vport of that subnet (binding flavour
 baremetal): only its configured IP is offered, and the reply goes back into the tunnel to the VTEP.
 State is only read here.
+
+Each request is logged at INFO, at most once per ``controller.loglimit.LOG_EVERY`` (10 s) for the same punt flow (a
+vport's port; a bare-metal server's answers by its MAC) and message type, with a count of those left out: a VM
+flooding discovers (its port's meter passes 10 a second: openflow/meters.py) writes one line, not ten a second.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from controller.loglimit import log_limited
 from openflow import dhcp
 from openflow.compiler import egress_actions, to_vtep
 from openflow.flows import Owner, owner_kind_of
@@ -33,6 +38,11 @@ class Answer:
     actions: list  # action tuples that deliver the reply to the vport
     frame: bytes
     summary: str
+
+
+def _log(key: tuple, msg: str, *args) -> None:
+    """An INFO line about a request, at most one per LOG_EVERY for ``key`` (module docstring)."""
+    log_limited(log, logging.INFO, ("dhcp", *key), msg, *args)
 
 
 class DhcpService:
@@ -63,8 +73,8 @@ class DhcpService:
         vport = self.state.policy.get("vport", vport_id) if vport_id else None
         endpoint = self.programmer.view.endpoints.get(vport_id) if vport_id else None
         if vport is None or endpoint is None or request.chaddr != vport["mac"]:
-            log.info("ignoring %s on datapath %016x: not from a known vport's own MAC", request.describe(),
-                     datapath_id)
+            _log(("ignored", datapath_id, cookie, request.message_type),
+                 "ignoring %s on datapath %016x: not from a known vport's own MAC", request.describe(), datapath_id)
             return None
         subnet = self.state.policy.get("subnet", vport["subnet_id"])
         domain = self.state.policy.get("domain", subnet["domain_id"]) if subnet["domain_id"] else None
@@ -73,7 +83,8 @@ class DhcpService:
         if frame_out is None:
             return None
         ref = self.state.policy.ref("vport", vport)
-        log.info("%s for vport %s: %s", request.describe(), ref, lease.ip)
+        _log(("answered", datapath_id, cookie, request.message_type), "%s for vport %s: %s", request.describe(), ref,
+             lease.ip)
         self.served[vport_id] = {"at": time.time(), "ip": lease.ip, "request": request.describe()}
         return Answer(egress_actions(endpoint), frame_out, f"{request.describe()} -> {lease.ip}")
 
@@ -87,8 +98,9 @@ class DhcpService:
         subnet = policy.get("subnet", sid) if sid else None
         vport = bare_metal_vport(policy, sid, request.chaddr) if subnet else None
         if vport is None:
-            log.info("ignoring %s from a hardware VTEP on datapath %016x: no bare-metal vport of subnet %s has "
-                     "that MAC", request.describe(), datapath_id, policy.ref("subnet", subnet) or "?")
+            _log(("ignored", datapath_id, cookie, request.message_type), "ignoring %s from a hardware VTEP on datapath "
+                 "%016x: no bare-metal vport of subnet %s has that MAC", request.describe(), datapath_id,
+                 policy.ref("subnet", subnet) or "?")
             return None
         domain = policy.get("domain", subnet["domain_id"]) if subnet["domain_id"] else None
         lease = dhcp.lease_for(subnet, vport, domain, self.underlay_mtu)
@@ -99,8 +111,8 @@ class DhcpService:
         vteps = [ip for ip in map(view.tunnel_ip_of, sessions) if ip]
         if frame_out is None or sw is None or not sw.tunnel_ofport or not vteps:
             return None
-        log.info("%s for bare-metal vport %s: %s (to %s)", request.describe(), policy.ref("vport", vport), lease.ip,
-                 ", ".join(vteps))
+        _log(("answered", datapath_id, vport["id"], request.message_type), "%s for bare-metal vport %s: %s (to %s)",
+             request.describe(), policy.ref("vport", vport), lease.ip, ", ".join(vteps))
         actions = [a for ip in vteps for a in to_vtep(subnet["vni"], ip, sw)]
         self.served[vport["id"]] = {"at": time.time(), "ip": lease.ip, "request": request.describe()}
         return Answer(actions, frame_out, f"{request.describe()} -> {lease.ip}")

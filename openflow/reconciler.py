@@ -62,6 +62,8 @@ pauses, and what becomes of it:
   planned and confirmed either way;
 - ``hold``, ``resync`` or ``keep_stale(False)`` (a read-back is due, or a standby must not write), or a refusal as
   slave: dropped the same way, before anything is written;
+- a change set of meter deletes: any newer desired state drops it (a port handed a freed ofport names its meter
+  again: openflow/meterdiff.py), within the same ``MAX_REPLANS``;
 - a retry of rejected flows (new groups): the plan left them out, and the installed record leaves them out too
   (``FlowBook.applied``), so the retry sends them;
 - the switch disconnecting (``stop``): the thread is killed at its pause; nothing more is written;
@@ -91,6 +93,7 @@ from openflow.changeset import ChangeSet
 from openflow.floods import GROUP_RANGE, send_rank
 from openflow.flows import Group
 from openflow.installed import FlowBook, chunked, paced
+from openflow.meterdiff import MeterSync
 from openflow.reconciler_report import OPENFLOW_NAMES, SwitchReport
 from openflow.reconciler_send import REPLY_RATE, REPLY_TIMEOUT, ChangeSender, Waiter  # noqa: F401  (as before)
 
@@ -119,7 +122,7 @@ class _DpidLog(logging.LoggerAdapter):
         return f"dpid={self.extra['dpid']} {msg}", kwargs
 
 
-class SwitchReconciler(ChangeSender, SwitchReport):
+class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
     """Desired versus installed flows and groups of one connected datapath (module docstring)."""
 
     def __init__(self, datapath, log=None, on_sync=None, groups_owned=CANOPY_GROUPS, pacer: Pacer | None = None,
@@ -152,6 +155,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         self._meter_dirty: set | None = None  # owners whose meters are to be counted again (None: every owner)
         self._installed_meters: dict = {}  # meter id (Canopy's range) -> Meter read back or sent, None: not Canopy's shape
         self._rejected_meters: dict = {}  # meter id -> error text
+        self._meter_todo: set | None = None  # meter ids that may differ (openflow/meterdiff.py), None: every one
         self.meter_support: bool | None = None  # None: not read yet; False: the flows go without their meters
         self.meter_note: str | None = None  # why the switch has no meters (status, logged once)
         self.packet_ins = dict.fromkeys(meters.KINDS, 0)  # packets sent to the controller, by meter kind
@@ -219,7 +223,7 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         if changed is None or self._meter_dirty is None:  # counted in the reconciler's thread (``_count_meters``)
             self._meter_dirty = None
         else:
-            self._meter_dirty |= set(changed)
+            self._meter_dirty |= self._may_name_meters(changed)
         desired_groups, foreign = {}, {}
         for g in groups:
             (desired_groups if g.group_id in self._owned else foreign)[g.group_id] = g
@@ -233,6 +237,14 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                                  **dict.fromkeys(foreign, "group id outside Canopy's range")}
         self._wake.set()
 
+    def _may_name_meters(self, changed) -> set:
+        """Of the changed owners, those whose meters may have changed: those with desired flows now, and those that
+        named a meter when last counted (an owner changed again before its count is in ``_meter_dirty`` already). The
+        others, a vport gone with its port and its flows that had no ofport and so no meter (evpn_routes' withdraw:
+        10,000 of them), have nothing to count. Two set intersections in C, each as long as its smaller side, not a
+        look at every changed owner in the count (~80 bytecodes each: stop 45, docs/benchmarks.md "wd46")."""
+        return (self._book.desired.keys() & changed) | (self._meter_users.keys() & changed)
+
     def _count_meters(self) -> None:
         """The desired meters: those the desired flows name (openflow/meters.py), counted per owner so that a change
         looks only at the changed owners' flows (owners of the kinds that punt: meters.KIND_OF_OWNER); in the
@@ -241,13 +253,13 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         if changed is None:
             self._meter_users.clear()
             refs.clear()
+            self._desired_meters.clear()
+            self._meter_todo = None  # counted from scratch: every meter diffed
         try:  # the book's dict changes in the pauses: its owners listed first
             self._count_owners(list(self._book.desired) if changed is None else changed)
         except BaseException:  # stopped meanwhile: counted again from scratch, whatever was left
             self._meter_dirty = None
             raise
-        if refs.keys() != self._desired_meters.keys():
-            self._desired_meters = {mid: meters.meter(mid, self._meter_rates) for mid in sorted(refs)}
 
     def _count_owners(self, owners) -> None:
         users, refs, tick = self._meter_users, self._meter_refs, self.pacer.tick
@@ -264,8 +276,11 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                 refs[mid] -= 1
                 if not refs[mid]:
                     del refs[mid]
+                    self._want_meter(mid, False)
             for mid in now - before:
                 refs[mid] = refs.get(mid, 0) + 1
+                if refs[mid] == 1:
+                    self._want_meter(mid, True)
 
     def packet_out(self, actions, frame: bytes) -> None:
         """Send one packet (e.g. a DHCP reply) through ``actions``: this reconciler is the switch's only
@@ -372,7 +387,8 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         """Whether the change set being planned or encoded must not be written (module docstring, "Pauses")."""
         if self._hold or self._need_read or self._not_master or self.state == "stopped":
             return True
-        return self._plan_version != self._book.version and self._replans < MAX_REPLANS
+        outdated = self._plan_version != self._book.version or self._deletes_outdated()
+        return outdated and self._replans < MAX_REPLANS
 
     def _drop(self) -> None:
         """Drop the change set unsent: its owners are planned again (FlowBook.unplan)."""
@@ -404,36 +420,6 @@ class SwitchReconciler(ChangeSender, SwitchReport):
         with _PLANS:
             self._take_in(flows, groups)
         return True
-
-    def _read_meters(self) -> bool | None:
-        """Read the switch's meter features and, if it has meters, Canopy's meters (openflow/meters.py); False: it
-        has none (its flows go without their meter instruction, one warning); None: it did not answer."""
-        features = self._request(ryumsg.meter_features_request(self.datapath))
-        if features is None:
-            return None
-        most = getattr(features[0], "max_meter", 0) if features else 0
-        # a switch that refuses to list its meters: as one without (not a read-back failing every RETRY_DELAY)
-        config = self._request(ryumsg.meter_config_request(self.datapath)) if most else False
-        if config is None:
-            return None
-        if config is False:
-            why = "meter configuration refused" if most else features and "max_meter 0" or "meter features refused"
-            note = f"the switch has no meters ({why}): packets to the controller are not metered (docs/vrs.md)"
-            if note != self.meter_note:
-                self._log.warning("%s", note)
-            self._set_meter_support(False, note)
-            self._installed_meters = {}
-            return False
-        self._set_meter_support(True, None)
-        self._installed_meters = {m.meter_id: meters.decode_config(self.ofp, m) for m in config
-                                  if m.meter_id in meters.METER_RANGE}
-        self._rejected_meters = {}
-        return True
-
-    def _set_meter_support(self, on: bool, note: str | None) -> None:
-        if on != self.meter_support:
-            self._wire = encode.WireEncoder(self.ofp, meters=on)
-        self.meter_support, self.meter_note = on, note
 
     def _take_in(self, flows: list, groups: list) -> None:
         """Make what the switch answered the book's installed flows and groups."""
@@ -490,8 +476,11 @@ class SwitchReconciler(ChangeSender, SwitchReport):
                 self._plan_ms = (time.perf_counter() - planning) * 1000
                 self._execute(ops)
             sent, ops = bool(ops), None  # freed while the collector is paused
-        # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it)
-        return sent or (self._book.desired is not None and self._send_meters(("meter_delete",)))
+        if sent or self._book.desired is None:
+            return sent
+        # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it),
+        # counted first: a port handed out during the plan's pauses may name it again (its ofport reused)
+        return not self._meters_counted() or self._send_meters(("meter_delete",))
 
     def _meters_counted(self) -> bool:
         """Count the desired meters again if a change came (``_count_meters``); a change during a count's pauses is
@@ -511,18 +500,6 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             if not self._send_meters(("meter_add", "meter_modify")):
                 return True
         return False
-
-    def _send_meters(self, kinds) -> bool:
-        """Send the meter changes of ``kinds`` (``_meter_parts``) as a change set of their own, messages and a barrier
-        (Open vSwitch takes no meter-mod in a bundle), so that the flows' change sets stay atomic bundles; False if
-        there were none."""
-        parts = self._meter_parts()
-        changes = ChangeSet({kind: parts[kind] for kind in kinds if parts.get(kind)})
-        if not changes:
-            return False
-        self._plan_version = self._book.version  # (no flow planned: nothing of the book's to outdate it)
-        self._execute(changes)
-        return True
 
     def _plan(self) -> ChangeSet:
         """The ordered change set that makes installed equal to desired (minus rejected items): every flow
@@ -550,19 +527,6 @@ class SwitchReconciler(ChangeSender, SwitchReport):
             "flow_add": plan.adds, "flow_delete": plan.deletes,
             "group_delete": _ranked([(gid, Group(gid, ())) for gid in have if gid not in groups and gid not in refused],
                                     reverse=True)})
-
-    def _meter_parts(self) -> dict:
-        """The meter changes: adds and modifies (sent before the flows: a meter is on the switch before the flows that
-        name it), deletes of Canopy's meters no longer desired (sent once the flows are in: a meter's delete deletes
-        the flows that name it; never while ``keep_stale``). None on a switch without meters (``_sync``)."""
-        if not self.meter_support:
-            return {}
-        want, have, refused = self._desired_meters, self._installed_meters, self._rejected_meters
-        return {"meter_add": [(mid, m) for mid, m in sorted(want.items()) if mid not in have and mid not in refused],
-                "meter_modify": [(mid, m) for mid, m in sorted(want.items())
-                                 if mid in have and have[mid] != m and mid not in refused],
-                "meter_delete": [] if self._keep else [(mid, have[mid] or meters.Meter(mid, 0, 0)) for mid in sorted(have)
-                                                       if mid not in want and mid not in refused]}
 
     def _retry_changed(self, groups: dict) -> None:
         """Forget the rejection of a group's add or modify once the desired group differs from the one rejected (a

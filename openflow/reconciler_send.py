@@ -169,7 +169,8 @@ class ChangeSender:
         for start, kind, items in changes.segments():
             if kind.startswith("flow"):
                 continue
-            installed = self._installed_groups if kind.startswith("group") else self._installed_meters
+            meter = kind.startswith("meter")
+            installed = self._installed_meters if meter else self._installed_groups
             for index, (gid, group) in enumerate(items, start):
                 if index in errors:
                     continue
@@ -177,6 +178,8 @@ class ChangeSender:
                     installed.pop(gid, None)
                 else:
                     installed[gid] = group
+                if meter:
+                    self._meter_changed(gid)  # diffed again (openflow/meterdiff.py)
 
     def _reject(self, op: Op, text: str) -> None:
         self.counters["errors"] += 1
@@ -186,6 +189,7 @@ class ChangeSender:
             what = brief(what)
         elif op.kind.startswith("meter"):
             self._rejected_meters[op.key] = text
+            self._meter_changed(op.key)
             what = meters.render_meter(op.item)
             if op.kind != "meter_delete" and self.meter_support:  # its flows must not wait for it: they go
                 self._set_meter_support(False, f"the switch refused meter {op.key:#x} ({brief(text)}): packets to "

@@ -18,7 +18,10 @@ only this module makes it. It outlives the OVSDB connection that reported it:
   together) is not gone: its ovsdb-server hangs or restarts slowly while ovs-vswitchd forwards, with ports that
   cannot change without ovsdb-server, so the last snapshot stays true. It stays known (a warning says so, once),
   asked again every grace, until a session of it comes back or its bridge no longer answers.
-- ``flush`` (the manager stopping) reports every switch whose grace is pending gone at once.
+- ``close`` (the manager stopping): from then on nothing is reported, neither a switch gone nor a port left. The
+  switches are not leaving, the controller is: its sessions closing one by one would otherwise re-place the vports
+  shown on two switches at the one still open and unbind the rest (log lines, and anything State's subscribers do
+  with it), none of it true; a restart reads every switch afresh.
 
 Hardware VTEPs are claimed the same way (``VtepClaims``): keyed ``vtep:<Physical_Switch name>``
 (``vtep_key``), reported to ``vtep_update`` / ``vtep_gone``, with ``VtepSnapshot.changed`` the local MACs
@@ -89,6 +92,7 @@ class VrsClaims:
         # Port rows refused an Interface row another Port held (ovsdb/bridgeports.py), by every session ever: the
         # sessions share these claims, and the count outlives each (/metrics: a counter never goes down)
         self.refused_interface_claims = 0
+        self.closed = False  # ``close``: the manager stopping, nothing reported from then on
 
     def _send_update(self, snap) -> None:
         self._sink.vrs_update(snap)
@@ -123,8 +127,9 @@ class VrsClaims:
         claimants.append(reporter)
 
     def report(self, key: str, snap: VrsSnapshot) -> bool:
-        """The speaker's snapshot; reported if it differs from the last one. True if reported."""
-        if snap == self._last.get(key):
+        """The speaker's snapshot; reported if it differs from the last one (and the manager is not stopping:
+        ``close``). True if reported."""
+        if self.closed or snap == self._last.get(key):
             return False
         self._last[key] = snap
         self._send_update(snap)
@@ -132,12 +137,14 @@ class VrsClaims:
 
     def leaving(self, key: str, names: list[str]) -> None:
         """The speaker of ``key`` is applying an update that deletes its ports ``names`` (``VrsReporter.leaving``)."""
-        self._sink.vrs_leaving(key, names)
+        if not self.closed:
+            self._sink.vrs_leaving(key, names)
 
     def left(self, key: str, names: list[str]) -> None:
         """The ports ``names`` of ``key`` told ``leaving`` are no longer leaving (deleted and reported, or their
         session ended first)."""
-        self._sink.vrs_left(key, names)
+        if not self.closed:
+            self._sink.vrs_left(key, names)
 
     def leave(self, key: str, reporter, now: bool = False) -> None:
         """``reporter`` no longer claims ``key`` (its session ended, or its chassis changed: ``now``)."""
@@ -145,6 +152,8 @@ class VrsClaims:
         speaking = bool(claimants) and claimants[-1] is reporter
         if reporter in claimants:
             claimants.remove(reporter)
+        if self.closed:
+            return
         if claimants:
             if speaking:
                 self._log.info("ovsdb %s: %s: the session from %s speaks for it again", reporter.peer,
@@ -195,10 +204,12 @@ class VrsClaims:
                               "bridge no longer answers (asked every %g s)", self._name(key), self.grace, dpid,
                               self.grace)
 
-    def flush(self) -> None:
-        """Report gone every switch whose grace is pending (the manager is stopping)."""
-        for key in list(self._leaving):
-            self._gone(key)
+    def close(self) -> int:
+        """The manager is stopping (module docstring): nothing is reported from now on (no switch gone, no port left,
+        no other session speaking for one) as its sessions close. Returns how many switches had been reported (the
+        sink keeps them as they were)."""
+        self.closed = True
+        return len(self._last)
 
     def pending(self) -> list[str]:
         """Keys within their grace (reported, no session now)."""
@@ -207,7 +218,7 @@ class VrsClaims:
     def _gone(self, key: str) -> None:
         self._leaving.pop(key, None)
         self._forwarding.discard(key)
-        if self._last.pop(key, None) is not None:
+        if self._last.pop(key, None) is not None and not self.closed:
             self._send_gone(key)
 
 

@@ -143,8 +143,10 @@ class OvsdbManagerServer:
         return self._accept_thread
 
     def stop(self) -> None:
-        """Stop accepting and close every session (each VRS ever reported gets its vrs_gone)."""
+        """Stop accepting and close every session. No switch is reported gone (ovsdb/claims.py ``close``): the
+        controller is stopping, not they; the sink keeps them as last reported."""
         self._stopping = True
+        kept = self.claims.close() + self.vtep_claims.close()
         if self._accept_thread is not None and self._accept_thread is not hub.getcurrent():
             hub.kill(self._accept_thread)
         self._accept_thread = None
@@ -156,9 +158,8 @@ class OvsdbManagerServer:
             self._listener = None
         for session in list(self._sessions.values()):
             session.close()
-        self.claims.flush()
-        self.vtep_claims.flush()
-        self.log.info("ovsdb: manager on %s:%d stopped", self.listen, self.port)
+        self.log.info("ovsdb: manager on %s:%d stopped (%d switches not reported gone: they are not leaving, the "
+                      "controller is)", self.listen, self.port, kept)
 
     def first_reads_pending(self) -> int:
         """Sessions whose first copy of their peer's database is not reported yet (in their handshake, queued for a

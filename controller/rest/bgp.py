@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import operator
+
 from controller import fields
 from controller.pacer import collector_paused
 from controller.rest.lane import answer_pacer
 from controller.rest.wire import ApiError, Response, Route
-from controller.rest.paced import paced_json, release
+from controller.rest.paced import paced_json, release, sorted_paced
 
 DIRECTIONS = ("in", "out")
 TYPES = ("2", "3", "5")
 PRIVATE = ("pid", "config", "log")  # speaker status fields REST never shows (docs/security.md)
 ROUTES_EVERY = 200  # routes listed, or encoded, between two pauses of GET /v1/bgp/routes (a few ms)
+_ORDER, _ENTRY = operator.itemgetter(0), operator.itemgetter(1)  # a listed route's (order key, dict)
 
 
 def routes(federation, pause=None) -> list[Route]:
@@ -44,7 +47,9 @@ def routes(federation, pause=None) -> list[Route]:
         pacer = answer_pacer(pause, ROUTES_EVERY)
         pacer.tick(ROUTES_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # the rows are freed before it ends
-            items = federation.routes(direction, int(kind) if kind else None, pacer) if federation else []
+            rows = federation.routes(direction, int(kind) if kind else None, pacer) if federation else []
+            items = list(map(_ENTRY, sorted_paced(rows, pacer.tick, _ORDER)))
+            release(rows, pacer.tick)
             body = paced_json({"items": items, "count": len(items), "direction": direction}, pacer.tick)
             release(items, pacer.tick)
         return Response(200, body)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from openflow.installed import release  # noqa: F401  (an answer's rows are freed as a plan's deletes are)
+from openflow.pacedsort import sorted_paced  # noqa: F401  (and sorted pausing as its adds)
 
 SMALL = 32  # lists up to this long are encoded in one piece
 GROUP = 100  # elements of a longer list (holding no such list) encoded by one json.dumps at most, then one tick each

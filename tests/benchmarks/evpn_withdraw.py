@@ -1,20 +1,25 @@
 """In-process CPU and Python bytecodes of evpn_routes' withdraw after the OVSDB IDL: N bound vports' ports gone in one
-VRS report, then a programming pass's steps.
+VRS report, then a programming pass's steps and the switch reconciler's push.
 
     PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/evpn_withdraw.py [--routes 10000] [--repeat 3]
-                                                                            [--count] [--profile FILE]
+                                                                            [--count [--functions N]] [--profile FILE]
 
 evpn_routes' policy (tests/benchmarks/evpn_routes.py: N vports in subnet ``out`` of a routed domain), one VRS
 reporting w1 and the N ports (tests/benchmarks/evpn_announce.py ``report``), a pass done and its routes published
-(by delta, withdrawing at unbind as the app allows once passes hand out). Then one report without the N ports, as
-the VRS reporter makes it (``changed`` names them, ``changed_ports`` holds none of them): CPU (``time.thread_time``)
-of each step as a pass takes them: State taking the report (the binding index, the vports re-resolved, the
-Federation's unbinding: MAC mobility, the Originator, the speaker's withdrawals at unbind), the View delta, the
-compile, ``Federation.publish``. State's pacer ticks as the app's (``STATE_EVERY``) and pauses into nothing. The
-collector is off as in the controller. ``--count``: each step's Python bytecodes (``sys.settrace`` opcodes) in a
-run of its own after the timed ones (independent of the machine's load). ``--profile FILE``: cProfile of the
-first run's steps. Neither the IDL's parsing nor the reconciler's push is in it (tests/benchmarks/ovsdb_announce.py
-has the IDL). Run it with PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not
+(by delta, withdrawing at unbind as the app allows once passes hand out), the switch's reconciler in sync with it.
+Then one report without the N ports, as the VRS reporter makes it (``changed`` names them, ``changed_ports`` holds
+none of them): CPU (``time.thread_time``) of each step as a pass takes them: State taking the report (the binding
+index, the vports re-resolved, the Federation's unbinding: MAC mobility, the Originator, the speaker's withdrawals at
+unbind), the View delta, the compile, ``Federation.publish``; then the push: kvm1's ``SwitchReconciler`` handed the
+switch's desired state and changed owners as the app's ``_push`` does, and its rounds (``_sync``: the meters counted,
+the plan, the encoding, the change set recorded applied) until in sync, against a switch that answers at once and
+has meters (none of these vports has an ofport, so none has one). State's and the reconciler's pacers tick as the
+app's (``STATE_EVERY``, ``RECONCILE_EVERY``) and pause into nothing. The collector is off as in the controller.
+``--count``: each step's Python bytecodes (``sys.settrace`` opcodes) in a run of its own after the timed ones
+(independent of the machine's load); ``--functions N``: with it, the N functions that ran the most bytecodes of their
+own in the push (which function's work grew between two checkouts). ``--profile FILE``: cProfile of the first run's
+steps. The IDL's parsing is not in it (tests/benchmarks/ovsdb_announce.py has it). Run it with PYTHONPATH naming the
+checkout to measure (a git archive of main for "before"; copy this file and tests/bytecodes.py into it). Not
 collected by pytest.
 """
 
@@ -26,9 +31,40 @@ import statistics
 import sys
 import time
 
-from tests.bytecodes import Bytecodes
+from tests.bytecodes import ByFunction, Bytecodes
 
 STEPS = ("State takes the report (unbinding; withdrawn at unbind)", "View delta", "compile", "publish")
+PUSH = "push: kvm1's reconciler handed the changes, its rounds"
+SESSION = "vrs:kvm1"
+RECONCILE_EVERY = 1000  # as controller/app.py
+PUSHED: list = []  # each run's push meter (``--functions``: the last one's by function)
+
+
+def reconciler(programmer):
+    """kvm1's switch reconciler in sync with its desired state (a switch that answers every request at once, with
+    meters where the checkout has them, none installed), paced as the app's with pauses into nothing."""
+    from controller.pacer import Pacer
+    from openflow.reconciler import SwitchReconciler
+    from tests.benchmarks.reconcile_stretches import Switch
+
+    switch = Switch()
+    rec = switch.rec = SwitchReconciler(switch, pacer=Pacer(lambda: None, RECONCILE_EVERY))
+    rec._need_read = False  # as after its first read-back
+    rec._book.read_back({})
+    if hasattr(rec, "_set_meter_support"):  # (stop 45 on: Open vSwitch has meters)
+        rec._set_meter_support(True, None)
+    hand_out(rec, programmer)
+    return rec
+
+
+def hand_out(rec, programmer) -> None:
+    """The app's ``_push`` of kvm1, then the reconciler's rounds until the switch is in sync (at most 10)."""
+    desired = programmer.desired[SESSION]
+    rec.set_desired_owners(desired.flows, desired.all_groups().values(), programmer.take_changes(SESSION))
+    for _ in range(10):
+        if not rec._sync():
+            return
+    raise SystemExit("kvm1's reconciler still sending after 10 rounds")
 
 
 class Clock:
@@ -53,6 +89,7 @@ def run(n: int, meter=Clock, profiler=None) -> dict:
     state.vrs_update(full)
     programmer.refresh()
     federation.publish(programmer.view)
+    rec = reconciler(programmer)
     state.pacer = Pacer(lambda: None, STATE_EVERY)  # ticks as the app's; the pauses run nothing here
     kept = full.ports[:2]  # the tunnel port and w1
     gone = frozenset(port.name for port in full.ports[2:])
@@ -63,6 +100,10 @@ def run(n: int, meter=Clock, profiler=None) -> dict:
         try:
             out = steps(state, programmer, federation, snap, meter, STEPS)
             del out["start"]
+            with meter() as m:
+                hand_out(rec, programmer)
+            out[PUSH] = m.count
+            PUSHED.append(m)
         finally:
             if profiler is not None:
                 profiler.disable()
@@ -70,6 +111,9 @@ def run(n: int, meter=Clock, profiler=None) -> dict:
         raise SystemExit("the speaker holds other type 2 routes than w1's")
     if len(state.locations) != 1:
         raise SystemExit("State locates other vports than w1")
+    if {o: fs for o, fs in rec._book.installed.items() if fs} != \
+            {o: fs for o, fs in programmer.desired[SESSION].flows.items() if fs}:
+        raise SystemExit("kvm1's reconciler did not make the switch's flows the desired ones")
     return out
 
 
@@ -79,6 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--count", action="store_true", help="also each step's Python bytecodes (one more run)")
     parser.add_argument("--profile", help="cProfile of the first run's steps into this file")
+    parser.add_argument("--functions", type=int, default=0, metavar="N",
+                        help="with --count: the N functions that ran the most bytecodes of their own in the push")
     args = parser.parse_args(argv)
     profiler = None
     if args.profile:
@@ -89,17 +135,21 @@ def main(argv=None) -> int:
     if profiler is not None:
         profiler.dump_stats(args.profile)
     print(f"{args.routes:,} bound vports' ports gone in one report: CPU ms, median (min-max) of {args.repeat} runs")
-    for step in STEPS:
+    for step in STEPS + (PUSH,):
         values = sorted(r[step] * 1000 for r in runs)
         print(f"  {step:58s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
     total = sorted(sum(r.values()) * 1000 for r in runs)
-    print(f"  {'all four':58s} {statistics.median(total):8.1f} ({total[0]:.1f}-{total[-1]:.1f})")
+    print(f"  {'all five':58s} {statistics.median(total):8.1f} ({total[0]:.1f}-{total[-1]:.1f})")
     if args.count:
-        counted = run(args.routes, Bytecodes)
+        counted = run(args.routes, ByFunction if args.functions else Bytecodes)
         print("Python bytecodes")
-        for step in STEPS:
+        for step in STEPS + (PUSH,):
             print(f"  {step:58s} {counted[step]:>12,}")
-        print(f"  {'all four':58s} {sum(counted.values()):>12,}")
+        print(f"  {'all five':58s} {sum(counted.values()):>12,}")
+    if args.count and args.functions:
+        print(f"the push's {args.functions} functions with the most bytecodes of their own")
+        for name, count in PUSHED[-1].top(args.functions):
+            print(f"  {name:90s} {count:>10,}")
     return 0
 
 

@@ -26,7 +26,7 @@ was cached, a scrape right after the read-backs cost about a second: 50 full dif
 (a) cold start: the controller starts with the policy and switches empty of Canopy's flows, until every switch is
     connected over OVSDB and OpenFlow, every vport bound, and every reconciler in sync with nothing pending.
 (b) restart: SIGTERM, start again (the switches keep their flows), until the start-up hold is released, every
-    switch read back and in sync; the flow-mods and group-mods it sent (target 0: the restart is hitless).
+    switch read back and in sync; the flow-mods, group-mods and meter-mods it sent (target 0: the restart is hitless).
 (c) HA takeover: the standalone controller stops; a pair (nodes a and b on two controller hosts, heartbeat and
     dead interval as ``--heartbeat-ms``/``--dead-ms``, the controller's defaults) starts with a fresh store, the
     policy is applied through a, every hypervisor is pointed at both, and the run waits until one node is active
@@ -37,8 +37,8 @@ was cached, a scrape right after the read-backs cost about a second: 50 full dif
     confirmed MASTER); then OVS's Controller tables are checked to show it master everywhere (not timed: OVS
     writes them every 5 s). Flow-mods it sent from the kill.
 
-Printed for each phase: the milestones (s), flow-mods and group-mods sent, the controller's peak RSS (VmHWM), its
-max event-loop lag (tests.benchmarks.health; since start for (a) and (b), the last minute for (c)) and the
+Printed for each phase: the milestones (s), flow-mods, group-mods and meter-mods sent, the controller's peak RSS
+(VmHWM), its max event-loop lag (tests.benchmarks.health; since start for (a) and (b), the last minute for (c)) and the
 OpenFlow, OVSDB and HA disconnects in the controller's and every ovs-vswitchd's log during the phase (for (c), the
 ovs-vswitchd lines about the survivor only: the killed node's connections end by design), and the machine's speed
 before and after the phase (vrs_scale_probes.fixed_work_ms: a CPU second of a shared VM is not a fixed amount of

@@ -26,8 +26,8 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def switches(node: Node) -> dict[str, dict] | None:
-    """{datapath: {state, pending, flow_mods, group_mods, read_backs}} from the controller's /metrics, or None
-    while it does not answer."""
+    """{datapath: {state, pending, flow_mods, group_mods, meter_mods, read_backs}} from the controller's /metrics, or
+    None while it does not answer."""
     try:
         reply = node.proc.api.get("/metrics")
     except Exception:  # noqa: BLE001 - a starting or busy controller answers nothing
@@ -43,22 +43,22 @@ def switches(node: Node) -> dict[str, dict] | None:
         if "datapath" not in labels:
             continue
         sw = out.setdefault(labels["datapath"], {"state": None, "pending": 0, "flow_mods": 0, "group_mods": 0,
-                                                 "read_backs": 0})
+                                                 "meter_mods": 0, "read_backs": 0})
         kind = labels.get("kind", "")
         if name == "canopy_switch_sync_state" and value:
             sw["state"] = labels["state"]
         elif name == "canopy_switch_flows" and kind == "pending":
             sw["pending"] = int(value)
         elif name.startswith("canopy_switch_messages_sent"):
-            sw["flow_mods" if kind.startswith("flow") else "group_mods"] += int(value)
+            mods = f"{kind.split('_')[0]}_mods"  # flow_add: flow_mods, group_modify: group_mods, meter_delete: ...
+            sw[mods] = sw.get(mods, 0) + int(value)
         elif name.startswith("canopy_switch_read_backs"):
             sw["read_backs"] = int(value)
     return out
 
 
 def sent(sws: dict[str, dict]) -> dict:
-    return {"flow_mods": sum(s["flow_mods"] for s in sws.values()),
-            "group_mods": sum(s["group_mods"] for s in sws.values())}
+    return {kind: sum(s[kind] for s in sws.values()) for kind in ("flow_mods", "group_mods", "meter_mods")}
 
 
 def peak_rss_mb(node: Node) -> float | None:

@@ -49,7 +49,8 @@ def phase_lines(name: str, ph: dict, a: dict) -> list[str]:
     lines = [f"{label}: target {TARGETS[name]}"]
     for what, seconds in sorted(ph["milestones"].items(), key=lambda kv: kv[1]):
         lines.append(f"    {seconds:8.2f} s  {what}")
-    lines.append(f"    flow-mods {ph['flow_mods']:,}, group-mods {ph['group_mods']:,}; peak RSS "
+    meter_mods = f", meter-mods {ph['meter_mods']:,}" if "meter_mods" in ph else ""  # (a result of stop 45 or before)
+    lines.append(f"    flow-mods {ph['flow_mods']:,}, group-mods {ph['group_mods']:,}{meter_mods}; peak RSS "
                  f"{ph['peak_rss_mb']} MB; max event-loop lag {ph['lag_max_ms']} ms since start, "
                  f"{ph['lag_max_1m_ms']} ms in the last minute")
     cpu = ph.get("cpu_s") or {}

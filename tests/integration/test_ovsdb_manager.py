@@ -353,16 +353,20 @@ def test_hardware_vtep_is_recognised_and_not_reported_as_vrs(manager, spawn):
     assert "hardware_vtep peer" in manager.log()
 
 
-def test_stop_closes_every_session_and_reports_each_gone(manager, spawn):
+def test_stop_closes_every_session_and_reports_none_gone(manager, spawn):
+    """The manager stopping is not its switches leaving (ovsdb/claims.py ``close``): before stop 46 each was reported
+    gone as its session closed, and the controller re-placed or unbound their vports on its way out."""
     hv_a, hv_b = spawn(Hypervisor, "hv-stop-a"), spawn(Hypervisor, "hv-stop-b")
     vtep = spawn(HardwareVtep)
-    sessions = {connect_vrs(manager, hv)["session"] for hv in (hv_a, hv_b)}
+    for hv in (hv_a, hv_b):
+        connect_vrs(manager, hv)
     vtep.manage(manager.port)
     poll_until(lambda: len(manager.sessions()) == 3, SLOW, "three sessions", manager.context)
+    poll_until(lambda: any(e["ev"] == "vtep_update" for e in manager.snapshot()), SLOW, "tor reported",
+               manager.context)
 
     assert manager.stop() == []
-    gone = [e["session"] for e in manager.snapshot() if e["ev"] == "gone"]
-    assert sorted(gone) == sorted(sessions)
+    assert not [e for e in manager.snapshot() if e["ev"] in ("gone", "vtep_gone")]
     poll_until(lambda: manager.proc.poll() is not None, SLOW, "driver exit")
     assert manager.proc.returncode == 0
 

@@ -30,7 +30,7 @@ import pytest
 from openflow import meters
 from tests.harness.policy import create
 from tests.integration.test_foundation import switch_of
-from tests.integration.test_migration_activation import MACS, rarp, send, vport_of, where
+from tests.integration.test_migration_activation import MACS, kvm_pair, rarp, send, vport_of, where
 from tests.integration.test_overlay import dhcp
 
 pytestmark = pytest.mark.integration
@@ -120,12 +120,7 @@ def test_a_vms_flood_to_the_controller_is_bounded_by_its_ports_meter_and_another
     domain = create(api, "domains", {"tenant_id": tenant["id"], "name": "prod"})
     subnet = create(api, "subnets", {"tenant_id": tenant["id"], "domain_id": domain["id"], "name": "web",
                                      "cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "dhcp": {"lease_time": 600}})
-    for i, mac in enumerate(MACS):
-        create(api, "vports", {"subnet_id": subnet["id"], "name": f"vm{i}", "mac": mac, "ips": [f"10.0.1.{10 + i}"],
-                               "binding": {"flavour": "kvm", "iface_id": f"vm{i}"}})
-    hv1, hv2 = lab.add_hypervisor("hv1"), lab.add_hypervisor("hv2")
-    for hv in (hv1, hv2):
-        hv.connect(ctl)
+    hv1, hv2 = kvm_pair(lab, ctl, api, subnet)
     vm0 = lab.add_vm(hv1, "vm0", mac=MACS[0], ip="10.0.1.10/24", vnic_id="vm0")
     vm1 = lab.add_vm(hv1, "vm1", mac=MACS[1], ip=None, vnic_id="vm1")  # its address from DHCP, during the flood
     port0, port1 = (int(hv1.vsctl("get", "Interface", vm.port, "ofport")) for vm in (vm0, vm1))

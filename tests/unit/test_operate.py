@@ -143,6 +143,22 @@ def test_a_scrape_of_many_switches_pauses_per_switch_and_per_family(ctl):
     assert len(pauses) >= 2 * switches + per_switch_families  # main: one per switch (while reading their counts)
 
 
+@pytest.mark.parametrize("supported", [None, True, False])
+def test_a_switchs_meter_support_is_absent_until_the_switch_has_said(ctl, supported):
+    """``canopy_switch_meters{kind="supported"}``: 1 or 0 once the switch's meter features are read; no sample before
+    (at stop 45 it read 1 while the switch had not said)."""
+    rec = _Reconciler()
+    status = rec.status()
+    status["meters"]["supported"] = supported
+    rec.status = lambda tick=None: status
+    ctl.api.metrics.attach(reconcilers=lambda: {7: rec}, pause=lambda: None)
+    got = samples(scrape(ctl.api))
+    labels = frozenset({("datapath", f"{7:016x}"), ("chassis", "")})
+    assert got.get(("canopy_switch_meters", labels | {("kind", "supported")})) == \
+        {None: None, True: 1, False: 0}[supported]
+    assert got[("canopy_switch_meters", labels | {("kind", "desired")})] == 3
+
+
 def test_metrics_follow_the_read_rules(ctl):
     assert scrape(ctl.api, remote="10.9.9.9").status == 401
     assert scrape(ctl.api, remote="10.9.9.9", token=TOKEN).status == 200

@@ -93,3 +93,13 @@ def _first(item):
 
 def _no_tick(_units):
     pass
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_keys_that_are_not_ints_sort_as_sorted_does(reverse):
+    """GET /v1/bgp/routes sorts by (type, peer, the route's JSON): (key, index) pairs, equal keys kept in order."""
+    rng = random.Random(3)
+    items = [((rng.randrange(3), "10.0.0.%d" % rng.randrange(4), "x" * rng.randrange(30)), at) for at in range(3_000)]
+    for run in (64, 2048):
+        assert sorted_paced(items, _no_tick, key=_first, reverse=reverse, run=run) == \
+            sorted(items, key=_first, reverse=reverse)

@@ -62,3 +62,21 @@ def test_a_phase_gives_the_machines_speed_before_and_after_it():
 def test_the_fixed_work_is_measured_in_cpu_milliseconds():
     from tests.benchmarks.vrs_scale_probes import fixed_work_ms
     assert 0 < fixed_work_ms(rounds=20_000) < fixed_work_ms(rounds=400_000)
+
+
+def test_meter_mods_are_counted_and_printed_apart_from_group_mods():
+    """vrs_scale read every kind not a flow's as a group-mod (stop 45's figures: "group-mods + meter-mods")."""
+    from types import SimpleNamespace
+
+    from tests.benchmarks.vrs_scale_probes import sent, switches
+
+    labels = 'datapath="0000000000000001",chassis="hv1"'
+    text = "\n".join(f'canopy_switch_messages_sent_total{{{labels},kind="{kind}"}} {value}.0' for kind, value in
+                     (("flow_add", 12), ("flow_delete", 1), ("group_add", 2), ("group_modify", 1), ("meter_add", 996),
+                      ("meter_delete", 3)))
+    node = SimpleNamespace(proc=SimpleNamespace(api=SimpleNamespace(
+        get=lambda path: SimpleNamespace(status=200, text=text))))
+    counts = sent(switches(node))
+    assert counts == {"flow_mods": 13, "group_mods": 3, "meter_mods": 999}
+    assert "flow-mods 13, group-mods 3, meter-mods 999; peak RSS" in "\n".join(
+        phase_lines("takeover", takeover(**counts), {"vrs": 50}))

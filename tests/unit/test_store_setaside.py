@@ -1,0 +1,106 @@
+"""Files the store sets aside (controller/storefile.py ``set_aside``, controller/store.py ``renew``): on a real file
+system with real SQLite. A database's log and index keep its stem when names are numbered (``-2``, ``-3``: two
+within one second), and a renewal whose new file could not be opened has the file it set aside pruned like any
+renewal's."""
+
+import os
+import sqlite3
+
+import pytest
+
+from controller import storefile
+from controller.store import RENEWED_KEPT, Change, Store, StoreFault
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
+
+STAMP = "20261207T000000Z"
+
+
+def _put(store, oid):
+    store.commit([Change("tenant", oid, "put", {"id": oid})])
+
+
+def _stems(names, suffixes=("-wal", "-shm")):
+    return {suffix: {name.removesuffix(suffix) for name in names if name.endswith(suffix)} for suffix in suffixes}
+
+
+def test_a_log_and_index_set_aside_share_one_stem_when_a_name_of_one_is_taken(tmp_path, monkeypatch):
+    """The store's file deleted: its log and index go to ``gone-<time>-wal`` and ``-shm``. With ``gone-<time>-wal``
+    taken (an earlier renewal within the second whose index an operator removed), the log went to ``gone-<time>-2-wal``
+    and the index to ``gone-<time>-shm``: the index beside another's log. Now both go to ``gone-<time>-2``."""
+    monkeypatch.setattr(storefile, "stamp", lambda: STAMP)
+    data = tmp_path / "data"
+    store = Store(str(data))
+    _put(store, "a")
+    earlier = f"{store.path}.gone-{STAMP}-wal"
+    with open(earlier, "wb") as out:
+        out.write(b"an earlier log")
+    assert os.path.exists(store.path + "-shm")  # (WAL mode: the index is there while the store is open)
+    os.remove(store.path)
+    assert store.file_failed()
+    names = [name for name in os.listdir(data) if ".gone-" in name]
+    assert sorted(names) == sorted([os.path.basename(earlier), f"canopy.db.gone-{STAMP}-2-wal",
+                                    f"canopy.db.gone-{STAMP}-2-shm"]), names
+    with open(earlier, "rb") as kept:
+        assert kept.read() == b"an earlier log"
+
+
+def test_a_file_set_aside_alone_takes_no_stem_another_databases_file_has(tmp_path, monkeypatch):
+    """A log set aside without its database (``set_aside`` of what is there) took the first stem whose ``-wal`` was
+    free, though that stem's database file was another's. Now a stem holding any of a database's files is taken."""
+    monkeypatch.setattr(storefile, "stamp", lambda: STAMP)
+    path = str(tmp_path / "canopy.db")
+    sqlite3.connect(f"{path}.replaced-{STAMP}").close()  # another database, set aside alone before
+    with open(path + "-wal", "wb") as out:
+        out.write(b"a log")
+    moved = storefile.set_aside(path, "replaced")
+    assert moved == [f"{path}.replaced-{STAMP}-2-wal"]
+    assert sorted(os.listdir(tmp_path)) == [f"canopy.db.replaced-{STAMP}", f"canopy.db.replaced-{STAMP}-2-wal"]
+
+
+def test_a_renewal_whose_new_file_failed_to_open_has_the_file_it_set_aside_pruned_too(tmp_path, monkeypatch):
+    """The store's file overwritten in place: a renewal sets it aside (``renewed-<time>``) and opens a new one. When
+    that open failed (a full disk for a moment), the next tick's renewal set nothing aside (the path empty) and
+    recorded nothing: that ``renewed-`` file was never pruned, however many renewals followed. Now it is recorded with
+    the renewal that succeeds, and pruned with it once RENEWED_KEPT newer ones kept theirs."""
+    ticks = iter(range(1, 1000))
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T%06dZ" % next(ticks))  # a name per call
+    data = tmp_path / "data"
+    store = Store(str(data))
+    _put(store, "t0")
+    os.truncate(store.path, 0)
+    assert store.file_failed()
+    real, refusals = store._connected, [1]
+
+    def connected(kept):
+        if refusals[0]:
+            refusals[0] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(kept)
+
+    store._connected = connected
+    with pytest.raises(StoreFault):
+        store.renew()
+    [first] = [name for name in os.listdir(data) if ".renewed-" in name and not name.endswith(("-wal", "-shm"))]
+    store.renew()  # the next tick
+    for round_ in range(1, RENEWED_KEPT + 1):
+        _put(store, f"t{round_}")
+        os.truncate(store.path, 0)
+        assert store.file_failed()
+        store.renew()
+    renewed = [name for name in os.listdir(data) if ".renewed-" in name and not name.endswith(("-wal", "-shm"))]
+    assert first not in renewed and len(renewed) == RENEWED_KEPT, sorted(os.listdir(data))
+
+
+def test_a_copy_saved_takes_no_name_whose_log_is_there(tmp_path, monkeypatch):
+    """A save claimed ``saved-<time>`` though a ``saved-<time>-wal`` was there (left by a reader of an earlier copy of
+    that name, killed): SQLite would replay that log into the copy at its first open. Now it takes
+    ``saved-<time>-2``."""
+    monkeypatch.setattr(storefile, "stamp", lambda: STAMP)
+    data = tmp_path / "data"
+    store = Store(str(data))
+    _put(store, "a")
+    with open(f"{store.path}.saved-{STAMP}-wal", "wb") as out:
+        out.write(b"a log left behind")
+    os.remove(store.path)
+    assert store.file_failed() and store.file.saved == f"{store.path}.saved-{STAMP}-2"
+    assert not os.path.exists(f"{store.path}.saved-{STAMP}")
