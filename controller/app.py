@@ -115,7 +115,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.ovsdb.held = self.hold.holding
         self.ovsdb.pause = Lane(give_way).pause  # the OVSDB sessions' big updates (4 first reads at once) likewise
         self.ovsdb.budget = BUDGET  # their pacers bounded by the wall clock too (controller/pacer.py BoundedPacer)
-        self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
+        self.rest_lane = Lane(give_way, BUDGET)  # big answers of many clients pause one at a time (controller/rest/lane.py)
         self.reconcile_lane = Lane(give_way)  # and so do the switches' reconcilers: one's stretch a round, not 50
         extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause)
         extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, self.rest_lane.pause)
@@ -128,9 +128,11 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
+            from bgp.speaker import HANDLE_BYTES
 
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
             self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
+            self.federation.speaker.pacer = loop_pacer(give_way, HANDLE_BYTES)  # and handling what ExaBGP says
             flags = self.federation.keeper.file  # the duplicate MAC flags' file (bgp/dupkeep.py):
             flags.spawn, flags.offload = hub.spawn, blocking  # written behind the pass, its fsyncs off the loop
         extra += rest_bgp.routes(self.federation, self.rest_lane.pause)  # listing 10,000 routes pauses

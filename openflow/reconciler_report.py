@@ -11,7 +11,8 @@ from __future__ import annotations
 from controller.pacer import Pacer, collector_paused
 from openflow import decode, meters, ryumsg
 from openflow.flows import Flow, Owner, owner_kind_of, render_flow
-from openflow.installed import paced, sorted_paced
+from openflow.installed import listing_order, paced
+from openflow.pacedsort import sorted_paced
 from openflow.pipeline import BY_ID
 
 #: owner kinds whose flows make an object "programmed" (owner_programmed): a vport's own and its ACL chain's
@@ -82,8 +83,7 @@ class SwitchReport:
         ``pacer``: ticked once a flow, it may pause (on copies of the records)."""
         tick = (pacer or Pacer()).tick
         listed, sharers = self._book.listing(tick)
-        rows = [((key[0], -key[1], key[2]), (key, wanted, have)) for key, wanted, have in listed]
-        return [self._flow_row(*row, sharers) for _, row in paced(sorted_paced(rows, tick), tick)]
+        return [self._flow_row(*row, sharers) for row in paced(sorted_paced(listed, tick, _listed_order), tick)]
 
     def _flow_row(self, key, wanted: Flow | None, have, sharers: dict) -> dict:
         """One flow of the listing; ``shared_with``: the other owners of a flow owners whose hints collide share
@@ -110,3 +110,7 @@ def named(owners: tuple) -> list[dict]:
     ``owner`` is the first, whichever of the equal Flows the row holds, so that a connected switch's listing and
     one known over OVSDB only name the same; ``shared_with`` the others."""
     return [{"kind": o.kind, "id": o.id} for o in owners]
+
+
+def _listed_order(row) -> int:
+    return listing_order(row[0])

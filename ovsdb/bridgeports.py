@@ -78,6 +78,8 @@ class BridgePorts:
         self.ports: tuple[PortInfo, ...] = ()
         self.full_reads = getattr(self, "full_reads", 0)  # times every port of the bridge was read
         self._reuse: dict[str, PortInfo] = {}  # during rebuild: values to hand out again when equal
+        self._held_claims: list = getattr(self, "_held_claims", [])  # refused claims of a read not kept yet (``rebuilt``)
+        self._refused_then = getattr(self, "_refused_then", self._refused)  # who is told them once it is kept
         self._bulk = False  # during rebuild: the names are sorted once at the end
 
     def holds_port(self, port_row) -> bool:
@@ -102,11 +104,21 @@ class BridgePorts:
 
     def rebuilt(self, bridge, previous: dict[str, PortInfo] | None) -> tuple[BridgePorts, frozenset[str] | None]:
         """``rebuild`` into a new ``BridgePorts`` (its counts and claims carried on), this one left as it was: a read
-        whose pauses another read may overtake (ovsdb/vrs.py) changes nothing until it is kept."""
-        new = BridgePorts(self._port_info, self.pacer, self._reread, self._refused)
+        whose pauses another read may overtake (ovsdb/vrs.py) changes nothing until it is kept (``kept``): the claims
+        it refuses are told then, not by a read dropped (the newer read tells them: once, not twice)."""
+        held: list = []
+        new = BridgePorts(self._port_info, self.pacer, self._reread, lambda *claim: held.append(claim))
         new.refused_claims, new.full_reads, new._told = self.refused_claims, self.full_reads, set(self._told)
         new._iface_port = dict(self._iface_port)  # who held each interface before the read (``_settle_claims``)
+        new._held_claims, new._refused_then = held, self._refused
         return new, new.rebuild(bridge, previous)
+
+    def kept(self) -> None:
+        """The read ``rebuilt`` made is kept: the refused claims it found are told, and later ones as they come."""
+        held, self._refused = self._held_claims, self._refused_then
+        for claim in held:
+            self._refused(*claim)
+        held.clear()
 
     def rebuild(self, bridge, previous: dict[str, PortInfo] | None) -> frozenset[str] | None:
         """Read every port of ``bridge``. ``previous``: {name: PortInfo} last handed out for this switch

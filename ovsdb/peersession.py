@@ -95,6 +95,7 @@ class PeerSession:
             "key": last.session if last is not None else hw.key,
             "speaking": self._reporter.speaking if last is not None else hw.speaking if hw.key else None,
             "full_reads": self._reporter.full_reads if last is not None else None,
+            "dropped_reads": self._reporter.dropped_reads if last is not None else None,
             "ports": len(last.ports) if last is not None else None,
             "refused_interface_claims": self._reporter.refused_claims if last is not None else None,
             "queued_s": round(self._queued_so_far(), 3),

@@ -180,7 +180,8 @@ class OvsdbManagerServer:
         """One JSON-ready dict per open session: session, peer, database, connected_since, state,
         chassis, key (the switch key this VRS or hardware VTEP session claims) and speaking (whether it speaks
         for that switch: the newest session of a chassis or Physical_Switch name does, ovsdb/claims.py),
-        full_reads (how often every port of its bridge was read rather than the changed rows applied),
+        full_reads (how often every port of its bridge was read rather than the changed rows applied), dropped_reads
+        (such reads dropped unkept, a newer one begun in their pauses: ovsdb/vrs.py),
         refused_interface_claims (Port rows refused an Interface row another port holds: ovsdb/bridgeports.py), queued_s
         (seconds it waited for its turn to read its peer's whole database: so far while ``queued``), tunnel
         (the tunnel reconciler's name/state/transactions/last_error, or None),

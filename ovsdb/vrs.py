@@ -292,6 +292,7 @@ class VrsReporter(Claimant):
         self._resync = True  # a refresh reads every port until one such read is kept (first copy, taking over a key)
         self._gone = False
         self._reads = 0  # refreshes begun: one that a newer one began in its pauses is dropped (``refresh``)
+        self.dropped_reads = 0  # reads of every port dropped so (not in ``full_reads``, their refused claims untold)
         self._leaving: list[str] = []  # ports told leaving (``leaving``) until the update deleting them is applied
 
     @property
@@ -350,8 +351,10 @@ class VrsReporter(Claimant):
         """The update being applied deletes the Interface rows ``iface_keys`` (row keys: ovsdb/idl/slices.py, a big
         delete of ports, before its first slice): tell the claims the integration bridge's ports they are, while this
         session speaks for its switch and its ports are read (the vports only they show are about to be unbound:
-        controller/state_leaving.py)."""
-        if self._gone or self._resync or not self.speaking:
+        controller/state_leaving.py). While a read of every port is under way (a speak's, in whose pauses this
+        session's next update is decoded) the ports as last read name them: a big delete is told as early then too,
+        its routes withdrawn at intake, not once its slices are taken (bgp/federation.py ``_ports_leaving``)."""
+        if self._gone or self._ports.bridge_key is None or not self.speaking:
             return
         names = self._ports.names_of(iface_keys)
         if names:
@@ -394,8 +397,10 @@ class VrsReporter(Claimant):
         else:
             ports, delta = self._ports.rebuilt(br, previous)
             if read != self._reads or self._gone:  # a newer refresh began in a pause: it reads the rows as they are
+                self.dropped_reads += 1
                 return False
             self._ports = ports
+            ports.kept()
             self._changed = set(delta) if delta is not None else None
         self._resync = False
         return True

@@ -5,7 +5,8 @@ from __future__ import annotations
 import operator
 
 from controller import fields
-from controller.pacer import Pacer, collector_paused
+from controller.pacer import collector_paused
+from controller.rest.lane import answer_pacer
 from controller.rest.wire import ApiError, Response, Route
 from controller.rest.paced import paced_json, release, sorted_paced
 
@@ -13,8 +14,7 @@ DIRECTIONS = ("in", "out")
 TYPES = ("2", "3", "5")
 PRIVATE = ("pid", "config", "log")  # speaker status fields REST never shows (docs/security.md)
 ROUTES_EVERY = 200  # routes listed, or encoded, between two pauses of GET /v1/bgp/routes (a few ms)
-ROUTES_SORTED = 1000  # routes sorted at once (a run of the sort, then merged pausing): 10,000 at once, ~8-10 ms of C
-_ENTRY = operator.itemgetter(1)  # a listed route's dict, of its (order key, dict)
+_ORDER, _ENTRY = operator.itemgetter(0), operator.itemgetter(1)  # a listed route's (order key, dict)
 
 
 def routes(federation, pause=None) -> list[Route]:
@@ -44,11 +44,11 @@ def routes(federation, pause=None) -> list[Route]:
         kind = req.query.get("type")
         if kind is not None and kind not in TYPES:
             raise ApiError(400, "bad_query", f"must be one of {', '.join(TYPES)}", "type")
-        pacer = Pacer(pause, ROUTES_EVERY)
+        pacer = answer_pacer(pause, ROUTES_EVERY)
         pacer.tick(ROUTES_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # the rows are freed before it ends
             rows = federation.routes(direction, int(kind) if kind else None, pacer) if federation else []
-            items = list(map(_ENTRY, sorted_paced(rows, pacer.tick, chunk=ROUTES_SORTED)))
+            items = list(map(_ENTRY, sorted_paced(rows, pacer.tick, _ORDER)))
             release(rows, pacer.tick)
             body = paced_json({"items": items, "count": len(items), "direction": direction}, pacer.tick)
             release(items, pacer.tick)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 
 from controller.pacer import Pacer, collector_paused
+from controller.rest.lane import answer_pacer
 from controller.rest.wire import ApiError, Response, Route
 from controller.rest.paced import paced_json, release
 from controller.service import NotFound
-from openflow.installed import paced, shared_flows, sorted_paced
+from openflow.installed import listing_order, paced, shared_flows
+from openflow.pacedsort import sorted_paced
 from openflow.pipeline import BY_ID
 
 LIST_EVERY = 1000  # flows listed or encoded between two pauses of GET /v1/switches/{dpid}/flows (a few ms)
@@ -34,7 +36,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
         if domain is None:
             raise NotFound("domain", id)
         ref = state.policy.ref("domain", domain)  # read before the pauses: the domain may go meanwhile
-        pacer = Pacer(pause, FIB_EVERY)
+        pacer = answer_pacer(pause, FIB_EVERY)
         pacer.tick(FIB_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         view = programmer.view
         items = []
@@ -51,7 +53,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
                 raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(FLOW_FILTERS)}", name)
         keep = _flow_filter(req.query)
         key = _dpid(dpid)
-        pacer = Pacer(pause, LIST_EVERY)
+        pacer = answer_pacer(pause, LIST_EVERY)
         pacer.tick(LIST_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         session = programmer.view.session_of_datapath(key)
         reconciler = reconcilers().get(key)
@@ -128,8 +130,8 @@ def _dpid(text):
     return int(key, 16)
 
 
-def _order(flow):
-    return (flow.table, -flow.priority, flow.cookie)
+def _order(flow) -> int:
+    return listing_order(flow.key)
 
 
 def _desired_flows(desired, pacer: Pacer) -> list[dict]:

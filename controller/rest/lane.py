@@ -16,21 +16,29 @@ cold start or a restart many plan, take read-backs in or encode at once (openflo
 and 6 encodings run together), and each round of the loop held one stretch of each (vrs_scale: 10-20 reconcilers'
 turns, 50-130 ms of CPU, in the cold start's late lag samples). Through the lane, one reconciler's stretch a round.
 A reconciler's first stretch of a step, before its first pause, takes no turn (atonce's slots bound those).
+
+A big answer's pacer (``answer_pacer``) pauses every so many elements and, through a lane given a ``budget`` (the
+controller's REST lane: controller/app.py), also once that much wall clock has run since its last pause
+(controller/pacer.py ``BoundedPacer``): an element costs from a few µs (a flow's row encoded) to ~100 µs (a vport's
+view), the more on a loaded machine, where the loop gets a quarter of a CPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from controller.pacer import BoundedPacer, Pacer
 from controller.ryu_compat import FifoSlots
 
 
 class Lane:
-    """The turn of paused REST answers (module docstring); ``give_way`` is the event loop's turn."""
+    """The turn of paused REST answers (module docstring); ``give_way`` is the event loop's turn; ``budget``: seconds
+    of wall clock an answer paused through it runs before it pauses (None: counted only)."""
 
-    def __init__(self, give_way: Callable[[], None]):
+    def __init__(self, give_way: Callable[[], None], budget: float | None = None):
         self._turn = FifoSlots(1)
         self._give_way = give_way
+        self.budget = budget
 
     @property
     def queued(self) -> int:
@@ -50,3 +58,14 @@ class Lane:
                 self._give_way()
         finally:
             self._turn.release()
+
+
+def answer_pacer(pause: Callable[[], None] | None, every: int) -> Pacer:
+    """The pacer of a big answer: ``pause`` every ``every`` elements, and once the lane's ``budget`` of wall clock has
+    run where ``pause`` is a ``Lane``'s that has one (module docstring), the clock read at every tick (not every
+    ``every // CHECKS`` elements: an element may cost a thousand times another, a vport's view encoded ~2,200
+    bytecodes; answers tick a chunk or a run of elements at a time); a count only for any other ``pause``."""
+    lane = getattr(pause, "__self__", None)
+    if not isinstance(lane, Lane) or lane.budget is None:
+        return Pacer(pause, every)
+    return BoundedPacer(pause, every, lane.budget, checks=every)

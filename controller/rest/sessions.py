@@ -7,7 +7,7 @@ as the big listings do.
 
 from __future__ import annotations
 
-from controller.pacer import Pacer
+from controller.rest.lane import answer_pacer
 from controller.rest.wire import Response, Route
 
 SESSIONS_EVERY = 100  # sessions described between two pauses of GET /v1/ovsdb/sessions (a few ms)
@@ -18,7 +18,7 @@ def routes(server, pause=None) -> list[Route]:
     first and every SESSIONS_EVERY sessions (None: never)."""
 
     def sessions(req):
-        pacer = Pacer(pause, SESSIONS_EVERY)
+        pacer = answer_pacer(pause, SESSIONS_EVERY)
         pacer.tick(SESSIONS_EVERY)  # waits for its turn (controller/rest/lane.py)
         items = server.sessions(pacer.tick)
         return Response(200, {"items": items, "count": len(items), "first_reads": server.first_reads.status()})

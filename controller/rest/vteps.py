@@ -10,7 +10,8 @@ VTEPs' snapshots, the policy's subnets and bindings) or immutable (the desired r
 from __future__ import annotations
 
 from controller.derive import vtep_desired
-from controller.pacer import Pacer, collector_paused
+from controller.pacer import collector_paused
+from controller.rest.lane import answer_pacer
 from controller.rest.wire import ApiError, Response, Route
 from openflow.installed import paced
 
@@ -23,7 +24,7 @@ def routes(state, programmer, pause=None) -> list[Route]:
     never)."""
 
     def listing(req):
-        pacer = Pacer(pause, VTEPS_EVERY)
+        pacer = answer_pacer(pause, VTEPS_EVERY)
         pacer.tick(VTEPS_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # thousands of young dicts (controller/rest/dataplane.py's listing)
             known = _Known(state, programmer.view)
@@ -33,7 +34,7 @@ def routes(state, programmer, pause=None) -> list[Route]:
     def one(req, name):
         if name not in _names(state):
             raise ApiError(404, "not_found", f"no hardware VTEP named {name!r} is connected or bound")
-        pacer = Pacer(pause, VTEPS_EVERY)
+        pacer = answer_pacer(pause, VTEPS_EVERY)
         pacer.tick(VTEPS_EVERY)
         with collector_paused():
             return Response(200, _vtep_view(state, programmer, _Known(state, programmer.view), name, pacer.tick))

@@ -73,8 +73,8 @@ def _reconciler_plan(make) -> int:
 def test_a_reconcilers_change_set_pauses_within_the_budget_at_the_loops_share():
     """Planning 4,000 flow changes: RECONCILE_EVERY flows a stretch by the count (83,234 bytecodes: 17 ms at a
     quarter of a CPU); bounded, 43,003: the budget and what runs until the next check (an owner's flows). The adds'
-    sort is one stretch whatever the pacer (openflow/installed.py ``FLOW_SORT_CHUNK``: 2,000 flows here, ~36,000
-    bytecodes; 32,768 flows at most, ~590,000: docs/limits.md)."""
+    sort ticks a chunk of 512 flows keyed at a time (openflow/pacedsort.py; one stretch of up to 32,768 flows,
+    ~590,000 bytecodes, before stop 46: tests/unit/test_paced_sort.py)."""
     before, after = _reconciler_plan(_count_only), _reconciler_plan(loop_pacer)
     assert before > 2 * LOADED_BUDGET, before
     assert after < LOADED_BUDGET + 10_000 < before, (before, after)
@@ -182,7 +182,7 @@ def _app_pacers(data) -> str:
     lines = [f"{name} {type(pacer).__name__} {pacer.budget} {pacer.every}"
              for name, pacer in [("reconciler", made[0]), ("applier", canopy.pair.applier.pacer),
                                  ("state", canopy.state.pacer), ("programmer", canopy.programmer.pacer)]]
-    return "\n".join(lines + [f"metrics {canopy.api.metrics.sources['budget']}"])
+    return "\n".join(lines + [f"metrics {canopy.api.metrics.sources['budget']}", f"rest {canopy.rest_lane.budget}"])
 
 
 def test_the_app_wires_bounded_pacers_for_reconcilers_the_applier_and_the_scrapes_counts(tmp_path):
@@ -197,7 +197,8 @@ def test_the_app_wires_bounded_pacers_for_reconcilers_the_applier_and_the_scrape
     assert done.splitlines() == [f"reconciler BoundedPacer {BUDGET} {RECONCILE_EVERY}",
                                  f"applier BoundedPacer {BUDGET} 100",
                                  f"state BoundedPacer {BUDGET} {STATE_EVERY}",
-                                 f"programmer BoundedPacer {BUDGET} 200", f"metrics {BUDGET}"]
+                                 f"programmer BoundedPacer {BUDGET} 200", f"metrics {BUDGET}",
+                                 f"rest {BUDGET}"]
     assert type(paced(None, 1, None)) is Pacer
 
 

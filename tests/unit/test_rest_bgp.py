@@ -163,7 +163,7 @@ def _listed(ctl, count: int, direction: str) -> tuple[list, int]:
 def test_the_routes_listing_sorts_pausing_in_stretches_that_do_not_grow_with_the_routes(ctl, direction):
     """GET /v1/bgp/routes sorted and unpacked every route in one stretch (10,000 routes: ~8-10 ms of C sorting and
     ~110,000 bytecodes, evpn_routes' listing after its announce, docs/benchmarks.md "wd46"): now a sorted run of
-    ROUTES_SORTED at a time, merged pausing. Counted, not timed: the longest stretch between two pauses is the same
+    openflow/pacedsort.py's RUN at a time, merged pausing. Counted, not timed: the longest stretch between two pauses is the same
     for 3,000 routes as for 300, and the answer is in the order it was (type, peer, the route's JSON)."""
     items, small = _listed(ctl, 300, direction)
     items, large = _listed(ctl, 3000, direction)

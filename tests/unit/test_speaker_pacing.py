@@ -1,0 +1,57 @@
+"""The speaker's thread handles a burst of ExaBGP's lines in runs with pauses between (bgp/speaker.py ``_handle``):
+it shares the controller's event loop (a green thread under ryu-manager). Counted, not timed (tests/bytecodes.py)."""
+
+from __future__ import annotations
+
+import socket
+
+from bgp.routes import MacIpRoute
+from bgp.speaker import HANDLE_BYTES, READ_BURST, Neighbor, Speaker, SpeakerConfig
+from controller.pacer import Pacer
+from tests.bytecodes import Bytecodes
+from tests.unit.test_routebook import PEER, open_message, state, update
+
+
+def _routes(count: int) -> list:
+    return [MacIpRoute(rd="65001:100", mac="52:54:00:00:%02x:%02x" % (i >> 8, i & 255), ip="10.1.%d.%d" % (i >> 8,
+                       i & 255), l2_vni=5001, l3_vni=9001, next_hop="192.0.2.1", router_mac="02:00:00:00:00:01",
+                       route_targets=("65001:5001",)) for i in range(count)]
+
+
+def _burst(tmp_path, every: int | None):
+    """(longest stretch in bytecodes, pauses, routes received) of the speaker reading one burst of READ_BURST bytes
+    of one-route UPDATEs, as GoBGP sends them, its pacer pausing every ``every`` bytes of lines (None: never)."""
+    config = SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
+                           workdir=str(tmp_path))
+    speaker = Speaker(config)
+    speaker._book.handle_line(open_message())
+    speaker._book.handle_line(state("up"))
+    lines = [update(route).encode() + b"\n" for route in _routes(600)]
+    burst = b"".join(lines)[:READ_BURST]
+    counter, stretches = Bytecodes(), []
+
+    def pause():
+        stretches.append(counter.count)
+        counter.count = 0
+
+    speaker.pacer = Pacer(pause if every else None, every or HANDLE_BYTES)
+    ours, relay_end = socket.socketpair()
+    with ours, relay_end:
+        ours.setblocking(False)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        relay_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        relay_end.sendall(burst)
+        speaker._conn = ours
+        counter.run(speaker._read)
+    return max(stretches + [counter.count]), len(stretches), len(speaker._book.received)
+
+
+def test_a_burst_of_updates_is_handled_in_runs_of_handle_bytes(tmp_path):
+    """256 KiB of one-route UPDATEs (~370 lines, ~2,300 bytecodes each): one stretch of ~850,000 bytecodes
+    handled at once (stop 45); a run of HANDLE_BYTES (16 KiB, ~23 lines) between two pauses, ~55,000. Every route
+    is received either way."""
+    whole, _, received = _burst(tmp_path, None)
+    paced, pauses, received_paced = _burst(tmp_path, HANDLE_BYTES)
+    assert received == received_paced > 300
+    assert pauses >= READ_BURST // HANDLE_BYTES - 1
+    assert paced < 80_000 < 10 * paced < whole, (paced, whole)
