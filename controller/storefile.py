@@ -275,7 +275,7 @@ class FileWatch:
     def _save(self) -> str | None:
         self.tried = self.clock()
         try:
-            dest = claim(f"{self.path}.saved-{stamp()}", siblings=DATABASE_FILES)  # (a log there: replayed into it)
+            dest = claim(f"{self.path}.saved-{stamp()}", siblings=DATABASE_FILES)  # (a log there: SQLite deletes it)
         except OSError as exc:
             note(log, logging.ERROR, "the store %s: could not save what it holds beside it: %s", self.path, exc)
             return None

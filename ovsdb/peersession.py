@@ -137,8 +137,9 @@ class PeerSession:
             self._doorbell.ring()
 
     def close(self) -> None:
-        """Stop serving and close the connection; reports vrs_gone / vtep_gone if the VRS / hardware
-        VTEP was ever reported."""
+        """Stop serving and close the connection, giving up its claims: whether and when the VRS / hardware VTEP it
+        reported is reported gone is the claims' word (ovsdb/claims.py: after the reconnect grace; never once the
+        manager is stopping)."""
         thread = self._thread
         if thread is not None and thread is not hub.getcurrent():
             hub.kill(thread)  # runs the thread's cleanup (finish) before returning, unless the kill landed in a report:

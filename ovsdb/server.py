@@ -126,9 +126,13 @@ class OvsdbManagerServer:
         self._stopping = False
 
     def start(self) -> None:
-        """Bind the listener (raises ``OSError`` if it cannot) and start accepting in a green thread."""
+        """Bind the listener (raises ``OSError`` if it cannot) and start accepting in a green thread. Once only: a
+        stopped manager's claims are closed (``stop``) and would report nothing, so a new manager is made instead."""
         if self._listener is not None:
             raise RuntimeError("OvsdbManagerServer already started")
+        if self.claims.closed:
+            raise RuntimeError("OvsdbManagerServer stopped: it reports nothing any more (ovsdb/claims.py close); "
+                               "make a new one")
         self._listener = idl.Listener(self.listen, self.port, self.tls)
         self.port = self._listener.port
         self._stopping = False

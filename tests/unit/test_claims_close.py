@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from ovsdb.claims import VrsClaims
 
 from .test_activation import migrating
@@ -71,3 +73,16 @@ def test_once_the_manager_stops_an_older_session_of_a_switch_does_not_speak_for_
     claims.close()
     claims.leave("s1", newest)
     assert older.spoke == 0 and "s1" in state.vrs
+
+
+def test_a_stopped_manager_is_not_started_again():
+    """Its claims stay closed (``stop``): started again, it would take sessions and report none of them, and no
+    switch that did not come back would ever be reported gone. It refuses, binding nothing."""
+    from ovsdb.server import OvsdbManagerServer
+
+    manager = OvsdbManagerServer("127.0.0.1", 0, migrating()[0], log=logging.getLogger("test.claims"))
+    manager.start()
+    manager.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        manager.start()
+    assert manager.accept_thread is None

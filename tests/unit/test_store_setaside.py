@@ -93,8 +93,8 @@ def test_a_renewal_whose_new_file_failed_to_open_has_the_file_it_set_aside_prune
 
 def test_a_copy_saved_takes_no_name_whose_log_is_there(tmp_path, monkeypatch):
     """A save claimed ``saved-<time>`` though a ``saved-<time>-wal`` was there (left by a reader of an earlier copy of
-    that name, killed): SQLite would replay that log into the copy at its first open. Now it takes
-    ``saved-<time>-2``."""
+    that name, killed): SQLite, opening the empty file claimed, deleted that log (``test_sqlite_deletes_a_log_beside_
+    an_empty_file``: it never replays it). Now the save takes ``saved-<time>-2`` and the log is kept."""
     monkeypatch.setattr(storefile, "stamp", lambda: STAMP)
     data = tmp_path / "data"
     store = Store(str(data))
@@ -104,3 +104,28 @@ def test_a_copy_saved_takes_no_name_whose_log_is_there(tmp_path, monkeypatch):
     os.remove(store.path)
     assert store.file_failed() and store.file.saved == f"{store.path}.saved-{STAMP}-2"
     assert not os.path.exists(f"{store.path}.saved-{STAMP}")
+    with open(f"{store.path}.saved-{STAMP}-wal", "rb") as left:
+        assert left.read() == b"a log left behind"
+
+
+def test_sqlite_deletes_a_log_beside_an_empty_file(tmp_path):
+    """What docs/store.md says of a save's claimed file: another database's (valid) log beside it is deleted at the
+    first open, not replayed into the copy."""
+    other = sqlite3.connect(tmp_path / "other.db", isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("PRAGMA wal_autocheckpoint=0")
+    other.execute("CREATE TABLE t (x)")
+    other.execute("INSERT INTO t VALUES ('another')")
+    empty = tmp_path / "copy"
+    empty.touch()
+    os.link(tmp_path / "other.db-wal", f"{empty}-wal")  # (a copy of the log, while ``other`` keeps it open)
+    source = sqlite3.connect(":memory:")
+    source.execute("CREATE TABLE t (x)")
+    source.execute("INSERT INTO t VALUES ('mine')")
+    source.commit()
+    storefile.copy_into(source.backup, str(empty))
+    assert not os.path.exists(f"{empty}-wal")
+    copy = sqlite3.connect(empty)
+    assert copy.execute("SELECT x FROM t").fetchall() == [("mine",)]
+    for connection in (copy, source, other):
+        connection.close()
