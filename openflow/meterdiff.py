@@ -10,9 +10,11 @@ it (``_count_owners``: ``_want_meter``), and when the switch confirms or refuses
 (``whole``). ``changes`` leaves in it only the ids that still differ (a meter to add, modify or delete), looked at
 again until the switch has confirmed them.
 
-Deletes go in a change set of their own once no flow is left to change (``_sync``); a port handed out during its pauses
-(counting, encoding) may name a meter it deletes (a freed ofport reused at once: the same meter id), so such a change
-set is dropped unsent (``_interrupted``), the port counted, and the meter kept: no delete and add again.
+Deletes go in a change set of their own once no flow is left to change and no change came during the plan (``_sync``:
+a meter's delete deletes the flows naming it, so a vport moved to another ofport has its old flow replaced first); a port
+handed out during their pauses (making, encoding) may name a meter they delete (a freed ofport reused at once: the same
+meter id), so such a change set is dropped unsent (``_interrupted``), the port counted, and the meter kept: no delete
+and add again.
 """
 
 from __future__ import annotations

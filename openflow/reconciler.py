@@ -478,9 +478,10 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
             sent, ops = bool(ops), None  # freed while the collector is paused
         if sent or self._book.desired is None:
             return sent
-        # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it),
-        # counted first: a port handed out during the plan's pauses may name it again (its ofport reused)
-        return not self._meters_counted() or self._send_meters(("meter_delete",))
+        # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it):
+        # not if a change came during the plan's pauses (a port handed a freed ofport names its meter again; one moved
+        # off a port still has its old flow naming the old meter): counted, and its flows sent, in the next round first
+        return self._meter_dirty != set() or self._send_meters(("meter_delete",))
 
     def _meters_counted(self) -> bool:
         """Count the desired meters again if a change came (``_count_meters``); a change during a count's pauses is

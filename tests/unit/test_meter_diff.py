@@ -45,43 +45,58 @@ def test_after_a_refused_meter_add_stale_meters_are_still_deleted():
     assert not rec._sync()
 
 
-def making_meter_deletes() -> bool:
-    """Whether the reconciler is making or sending a change set of meter deletes (a caller's frame says)."""
+def called_from(name: str, accept=lambda local: True) -> bool:
+    """Whether a caller's frame is one of function ``name`` whose locals ``accept``."""
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_code.co_name == "_send_meters" and "meter_delete" in frame.f_locals.get("kinds", ()):
+        if frame.f_code.co_name == name and accept(frame.f_locals):
             return True
         frame = frame.f_back
     return False
+
+
+def making_meter_deletes() -> bool:
+    """Whether the reconciler is making or sending a change set of meter deletes (a caller's frame says)."""
+    return called_from("_send_meters", lambda local: "meter_delete" in local.get("kinds", ()))
+
+
+def change_at_pause(n: int, change: dict, changed: Owner, then: dict, handed: Owner):
+    """vm3 (ofport 3) and vm4 in sync; the reconciler handed ``change`` (owner -> flows, ``changed`` the owner that
+    changed) and run until in sync; at its ``n``-th pause after that, ``then`` (``handed`` changed). (The switch, what
+    was seen at that pause: whether a meter-mod was written, whether a change set of meter deletes was being made or
+    sent, whether the plan was being made.) None if there were fewer pauses."""
+    switch = MeterSwitch(5)
+    seen = {"pauses": None}
+
+    def pause():
+        if seen["pauses"] is not None:
+            seen["pauses"] += 1
+            if seen["pauses"] == n:
+                seen.update(written=bool(meter_mods(switch)), deleting=making_meter_deletes(),
+                            planning=called_from("_plan_ops"))
+                rec.set_desired_owners(then, (), {handed})
+
+    rec = switch.rec = SwitchReconciler(switch, log=LOG, pacer=Pacer(pause, 1))
+    rec._request = switch.request
+    assert rec._read_back()
+    rec.set_desired_owners(owners((3, 4)), (), None)
+    settle(rec)
+    del switch.log[:]
+    seen["pauses"] = 0
+    rec.set_desired_owners(change, (), {changed})
+    settle(rec)
+    return None if seen["pauses"] < n else (switch, seen)
 
 
 def reuse_at_pause(n: int) -> tuple:
     """vm3 leaves ofport 3; at the reconciler's ``n``-th pause after that, vm9 is handed the same port (the same meter
     id). (meter-mods sent, whether vm3's meter delete was written before vm9 came, whether it came while a change set
     of meter deletes was made or sent.) None if there were fewer pauses."""
-    switch = MeterSwitch(5)
-    before = owners((3, 4))
-    vm4, vm9 = Owner("vport", "vm4"), Owner("vport", "vm9")
-    seen = {"pauses": None, "written": None, "deleting": None}
-
-    def pause():
-        if seen["pauses"] is not None:
-            seen["pauses"] += 1
-            if seen["pauses"] == n:
-                seen["written"], seen["deleting"] = bool(meter_mods(switch)), making_meter_deletes()
-                rec.set_desired_owners({vm4: before[vm4], vm9: frozenset({punt(3, "vm9")})}, (), {vm9})
-
-    rec = switch.rec = SwitchReconciler(switch, log=LOG, pacer=Pacer(pause, 1))
-    rec._request = switch.request
-    assert rec._read_back()
-    rec.set_desired_owners(before, (), None)
-    settle(rec)
-    del switch.log[:]
-    seen["pauses"] = 0
-    rec.set_desired_owners({vm4: before[vm4]}, (), {Owner("vport", "vm3")})
-    settle(rec)
-    if seen["pauses"] < n:
+    vm4, vm9 = owners((4,)), {Owner("vport", "vm9"): frozenset({punt(3, "vm9")})}
+    got = change_at_pause(n, vm4, Owner("vport", "vm3"), {**vm4, **vm9}, Owner("vport", "vm9"))
+    if got is None:
         return None  # fewer pauses than n: vm9 never came
+    switch, seen = got
     assert switch.violations == []
     assert switch.flows == {punt(4).cookie: meters.PORT_DHCP + 4, punt(3, "vm9").cookie: meters.PORT_DHCP + 3}
     return meter_mods(switch), seen["written"], seen["deleting"]
@@ -141,3 +156,32 @@ def test_the_whole_table_diffed_after_a_read_back_pauses():
     before = rec.pacer.pauses
     rec._meter_parts()
     assert rec.pacer.pauses - before <= 10  # then only those still differing
+
+
+def move_at_pause(n: int) -> tuple | None:
+    """vm4 handed again unchanged (its plan sends nothing, and pauses); at the reconciler's ``n``-th pause after that,
+    vm3 moves from ofport 3 to 9 (its meter: port 9's DHCP meter, no longer port 3's). (meter-mods sent, violations,
+    the flows held, whether the move came while the plan was made.) None if there were fewer pauses."""
+    vm3, vm4 = Owner("vport", "vm3"), Owner("vport", "vm4")
+    got = change_at_pause(n, owners((3, 4)), vm4, {**owners((4,)), vm3: frozenset({punt(9, "vm3")})}, vm3)
+    if got is None:
+        return None
+    switch, seen = got
+    return meter_mods(switch), switch.violations, switch.flows, seen["planning"]
+
+
+def test_a_port_moved_during_a_plan_that_sends_nothing_has_its_old_meter_deleted_after_its_old_flow():
+    """A meter's delete deletes the flows that name it: vm3's old meter goes only once its old flow is replaced,
+    whichever pause of a plan that sends nothing the move comes in (at 78b9ed0f the meters were counted after that plan,
+    the move with them, and the old meter deleted under vm3's old flow before the next plan replaced it)."""
+    planning = 0
+    for n in range(1, 40):
+        got = move_at_pause(n)
+        if got is None:
+            break
+        mods, violations, flows, during_plan = got
+        planning += bool(during_plan)
+        assert violations == [], (n, violations)
+        assert flows == {punt(9, "vm3").cookie: meters.PORT_DHCP + 9, punt(4).cookie: meters.PORT_DHCP + 4}, n
+        assert mods == [("meter_add", meters.PORT_DHCP + 9), ("meter_delete", meters.PORT_DHCP + 3)], (n, mods)
+    assert planning >= 1  # the plan's own pauses were among them
