@@ -271,7 +271,8 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         owners = list(itertools.compress(owners, map(meters.KIND_OF_OWNER.__contains__, map(_OWNER_KIND, owners))))
         for start in range(0, len(owners), COUNT_PART):
             part = owners[start:start + COUNT_PART]
-            flowsets = list(map(self._book.desired.get, part, itertools.repeat(EMPTY)))  # as it is now (set_desired replaces it)
+            desired = self._book.desired  # as it is now (a full set_desired replaces the dict)
+            flowsets = list(map(desired.get, part, itertools.repeat(EMPTY)))
             named = meters.named_by(part, flowsets)
             for owner in named.keys() | (self._meter_users.keys() & part):
                 self._recount(owner, frozenset(named.get(owner, EMPTY)))

@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", help="cProfile of the first run's steps into this file")
     parser.add_argument("--push", action="store_true", help="and the reconciler's push (a fifth step)")
     parser.add_argument("--functions", type=int, default=0, metavar="N",
-                        help="with --count and --push: the N functions with the most bytecodes of their own in the push")
+                        help="with --count and --push: the push's N functions with the most bytecodes of their own")
     args = parser.parse_args(argv)
     profiler = None
     if args.profile:

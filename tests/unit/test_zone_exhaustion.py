@@ -131,8 +131,8 @@ def _walked(local: Local) -> dict:
 
 def test_the_refused_vports_are_listed_in_as_many_steps_as_they_not_a_walk_of_the_switchs_vports():
     """GET /v1/status and /metrics ask for the vports without a zone: a walk of every vport of a switch with one
-    (65,304 here: 522,575 bytecodes on main at stop 46; 29 now) became an index kept by ``put`` and ``drop``. Counted, not timed;
-    the index gives the walk's answer after vports come and go with no pass between and after the pass."""
+    (65,304 here: 522,575 bytecodes on main at stop 46; 29 now) became an index kept by ``put`` and ``drop``. Counted,
+    not timed; the index gives the walk's answer after vports come and go with no pass between and after the pass."""
     from tests.bytecodes import opcodes
 
     local = full_switch(25)
