@@ -188,7 +188,8 @@ class Local:
         if was is None:
             return None
         session, key, acls = was
-        self.refused_vports.get(session, set()).discard(vid)
+        if session in self.refused_vports:
+            self.refused_vports[session].discard(vid)
         del self.ports[session][vid]
         if not self.ports[session]:
             del self.ports[session]
