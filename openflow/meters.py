@@ -36,6 +36,9 @@ refused) gets its flows without the meter instruction, and one warning.
 
 from __future__ import annotations
 
+import operator
+from bisect import bisect_right
+from itertools import accumulate, chain, compress, count, repeat
 from typing import NamedTuple
 
 from controller.settingvalues import PUNT_METER_DEFAULTS
@@ -120,6 +123,25 @@ def desired(rates: dict | None = None) -> dict:
 def used(flows) -> set:
     """The meter ids ``flows`` name (a meter is a flow's first action)."""
     return {f.actions[0][1] for f in flows if f.actions and f.actions[0][0] == "meter"}
+
+
+_ACTIONS = operator.attrgetter("actions")
+_KIND = operator.itemgetter(0)
+_NO_ACTION = ("",)  # the first action of a flow that has none (a drop)
+
+
+def named_by(owners: list, flowsets: list) -> dict:
+    """{owner: set of the meter ids its flows name} of those of ``owners`` whose flows (``flowsets``, in the same
+    order) name a meter. Every flow's first action is looked at in C (maps and ``compress`` over the flows chained);
+    Python runs once per flow that names a meter, not once per owner or flow (``used`` per owner: ~96 bytecodes each
+    with the loop around it, 10,000 new vports without a port and so without a meter: ~960,000, docs/benchmarks.md
+    "ann46")."""
+    ends = list(accumulate(map(len, flowsets)))  # owners[i]'s flows end at ends[i] in the chain
+    firsts = list(map(next, map(iter, map(_ACTIONS, chain.from_iterable(flowsets))), repeat(_NO_ACTION)))
+    by_owner: dict = {}
+    for at in compress(count(), map(operator.eq, map(_KIND, firsts), repeat("meter"))):
+        by_owner.setdefault(owners[bisect_right(ends, at)], set()).add(firsts[at][1])
+    return by_owner
 
 
 def named(flows, rates: dict | None = None) -> dict:

@@ -92,7 +92,7 @@ from openflow.atonce import PLANS as _PLANS, READ_BACKS as _READ_BACKS, READ_BAC
 from openflow.changeset import ChangeSet
 from openflow.floods import GROUP_RANGE, send_rank
 from openflow.flows import Group
-from openflow.installed import FlowBook, chunked, paced
+from openflow.installed import EMPTY, FlowBook, chunked, paced
 from openflow.meterdiff import MeterSync
 from openflow.reconciler_report import OPENFLOW_NAMES, SwitchReport
 from openflow.reconciler_send import REPLY_RATE, REPLY_TIMEOUT, ChangeSender, Waiter  # noqa: F401  (as before)
@@ -106,6 +106,8 @@ REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescSta
                 ofp_event.EventOFPRoleReply]
 ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
 COUNTS_BEFORE_PLAN = 4  # counts of the desired meters a round makes at most before it plans (``_sync``)
+COUNT_PART = 500  # owners whose meters are counted between two ticks (``_count_owners``: their flows looked at in C)
+_OWNER_KIND = operator.itemgetter(0)  # an Owner's kind
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
 MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
 
@@ -262,25 +264,35 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
             raise
 
     def _count_owners(self, owners) -> None:
-        users, refs, tick = self._meter_users, self._meter_refs, self.pacer.tick
-        for owner in owners:
-            if owner.kind not in meters.KIND_OF_OWNER:
-                continue
-            flows = self._book.desired.get(owner, ())  # as it is now (a full set_desired replaces the dict)
-            tick(len(flows))
-            now = frozenset(meters.used(flows))
-            before = users.pop(owner, frozenset())
-            if now:
-                users[owner] = now
-            for mid in before - now:
-                refs[mid] -= 1
-                if not refs[mid]:
-                    del refs[mid]
-                    self._want_meter(mid, False)
-            for mid in now - before:
-                refs[mid] = refs.get(mid, 0) + 1
-                if refs[mid] == 1:
-                    self._want_meter(mid, True)
+        """The meters of ``owners`` counted again: those of the kinds that punt (meters.KIND_OF_OWNER, picked in C),
+        ``COUNT_PART`` at a time, their flows' meters found in C (``meters.named_by``); Python only per owner that
+        names a meter now or did at the last count."""
+        owners = list(owners)
+        owners = list(itertools.compress(owners, map(meters.KIND_OF_OWNER.__contains__, map(_OWNER_KIND, owners))))
+        for start in range(0, len(owners), COUNT_PART):
+            part = owners[start:start + COUNT_PART]
+            desired = self._book.desired  # as it is now (a full set_desired replaces the dict)
+            flowsets = list(map(desired.get, part, itertools.repeat(EMPTY)))
+            named = meters.named_by(part, flowsets)
+            for owner in named.keys() | (self._meter_users.keys() & part):
+                self._recount(owner, frozenset(named.get(owner, EMPTY)))
+            self.pacer.tick(sum(map(len, flowsets)))
+
+    def _recount(self, owner, now: frozenset) -> None:
+        """``owner``'s flows name the meters ``now``: the owners naming each meter counted, a meter wanted or not."""
+        users, refs = self._meter_users, self._meter_refs
+        before = users.pop(owner, EMPTY)
+        if now:
+            users[owner] = now
+        for mid in before - now:
+            refs[mid] -= 1
+            if not refs[mid]:
+                del refs[mid]
+                self._want_meter(mid, False)
+        for mid in now - before:
+            refs[mid] = refs.get(mid, 0) + 1
+            if refs[mid] == 1:
+                self._want_meter(mid, True)
 
     def packet_out(self, actions, frame: bytes) -> None:
         """Send one packet (e.g. a DHCP reply) through ``actions``: this reconciler is the switch's only

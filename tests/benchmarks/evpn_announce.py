@@ -1,7 +1,7 @@
 """In-process CPU of evpn_routes' announce: N new vports bound by one VRS report, then a programming pass's steps.
 
     PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/evpn_announce.py [--routes 10000] [--repeat 3]
-                                                                            [--no-early] [--count] [--profile FILE]
+                                            [--no-early] [--push] [--count [--functions N]] [--profile FILE]
 
 evpn_routes' policy (tests/benchmarks/evpn_routes.py: N vports in subnet ``out`` of a routed domain), one VRS
 already reporting (w1 bound, a pass done and its routes published, announcing at bind allowed where the checkout
@@ -17,7 +17,11 @@ archive of main for "before"). ``--no-early``: no announcing at bind (the routes
 step is the binding alone: the difference with a default run is what the routes at bind cost. ``--count``: each
 step's Python bytecodes (``sys.settrace`` opcodes, tests/bytecodes.py ``Bytecodes``) in a run of its own
 after the timed ones (independent of the machine's load; the speaker's stamps are not taken in it). ``--profile
-FILE``: cProfile of the first run's steps. Not collected by pytest.
+FILE``: cProfile of the first run's steps. ``--push``: a fifth step, kvm1's ``SwitchReconciler`` (in sync with the
+world before the report, meters supported where the checkout has them) handed the desired state and changed owners
+as the app's ``_push`` does, and its rounds until in sync (tests/benchmarks/evpn_withdraw.py ``hand_out``: copy it,
+with tests/bytecodes.py, into an older checkout); ``--functions N`` (with ``--count``): the N functions that ran the
+most bytecodes of their own in the push. Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -110,18 +114,32 @@ STEPS = ("State takes the report (binding; routes at bind)", "View delta", "comp
 STAMPS = ("from the report: the speaker has a first new route", "from the report: the speaker has all new routes")
 
 
-def run(n: int, early: bool = True, meter=None, profiler=None) -> dict:
+PUSH = "push: kvm1's reconciler handed the changes, its rounds"
+PUSHED: list = []  # each run's push meter (``--functions``: the last one's by function)
+
+
+def run(n: int, early: bool = True, meter=None, profiler=None, push: bool = False) -> dict:
     """Each step's CPU (``meter`` None: ``time.thread_time``, with the speaker's stamps) or count (``meter``: a
-    context manager class whose instance has ``count`` after the block, as tests/bytecodes.py ``Bytecodes``)."""
+    context manager class whose instance has ``count`` after the block, as tests/bytecodes.py ``Bytecodes``);
+    ``push``: and the reconciler's push after them (``PUSH``)."""
     state, programmer, federation = world(n)
     federation.early = early  # the app's, once passes hand out (an attribute nothing reads before bgp/early.py)
     snap = report(n)
     stamps = Stamps(federation.speaker, n) if meter is None else None
+    if push:
+        from tests.benchmarks.evpn_withdraw import hand_out, reconciler
+
+        rec = reconciler(programmer)
     with collector_off():
         if profiler is not None:
             profiler.enable()
         try:
             out = steps(state, programmer, federation, snap, meter or _Clock)
+            if push:
+                with (meter or _Clock)() as m:
+                    hand_out(rec, programmer)
+                out[PUSH] = m.count
+                PUSHED.append(m)
         finally:
             if profiler is not None:
                 profiler.disable()
@@ -174,27 +192,36 @@ def main(argv=None) -> int:
     parser.add_argument("--no-early", action="store_true", help="no announcing at bind: State's step is binding alone")
     parser.add_argument("--count", action="store_true", help="also each step's Python bytecodes (one more run)")
     parser.add_argument("--profile", help="cProfile of the first run's steps into this file")
+    parser.add_argument("--push", action="store_true", help="and the reconciler's push (a fifth step)")
+    parser.add_argument("--functions", type=int, default=0, metavar="N",
+                        help="with --count and --push: the push's N functions with the most bytecodes of their own")
     args = parser.parse_args(argv)
     profiler = None
     if args.profile:
         import cProfile
 
         profiler = cProfile.Profile()
-    runs = [run(args.routes, not args.no_early, profiler=profiler if k == 0 else None) for k in range(args.repeat)]
+    runs = [run(args.routes, not args.no_early, profiler=profiler if k == 0 else None, push=args.push)
+            for k in range(args.repeat)]
     if profiler is not None:
         profiler.dump_stats(args.profile)
+    shown = STEPS + ("the four",) + ((PUSH,) if args.push else ()) + STAMPS
     print(f"{args.routes:,} vports bound by one report: CPU ms, median (min-max) of {args.repeat} runs")
-    for step in STEPS + ("the four",) + STAMPS:
+    for step in shown:
         values = sorted((sum(r[s] for s in STEPS) if step == "the four" else r[step]) * 1000 for r in runs)
         print(f"  {step:55s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
     if args.count:
-        from tests.bytecodes import Bytecodes
+        from tests.bytecodes import ByFunction, Bytecodes
 
-        counted = run(args.routes, not args.no_early, Bytecodes)
+        counted = run(args.routes, not args.no_early, ByFunction if args.functions else Bytecodes, push=args.push)
         print("Python bytecodes")
-        for step in STEPS:
-            print(f"  {step:55s} {counted[step]:>12,}")
-        print(f"  {'the four':55s} {sum(counted.values()):>12,}")
+        for step in shown[:len(STEPS) + 1 + args.push]:
+            value = sum(counted[s] for s in STEPS) if step == "the four" else counted[step]
+            print(f"  {step:55s} {value:>12,}")
+    if args.count and args.push and args.functions:
+        print(f"the push's {args.functions} functions with the most bytecodes of their own")
+        for name, count in PUSHED[-1].top(args.functions):
+            print(f"  {name:90s} {count:>10,}")
     return 0
 
 
