@@ -6,21 +6,11 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-
-from controller import loglimit
 from openflow import dhcp
 from tests.unit.test_bare_metal import HOSTS, dhcp_service, punt_cookie, setup
 from tests.unit.test_dhcp import dhcp_payload, frame
 from tests.unit.test_dhcp_index import vport_punt_cookie
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    now = [1000.0]
-    monkeypatch.setattr(loglimit, "_last_logged", {})
-    monkeypatch.setattr(loglimit.time, "monotonic", lambda: now[0])
-    return now
+from tests.unit.test_loglimit import clock  # noqa: F401 - a fixture
 
 
 def lines(caplog) -> list:

@@ -15,6 +15,7 @@ log = logging.getLogger("canopy.test.loglimit")
 
 @pytest.fixture
 def clock(monkeypatch):
+    """The limiter's time, moved by the test (``clock[0] += ...``), and no key remembered from another test."""
     now = [1000.0]
     monkeypatch.setattr(loglimit, "_last_logged", {})
     monkeypatch.setattr(loglimit.time, "monotonic", lambda: now[0])
