@@ -1,15 +1,23 @@
 """A warning repeated many times a second (a hostile peer's refused connections, a full disk's refused writes) is
 logged at most once per LOG_EVERY seconds for the same key, with a count of those left out: the log stays
 readable and the first occurrence is never lost. No imports beyond the standard library, so the store and the
-CLI can use it without the event loop's."""
+CLI can use it without the event loop's.
+
+A key's first element names its kind (``("dhcp ignored", datapath, cookie, ...)``, ``("store", path, what)``);
+each kind keeps its own table of at most KEYS_PER_KIND keys and, when full, forgets the key logged longest ago:
+a flood of one kind's keys (DHCP from thousands of vports) never resets another kind's limits (the store's, EVPN's).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 
-_last_logged: dict = {}  # key -> [when last logged, occurrences not logged since]
+_last_logged: dict = {}  # kind -> OrderedDict(key -> [when last logged, occurrences not logged since]), oldest first
 LOG_EVERY = 10.0  # seconds: a repeated warning (same key) is logged at most this often, with a count
+KEYS_PER_KIND = 10000  # keys one kind remembers; beyond, the one logged longest ago is forgotten
+KINDS = 1000  # kinds remembered (each a name in the code, so far fewer); beyond, the one made first goes
 
 
 def warn_limited(logger, key, msg: str, *args) -> None:
@@ -21,11 +29,25 @@ def warn_limited(logger, key, msg: str, *args) -> None:
 def log_limited(logger, level: int, key, msg: str, *args) -> None:
     """``logger.log(level, msg, *args)``, limited as ``warn_limited``."""
     now = time.monotonic()
-    entry = _last_logged.setdefault(key, [-LOG_EVERY, 0])
+    table = _table_of(key[0] if isinstance(key, tuple) and key else key)
+    entry = table.get(key)
+    if entry is None:
+        entry = table[key] = [-LOG_EVERY, 0]
+        if len(table) > KEYS_PER_KIND:
+            table.popitem(last=False)
     if now - entry[0] < LOG_EVERY:
         entry[1] += 1
         return
     skipped, entry[0], entry[1] = entry[1], now, 0
+    table.move_to_end(key)
     logger.log(level, msg + (f" ({skipped} more like it not logged)" if skipped else ""), *args)
-    if len(_last_logged) > 10000:  # many sources: forget them all rather than grow
-        _last_logged.clear()
+
+
+def _table_of(kind) -> OrderedDict:
+    """The bounded table of ``kind``'s keys, made on first use; beyond KINDS the kind made first is forgotten."""
+    table = _last_logged.get(kind)
+    if table is None:
+        if len(_last_logged) >= KINDS:
+            del _last_logged[next(iter(_last_logged))]
+        table = _last_logged[kind] = OrderedDict()
+    return table

@@ -13,8 +13,9 @@ baremetal): only its configured IP is offered, and the reply goes back into the 
 State is only read here.
 
 Each request is logged at INFO, at most once per ``controller.loglimit.LOG_EVERY`` (10 s) for the same punt flow (a
-vport's port; a bare-metal server's answers by its MAC) and message type, with a count of those left out: a VM
-flooding discovers (its port's meter passes 10 a second: openflow/meters.py) writes one line, not ten a second.
+vport's port; a bare-metal server's answers, and the ignored requests from behind a hardware VTEP, by the client's
+MAC too) and message type, with a count of those left out: a VM flooding discovers (its port's meter passes 10 a
+second: openflow/meters.py) writes one line, not ten a second.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ class Answer:
 
 
 def _log(key: tuple, msg: str, *args) -> None:
-    """An INFO line about a request, at most one per LOG_EVERY for ``key`` (module docstring)."""
-    log_limited(log, logging.INFO, ("dhcp", *key), msg, *args)
+    """An INFO line about a request, at most one per LOG_EVERY for ``key`` (module docstring); ``key[0]`` ("answered",
+    "ignored") names the limiter's kind, so a flood of ignored requests never forgets the answered ones' limits."""
+    log_limited(log, logging.INFO, (f"dhcp {key[0]}", *key[1:]), msg, *args)
 
 
 class DhcpService:
@@ -98,9 +100,9 @@ class DhcpService:
         subnet = policy.get("subnet", sid) if sid else None
         vport = bare_metal_vport(policy, sid, request.chaddr) if subnet else None
         if vport is None:
-            _log(("ignored", datapath_id, cookie, request.message_type), "ignoring %s from a hardware VTEP on datapath "
-                 "%016x: no bare-metal vport of subnet %s has that MAC", request.describe(), datapath_id,
-                 policy.ref("subnet", subnet) or "?")
+            _log(("ignored", datapath_id, cookie, request.chaddr, request.message_type), "ignoring %s from a hardware "
+                 "VTEP on datapath %016x: no bare-metal vport of subnet %s has that MAC", request.describe(),
+                 datapath_id, policy.ref("subnet", subnet) or "?")
             return None
         domain = policy.get("domain", subnet["domain_id"]) if subnet["domain_id"] else None
         lease = dhcp.lease_for(subnet, vport, domain, self.underlay_mtu)

@@ -6,21 +6,11 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-
-from controller import loglimit
 from openflow import dhcp
-from tests.unit.test_bare_metal import HOSTS, dhcp_service, setup
+from tests.unit.test_bare_metal import HOSTS, dhcp_service, punt_cookie, setup
 from tests.unit.test_dhcp import dhcp_payload, frame
 from tests.unit.test_dhcp_index import vport_punt_cookie
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    now = [1000.0]
-    monkeypatch.setattr(loglimit, "_last_logged", {})
-    monkeypatch.setattr(loglimit.time, "monotonic", lambda: now[0])
-    return now
+from tests.unit.test_loglimit import clock  # noqa: F401 - a fixture
 
 
 def lines(caplog) -> list:
@@ -49,3 +39,22 @@ def test_a_flooding_vm_logs_one_discover_per_interval_and_the_count_of_the_rest(
         ask(vm1)
         assert len(lines(caplog)) == 4 and "(49 more like it not logged)" in lines(caplog)[3]
     assert service.counters == {"requests": 53, "answered": 53, "ignored": 0}
+
+
+def test_unknown_macs_behind_a_hardware_vtep_each_log_their_own_ignored_line(caplog, clock):
+    """The ignored lines of a hardware VTEP's DHCP are keyed by the client's MAC too, not only by the subnet's punt
+    flow: one unknown MAC flooding does not hide another's line for LOG_EVERY."""
+    state, prog = setup(gateway_chassis=["hv2"])
+    service = dhcp_service(state, prog)
+
+    def ask(mac):
+        assert service.answer(2, punt_cookie(prog, "hv2"), frame(dhcp_payload(mac=mac), src_mac=mac)) is None
+
+    with caplog.at_level(logging.INFO, logger="canopy.dhcp"):
+        for _ in range(20):
+            ask("02:00:00:00:0b:99")
+            clock[0] += 0.1
+        ask("02:00:00:00:0b:98")
+    assert [line.split(" from ")[1].split(" ")[0] for line in lines(caplog)] == [
+        "02:00:00:00:0b:99", "02:00:00:00:0b:98"]
+    assert service.counters["ignored"] == 21
