@@ -362,7 +362,8 @@ def test_port_meter_ids_come_from_the_ofport_and_stay_in_canopys_range():
 
 
 def test_the_meters_are_counted_pausing_and_a_change_meanwhile_is_counted_before_its_flows_are_sent():
-    """A switch's meters counted from scratch pause every ``every`` flows (not one stretch in set_desired's caller);
+    """A switch's meters counted from scratch pause once per part of owners (``COUNT_PART``; not one stretch in
+    set_desired's caller);
     a vport added during a pause gets its meter on the switch before its flows (no flow naming a missing meter), also
     when the meters counted before it were all on the switch (nothing else to send before the flows)."""
     from controller.pacer import Pacer
