@@ -165,13 +165,16 @@ class Pinger:
     Nor does it count a request (or its reply) in flight while a VM was plugged into a hypervisor on its path
     (``excuse(vm.plugged)``: its link made, its port added): a link appearing there can lose such a packet even when
     no flow changes (docs/vrs.md, "A packet in flight when a port is added"). A request is in that window when its
-    successor left after the plugging began and at most one interval after it ended.
+    successor left after the plugging began and at most ``GRACE`` intervals after it ended (ping sends late on a loaded
+    host: a CI run's successor left 21 ms after the plugging ended, its request lost with hva's datapath counting a
+    userspace action error during the port's reconfiguration).
 
     A failure names what moved meanwhile on the hypervisors of the path (tests.harness.path_evidence): where Open
     vSwitch dropped a packet or handed a VXLAN packet to the hypervisor's kernel, and the kernel's route, address and
     link changes in their namespaces."""
 
     INTERVAL = 0.01
+    GRACE = 3
 
     def __init__(self, vm, responder, ip):
         self.replies = 0
@@ -228,10 +231,10 @@ class Pinger:
         self.windows.append(window)
 
     def in_a_window(self) -> list[int]:
-        """The lost requests whose successor left while a port was added, or at most one interval after."""
+        """The lost requests whose successor left while a port was added, or at most ``GRACE`` intervals after."""
         def inside(seq):
             stamp = self.unanswered.get(seq)
-            return stamp is not None and any(start <= float(stamp) <= end + self.INTERVAL
+            return stamp is not None and any(start <= float(stamp) <= end + self.GRACE * self.INTERVAL
                                              for start, end in self.windows)
 
         return [seq for seq in self.missing() if inside(seq)]
@@ -327,10 +330,11 @@ def test_a_reflector_restart_loses_no_ping(fed):
 def test_two_reflectors_losing_one_changes_nothing(fed):
     lab, a, b, (hva, hvb), vms, reflectors, _ = fed
     rr1, rr2 = reflectors["rr1"], reflectors["rr2"]
-    pinger = Pinger(vms["b1"], vms["a1"], "10.0.1.11")
+    pinger, killed = Pinger(vms["b1"], vms["a1"], "10.0.1.11"), False
     try:
         pinger.wait_replies(lab, 100)
         rr2.kill()
+        killed = True
         lab.wait_until(lambda: all(peers(api)[rr2.host.ip]["state"] != "up" for api in (a.api, b.api)),
                        timeout=30, what="the controllers to see rr2 down")
         vms["a2"] = lab.add_vm(hva, "a2", mac=MACS["a2"], vnic_id="a2")  # back, announced through rr1 only
@@ -340,9 +344,12 @@ def test_two_reflectors_losing_one_changes_nothing(fed):
         reach(lab, vms["b2"], "10.0.2.11", timeout=30)
         pinger.wait_replies(lab, 100)
     finally:
-        sent, got = pinger.stop()
+        try:
+            sent, got = pinger.stop()
+        finally:  # rr2 back whatever happened: the next tests of the module share the fabric
+            if killed:
+                rr2.start()
     pinger.check(sent, got, 200, "when a reflector went")
-    rr2.start()
     converged(lab, (a.api, b.api), rr2)
 
 
