@@ -490,7 +490,16 @@ class Speaker(SpeakerThread):
                 self._queue(self._book.take_outbox())
                 if self._book.acks != acks:
                     self._acknowledged()
-            self.pacer.tick(sum(sizes[start:stop]))
+            self._tick(sum(sizes[start:stop]))
+
+    def _tick(self, size: int) -> None:
+        """``size`` bytes of lines handled (``pacer``); a pause it makes is the speaker's own, no wait for ExaBGP
+        (``ApiWatchdog.paused``)."""
+        pauses, began = self.pacer.pauses, self._watchdog.clock()
+        self.pacer.tick(size)
+        if self.pacer.pauses != pauses:
+            with self._lock:
+                self._watchdog.paused(self._watchdog.clock() - began)
 
     def _acknowledged(self) -> None:
         """ExaBGP acknowledged lines (caller holds the lock). After a silent spell, one more probe: its peers are
