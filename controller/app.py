@@ -129,7 +129,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
-            from bgp.speaker import HANDLE_BYTES
+            from bgp.speakerapi import HANDLE_BYTES
 
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
             self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too

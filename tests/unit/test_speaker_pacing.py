@@ -6,7 +6,8 @@ from __future__ import annotations
 import socket
 
 from bgp.routes import MacIpRoute
-from bgp.speaker import HANDLE_BYTES, READ_BURST, Neighbor, Speaker, SpeakerConfig
+from bgp.speaker import Neighbor, Speaker, SpeakerConfig
+from bgp.speakerapi import HANDLE_BYTES, READ_BURST
 from controller.pacer import Pacer
 from tests.bytecodes import Bytecodes
 from tests.unit.test_routebook import PEER, open_message, state, update
