@@ -27,8 +27,9 @@ HANDLE_BYTES = 1 << 14  # bytes of ExaBGP's lines handled between two pauses (~2
 
 
 class SpeakerApi:
-    """The API conversation of ``Speaker`` (module docstring); uses the speaker's ``_conn``, ``_listener``, ``_proc``,
-    ``_book``, ``_watchdog``, ``_lock``, ``pacer``, ``_queue``, ``_wake``, ``_reap`` and ``_terminate_child``."""
+    """The API conversation of ``Speaker`` (module docstring): its state (``Speaker.__init__``: the connection and
+    its buffers, the route book, the watchdog, the lock, the pacer) and its ``_queue``, ``_wake``, ``_reap`` and
+    ``_terminate_child``."""
 
     def _accept(self) -> None:
         try:
