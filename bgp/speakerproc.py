@@ -19,6 +19,7 @@ from pathlib import Path
 _LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
 WAIT_LOOK = 0.01  # seconds between looks at a child's exit in wait_exit (eventlet's green wait looks as often)
+TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, and for the reap after SIGKILL
 
 
 def die_with_parent() -> None:

@@ -22,6 +22,10 @@ peers' turn. An unanswered probe is a wait like any other: silent again after ``
 It measures progress, not latency: a busy ExaBGP working through a burst of 10,000 routes acknowledges a line
 of BATCH_ROUTES routes every fraction of a second, so it is never silent, however long its queue. The clock is
 passed in (unit tests use their own, no wall clock).
+
+``longest_wait`` (how close ExaBGP came to the timeout) leaves out the speaker's own pauses: it handles a burst of
+ExaBGP's lines a run at a time and gives the event loop a turn between runs (``paused``), and an acknowledgement
+handled after such a pause, or read late because of one, was not waited for meanwhile.
 """
 
 from __future__ import annotations
@@ -44,8 +48,11 @@ class ApiWatchdog:
     restart_after: float = 30.0  # ... before ExaBGP is killed and restarted
     clock: object = time.monotonic
     silent: bool = False  # reported silent (peers reported down) and not answered since
-    longest_wait: float = 0.0  # the longest wait for an acknowledgement that ended in one (how close to timeout)
+    longest_wait: float = 0.0  # the longest wait for an acknowledgement that ended in one, the speaker's own pauses
+    # left out (how close to timeout)
     _since: float | None = None  # when the current wait began: the last acknowledgement or the first command after
+    _paused: float = 0.0  # seconds the speaker spent in its own pauses, in all (``paused``)
+    _paused_before: float = 0.0  # ``_paused`` when the current wait began
     _idle_since: float = 0.0  # when the last wait ended (or the API connected)
     _restarts_in_row: int = 0  # watchdog restarts with no acknowledgement since
     _armed: bool = field(default=False)
@@ -80,12 +87,21 @@ class ApiWatchdog:
         was_silent = self.silent
         now = self.clock()
         if self._since is not None:
-            self.longest_wait = max(self.longest_wait, now - self._since)
+            self.longest_wait = max(self.longest_wait, now - self._since - (self._paused - self._paused_before))
         self.silent, self._restarts_in_row = False, 0
-        self._since = now if waiting else None
+        self._wait_from(now if waiting else None)
         if not waiting:
             self._idle_since = now
         return was_silent
+
+    def paused(self, seconds: float) -> None:
+        """The speaker gave the event loop a turn between two runs of its work for ``seconds``: not a wait of
+        ExaBGP's (``longest_wait``)."""
+        self._paused += seconds
+
+    def _wait_from(self, since: float | None) -> None:
+        """The current wait began at ``since`` (None: nothing waited for)."""
+        self._since, self._paused_before = since, self._paused
 
     def check(self, waiting: bool) -> str:
         """What to do now: OK, PROBE_NOW, SILENT (the first time only) or RESTART. ``waiting``: command lines
@@ -97,7 +113,7 @@ class ApiWatchdog:
             self._since = None
             return PROBE_NOW if now - self._idle_since >= PROBE_EVERY else OK
         if self._since is None:
-            self._since = now
+            self._wait_from(now)
         quiet = now - self._since
         if quiet >= self.restart_bound():
             self._restarts_in_row += 1
@@ -137,7 +153,8 @@ class ApiWatchdog:
 
     def probed(self) -> None:
         """A probe was sent: it is waited for from now."""
-        self._since = self._since if self._since is not None else self.clock()
+        if self._since is None:
+            self._wait_from(self.clock())
 
     def silent_for(self) -> float | None:
         """Seconds ExaBGP has been waited for without an answer, once reported silent; else None."""

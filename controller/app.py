@@ -115,27 +115,28 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.ovsdb.held = self.hold.holding
         self.ovsdb.pause = Lane(give_way).pause  # the OVSDB sessions' big updates (4 first reads at once) likewise
         self.ovsdb.budget = BUDGET  # their pacers bounded by the wall clock too (controller/pacer.py BoundedPacer)
-        self.rest_lane = Lane(give_way, BUDGET)  # big answers of many clients pause one at a time (controller/rest/lane.py)
+        self.rest_lane = Lane(give_way)  # big answers of many clients pause one at a time (controller/rest/lane.py)
         self.reconcile_lane = Lane(give_way)  # and so do the switches' reconcilers: one's stretch a round, not 50
-        extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause)
-        extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, self.rest_lane.pause)
+        extra = rest_sessions.routes(self.ovsdb, self.rest_lane.pause, budget=BUDGET)  # by the wall clock too
+        extra += rest_dataplane.routes(self.state, self.programmer, lambda: self.reconcilers, self.rest_lane.pause,
+                                       budget=BUDGET)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
-        extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause)
+        extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause, budget=BUDGET)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep)
         extra.append(self.watch.route())
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:
             from bgp.federation import Federation  # imports ExaBGP's extension only when BGP is configured
-            from bgp.speaker import HANDLE_BYTES
+            from bgp.speakerapi import HANDLE_BYTES
 
             self.federation = Federation(settings.bgp, settings.data_dir, self.state)
             self.federation.pacer = self.programmer.pacer  # importing and originating 10,000 routes pause too
             self.federation.speaker.pacer = loop_pacer(give_way, HANDLE_BYTES)  # and handling what ExaBGP says
             flags = self.federation.keeper.file  # the duplicate MAC flags' file (bgp/dupkeep.py):
             flags.spawn, flags.offload = hub.spawn, blocking  # written behind the pass, its fsyncs off the loop
-        extra += rest_bgp.routes(self.federation, self.rest_lane.pause)  # listing 10,000 routes pauses
+        extra += rest_bgp.routes(self.federation, self.rest_lane.pause, budget=BUDGET)  # listing 10,000 routes pauses
         self.routes = RoutePass(self.federation, self.programmer, self.hold, lambda: self.program_loop.started)
         self.programmer.on_view = self.routes.view_ready  # the EVPN routes go out before the pass compiles
         self.pair = None
@@ -171,6 +172,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.api.switch_status = self._switch_status
         self.api.floods = self.programmer.floods
         self.api.pause = self.rest_lane.pause  # big answers (GET /v1/switches) give the event loop turns
+        self.api.budget = BUDGET  # by the wall clock too
         self.api.list_counters = {"floating_ip": rest_external.floating_counters(self.programmer,
                                                                                    lambda: self.reconcilers)}
         self.rest = RestServer(settings.rest_listen, settings.rest_port, self.api, limits,

@@ -124,7 +124,7 @@ class MeterSync:
         """The meter changes: adds and modifies (sent before the flows: a meter is on the switch before the flows that
         name it), deletes of Canopy's meters no longer desired (sent once the flows are in: a meter's delete deletes
         the flows that name it; never while ``keep_stale``). Only the meters that may differ are looked at
-        (openflow/meterdiff.py; every one after a read-back). No adds or modifies on a switch without meters (or that
+        (``_meter_todo``, module docstring; every one after a read-back). No adds or modifies on a switch without meters (or that
         refused one: its flows go without them), but its stale meters are deleted all the same; nothing before the
         read-back."""
         if self.meter_support is None:
@@ -133,7 +133,7 @@ class MeterSync:
         if self._meter_todo is None:
             self._meter_todo = whole(want, have)
         return changes(self._meter_todo, want, have, self._rejected_meters, self.meter_support, self._keep,
-                                 self.pacer.tick)
+                       self.pacer.tick)
 
     def _want_meter(self, mid: int, wanted: bool) -> None:
         """The meter ``mid`` is named by a desired flow now (``wanted``) or by none any more: desired, to be diffed."""
@@ -144,6 +144,6 @@ class MeterSync:
         self._meter_changed(mid)
 
     def _meter_changed(self, mid: int) -> None:
-        """The desired, installed or refused entry of meter ``mid`` changed: diffed again (openflow/meterdiff.py)."""
+        """The desired, installed or refused entry of meter ``mid`` changed: diffed again (module docstring)."""
         if self._meter_todo is not None:
             self._meter_todo.add(mid)

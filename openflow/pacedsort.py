@@ -7,8 +7,9 @@ docs/benchmarks.md "pace45"), and a merge of sorted chunks in Python (``heapq.me
 Here the Python work is the key of each item, ``CHUNK`` items a tick; the rest runs in C a piece of bounded size at
 a time, on the keys alone (the items found again by key in a dict): runs of ``RUN`` sorted, then merged two at a time
 in steps that take at most ``RUN`` keys of each run (``sorted`` of two ascending runs is a merge in C, linear). A
-piece ticks the items it placed. Int keys are sorted as they are (a flow's: ``flow_order``), made distinct where two
-are equal by the item's index in their low bits; other keys (GET /v1/bgp/routes': tuples of strings) as (key, index)
+piece ticks the items it placed. Int keys (a flow's: ``flow_order``) are sorted as they are, made distinct where two
+are equal by the item's index in their low bits, when every key is of type int (checked in C); any other keys
+(GET /v1/bgp/routes': tuples of strings; a mix of ints and floats, which may be equal across types) as (key, index)
 pairs, which compare more slowly."""
 
 from __future__ import annotations
@@ -19,21 +20,24 @@ from operator import lshift, or_
 
 CHUNK = 512  # items keyed, or taken back out, between two ticks (as openflow/installed.py's CHUNK)
 RUN = 2048  # keys sorted at once in C, and the most a merge's step takes from one run (~0.3 ms of CPU)
+_INT = frozenset((int,))  # the key types sorted as ints: int alone (a bool or a float may equal an int)
 
 
 def sorted_paced(items: list, tick, key, reverse: bool = False, run: int = RUN) -> list:
     """``items`` sorted by ``key(item)`` as ``sorted`` would (stable: items of equal keys keep their order, ``reverse``
     too), calling ``tick(n)`` after every piece of work on n items: keying ``CHUNK`` items, sorting a run of ``run``
-    keys, a merge's step of at most 2 x ``run``, taking ``CHUNK`` items out. Keys: non-negative ints (the first item's
-    decides for all), or any others that compare. ``items`` must not change meanwhile (the caller's copy)."""
+    keys, a merge's step of at most 2 x ``run``, taking ``CHUNK`` items out. Keys: any that ``sorted`` compares (ints,
+    when every key is one, the fastest). ``items`` must not change meanwhile (the caller's copy)."""
     if len(items) <= CHUNK:
         ordered = sorted(items, key=key, reverse=reverse)
         tick(len(items))
         return ordered
-    ints = type(key(items[0])) is int
-    keys, by_key = _keyed(items, key, tick, _plain if ints else zip, reverse)
-    if len(by_key) < len(items):  # equal int keys: each made distinct by its item's place, in order once reversed
-        keys, by_key = _keyed(items, key, tick, _placed(len(items).bit_length()), reverse)
+    keys, ints = _keys(items, key, tick)
+    by_key = _by_key(keys, items, tick) if ints else {}
+    if len(by_key) < len(items):  # keys not all ints, or equal ones: each made distinct by its item's place
+        indexes = range(len(items) - 1, -1, -1) if reverse else range(len(items))  # (ties in order once reversed)
+        keys = _placed(keys, indexes, tick, len(items).bit_length() if ints else None)
+        by_key = _by_key(keys, items, tick)
     order = _merged(_runs(keys, tick, run), tick, run)
     if reverse:
         order.reverse()  # (C, a pointer a key)
@@ -44,28 +48,36 @@ def sorted_paced(items: list, tick, key, reverse: bool = False, run: int = RUN) 
     return out
 
 
-def _keyed(items: list, key, tick, place, reverse: bool) -> tuple[list, dict]:
-    """(the sort key of each item, sort key -> item): ``place(keys, indexes)`` of a chunk's keys and their items'
-    indexes (from the end if ``reverse``: ties stay in order once reversed). In C but the key."""
+def _keys(items: list, key, tick) -> tuple[list, bool]:
+    """(the key of each item, whether every key's type is int), in C but the key."""
     keys: list = []
-    by_key: dict = {}
-    indexes = range(len(items) - 1, -1, -1) if reverse else range(len(items))
+    ints = True
     for start in range(0, len(items), CHUNK):
-        part = items[start:start + CHUNK]
-        made = list(place(map(key, part), indexes[start:start + CHUNK]))
+        made = list(map(key, items[start:start + CHUNK]))
+        ints = ints and set(map(type, made)) <= _INT
         keys += made
-        by_key.update(zip(made, part))
+        tick(len(made))
+    return keys, ints
+
+
+def _by_key(keys: list, items: list, tick) -> dict:
+    """Sort key -> item, in C (fewer entries than items where keys are equal)."""
+    by_key: dict = {}
+    for start in range(0, len(items), CHUNK):
+        by_key.update(zip(keys[start:start + CHUNK], items[start:start + CHUNK]))
+        tick(min(CHUNK, len(items) - start))
+    return by_key
+
+
+def _placed(keys: list, indexes, tick, shift: int | None) -> list:
+    """``keys`` made distinct by their items' ``indexes``, in C: ints shifted left by ``shift``, the index in the bits
+    freed; any other keys (``shift`` None) as (key, index) pairs."""
+    placed: list = []
+    for start in range(0, len(keys), CHUNK):
+        part, at = keys[start:start + CHUNK], indexes[start:start + CHUNK]
+        placed += zip(part, at) if shift is None else map(or_, map(lshift, part, repeat(shift)), at)
         tick(len(part))
-    return keys, by_key
-
-
-def _plain(keys, _indexes):
-    return keys
-
-
-def _placed(shift: int):
-    """Int keys shifted left by ``shift``, their items' indexes in the bits freed."""
-    return lambda keys, indexes: map(or_, map(lshift, keys, repeat(shift)), indexes)
+    return placed
 
 
 def _runs(keys: list, tick, run: int) -> list:

@@ -69,6 +69,7 @@ class Api:
     # reconciler's counts: state, desired, installed, pending) or None when it has no OpenFlow connection
     switch_status: Callable[[int, Callable], dict | None] | None = None
     pause: Callable[[], None] | None = None  # a turn for the event loop in big answers (None: never)
+    budget: float | None = None  # and seconds of wall clock they run before they pause (None: by the count only)
     stopping = False  # the controller is stopping (controller/rest/server.py ``stop``): requests get 503
     # kind -> callable(objects) -> {id: counters}: GET /v1/<kind>?counters=true adds them (read from the switches)
     list_counters: dict = {}
@@ -152,7 +153,7 @@ class Api:
     def encoded(self, resp: Response) -> bytes:
         """``resp``'s bytes as the REST server writes them: pausing (``pause``) every ANSWER_EVERY elements of its long
         lists (an apply's changes or problems, a listing)."""
-        return resp.encoded(None if self.pause is None else answer_pacer(self.pause, ANSWER_EVERY).tick)
+        return resp.encoded(None if self.pause is None else answer_pacer(self.pause, ANSWER_EVERY, self.budget).tick)
 
     def record(self, req, resp, seconds):
         """The access line (never the query string) and the request metrics; also for requests the REST
@@ -273,7 +274,7 @@ class Api:
                     raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(allowed)}", key)
             filters = {k: v for k, v in req.query.items() if k != "counters"}
             counters = "counters" in req.query and _bool_param(req, "counters")
-            pacer, ref = answer_pacer(self.pause, LIST_EVERY), self.state.policy.ref
+            pacer, ref = answer_pacer(self.pause, LIST_EVERY, self.budget), self.state.policy.ref
             with collector_paused():  # a view's dicts each, tens of thousands (rest/dataplane.py's listing)
                 objects = list(self.state.policy.all(kind))  # as they are now: a change meanwhile is in the next
                 keyed = [((ref(kind, o), o["id"]), o) for o in paced(objects, pacer.tick, LIST_CHUNK)
@@ -368,7 +369,8 @@ class Api:
 
     def switches(self, req):
         self.take_turn()
-        pacer = answer_pacer(self.pause, SWITCHES_EVERY)  # every port: described, then encoded, a port at a time
+        # every port: described, then encoded, a port at a time
+        pacer = answer_pacer(self.pause, SWITCHES_EVERY, self.budget)
         with collector_paused():  # a port's dicts each, tens of thousands: freed (as bytes) before it ends
             floods = self.floods.by_chassis() if self.floods is not None else None  # (one walk, not one a switch)
             items = [self._with_sync(item, floods, pacer.tick) for item in self.state.switches(pacer.tick)]
@@ -390,7 +392,7 @@ class Api:
             raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
         for item in self.state.switches(datapath_id=int(key, 16)):  # that switch's view only
             self.take_turn()  # its count may be long (paced by the REST lane): it waits for its turn, as a listing
-            return Response(200, self._with_sync(item, tick=answer_pacer(self.pause, SWITCHES_EVERY).tick))
+            return Response(200, self._with_sync(item, tick=answer_pacer(self.pause, SWITCHES_EVERY, self.budget).tick))
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 
     def changes(self, req):

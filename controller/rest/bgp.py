@@ -17,10 +17,11 @@ ROUTES_EVERY = 200  # routes listed, or encoded, between two pauses of GET /v1/b
 _ORDER, _ENTRY = operator.itemgetter(0), operator.itemgetter(1)  # a listed route's (order key, dict)
 
 
-def routes(federation, pause=None) -> list[Route]:
+def routes(federation, pause=None, budget: float | None = None) -> list[Route]:
     """``federation`` is a bgp.federation.Federation, or None when no neighbor is configured. ``pause`` gives the
     event loop a turn, taken every ROUTES_EVERY routes while they are listed and encoded (None: never): 10,000
-    routes listed and encoded in one piece held the loop ~0.15-0.4 s (evpn_routes, docs/benchmarks.md)."""
+    routes listed and encoded in one piece held the loop ~0.15-0.4 s (evpn_routes, docs/benchmarks.md); and once
+    ``budget`` seconds have run (controller/rest/lane.py ``answer_pacer``; None: by the count only)."""
 
     def peers(req):
         _no_query(req, ())
@@ -44,7 +45,7 @@ def routes(federation, pause=None) -> list[Route]:
         kind = req.query.get("type")
         if kind is not None and kind not in TYPES:
             raise ApiError(400, "bad_query", f"must be one of {', '.join(TYPES)}", "type")
-        pacer = answer_pacer(pause, ROUTES_EVERY)
+        pacer = answer_pacer(pause, ROUTES_EVERY, budget)
         pacer.tick(ROUTES_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # the rows are freed before it ends
             rows = federation.routes(direction, int(kind) if kind else None, pacer) if federation else []

@@ -21,10 +21,11 @@ from openflow.pipeline import BY_ID
 LIST_EVERY = 1000  # flows listed or encoded between two pauses of GET /v1/switches/{dpid}/flows (a few ms)
 FIB_EVERY = 1000  # routes made into views between two pauses of GET /v1/domains/{id}/fib (20,000: ~95 ms)
 
-def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
+def routes(state, programmer, reconcilers, pause=None, budget: float | None = None) -> list[Route]:
     """``reconcilers()`` returns {datapath id: SwitchReconciler} of the connected switches; ``pause()``: a turn for
     the event loop, taken every LIST_EVERY flows while a switch's flows are listed and encoded, and every FIB_EVERY
-    routes of a domain's FIB (None: never)."""
+    routes of a domain's FIB (None: never), and once ``budget`` seconds have run (controller/rest/lane.py
+    ``answer_pacer``; None: by the count only)."""
 
     def _add_ref(owner: dict) -> None:
         obj = state.policy.get(owner.get("kind"), owner.get("id")) if owner.get("kind") in (
@@ -36,7 +37,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
         if domain is None:
             raise NotFound("domain", id)
         ref = state.policy.ref("domain", domain)  # read before the pauses: the domain may go meanwhile
-        pacer = answer_pacer(pause, FIB_EVERY)
+        pacer = answer_pacer(pause, FIB_EVERY, budget)
         pacer.tick(FIB_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         view = programmer.view
         items = []
@@ -53,7 +54,7 @@ def routes(state, programmer, reconcilers, pause=None) -> list[Route]:
                 raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(FLOW_FILTERS)}", name)
         keep = _flow_filter(req.query)
         key = _dpid(dpid)
-        pacer = answer_pacer(pause, LIST_EVERY)
+        pacer = answer_pacer(pause, LIST_EVERY, budget)
         pacer.tick(LIST_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         session = programmer.view.session_of_datapath(key)
         reconciler = reconcilers().get(key)

@@ -17,8 +17,8 @@ and 6 encodings run together), and each round of the loop held one stretch of ea
 turns, 50-130 ms of CPU, in the cold start's late lag samples). Through the lane, one reconciler's stretch a round.
 A reconciler's first stretch of a step, before its first pause, takes no turn (atonce's slots bound those).
 
-A big answer's pacer (``answer_pacer``) pauses every so many elements and, through a lane given a ``budget`` (the
-controller's REST lane: controller/app.py), also once that much wall clock has run since its last pause
+A big answer's pacer (``answer_pacer``) pauses every so many elements and, given a ``budget`` (the controller gives
+its REST answers ``BUDGET``: controller/app.py), also once that much wall clock has run since its last pause
 (controller/pacer.py ``BoundedPacer``): an element costs from a few µs (a flow's row encoded) to ~100 µs (a vport's
 view), the more on a loaded machine, where the loop gets a quarter of a CPU.
 """
@@ -32,13 +32,11 @@ from controller.ryu_compat import FifoSlots
 
 
 class Lane:
-    """The turn of paused REST answers (module docstring); ``give_way`` is the event loop's turn; ``budget``: seconds
-    of wall clock an answer paused through it runs before it pauses (None: counted only)."""
+    """The turn of paused REST answers (module docstring); ``give_way`` is the event loop's turn."""
 
-    def __init__(self, give_way: Callable[[], None], budget: float | None = None):
+    def __init__(self, give_way: Callable[[], None]):
         self._turn = FifoSlots(1)
         self._give_way = give_way
-        self.budget = budget
 
     @property
     def queued(self) -> int:
@@ -60,12 +58,11 @@ class Lane:
             self._turn.release()
 
 
-def answer_pacer(pause: Callable[[], None] | None, every: int) -> Pacer:
-    """The pacer of a big answer: ``pause`` every ``every`` elements, and once the lane's ``budget`` of wall clock has
-    run where ``pause`` is a ``Lane``'s that has one (module docstring), the clock read at every tick (not every
-    ``every // CHECKS`` elements: an element may cost a thousand times another, a vport's view encoded ~2,200
-    bytecodes; answers tick a chunk or a run of elements at a time); a count only for any other ``pause``."""
-    lane = getattr(pause, "__self__", None)
-    if not isinstance(lane, Lane) or lane.budget is None:
+def answer_pacer(pause: Callable[[], None] | None, every: int, budget: float | None = None) -> Pacer:
+    """The pacer of a big answer: ``pause`` every ``every`` elements, and once ``budget`` seconds of wall clock have
+    run (module docstring), the clock read at every tick (not every ``every // CHECKS`` elements: an element may cost
+    a thousand times another, a vport's view encoded ~2,200 bytecodes; answers tick a chunk or a run of elements at a
+    time); a count only without a budget or without a pause."""
+    if pause is None or budget is None:
         return Pacer(pause, every)
-    return BoundedPacer(pause, every, lane.budget, checks=every)
+    return BoundedPacer(pause, every, budget, checks=every)

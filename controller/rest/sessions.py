@@ -13,12 +13,13 @@ from controller.rest.wire import Response, Route
 SESSIONS_EVERY = 100  # sessions described between two pauses of GET /v1/ovsdb/sessions (a few ms)
 
 
-def routes(server, pause=None) -> list[Route]:
+def routes(server, pause=None, budget: float | None = None) -> list[Route]:
     """``server``: the ovsdb.server.OvsdbManagerServer; ``pause``: a turn for the event loop (the REST lane's), taken
-    first and every SESSIONS_EVERY sessions (None: never)."""
+    first and every SESSIONS_EVERY sessions (None: never), and once ``budget`` seconds have run (controller/rest/lane.py
+    ``answer_pacer``; None: by the count only)."""
 
     def sessions(req):
-        pacer = answer_pacer(pause, SESSIONS_EVERY)
+        pacer = answer_pacer(pause, SESSIONS_EVERY, budget)
         pacer.tick(SESSIONS_EVERY)  # waits for its turn (controller/rest/lane.py)
         items = server.sessions(pacer.tick)
         return Response(200, {"items": items, "count": len(items), "first_reads": server.first_reads.status()})

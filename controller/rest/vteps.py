@@ -19,12 +19,12 @@ VTEPS_EVERY = 1000  # MACs, bindings and ports made into views between two pause
 CHUNK = 100  # views made between two ticks
 
 
-def routes(state, programmer, pause=None) -> list[Route]:
+def routes(state, programmer, pause=None, budget: float | None = None) -> list[Route]:
     """``pause``: a turn for the event loop (the REST lane's), taken first and every VTEPS_EVERY views (None:
-    never)."""
+    never), and once ``budget`` seconds have run (controller/rest/lane.py ``answer_pacer``; None: by the count only)."""
 
     def listing(req):
-        pacer = answer_pacer(pause, VTEPS_EVERY)
+        pacer = answer_pacer(pause, VTEPS_EVERY, budget)
         pacer.tick(VTEPS_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # thousands of young dicts (controller/rest/dataplane.py's listing)
             known = _Known(state, programmer.view)
@@ -34,7 +34,7 @@ def routes(state, programmer, pause=None) -> list[Route]:
     def one(req, name):
         if name not in _names(state):
             raise ApiError(404, "not_found", f"no hardware VTEP named {name!r} is connected or bound")
-        pacer = answer_pacer(pause, VTEPS_EVERY)
+        pacer = answer_pacer(pause, VTEPS_EVERY, budget)
         pacer.tick(VTEPS_EVERY)
         with collector_paused():
             return Response(200, _vtep_view(state, programmer, _Known(state, programmer.view), name, pacer.tick))

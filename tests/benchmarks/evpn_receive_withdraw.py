@@ -10,7 +10,7 @@ withdrawals, each its own UPDATE with one MP_UNREACH_NLRI as GoBGP sends them, t
 - **ExaBGP**: the checkout's extension installed, each UPDATE body unpacked by ExaBGP's ``Update.unpack_message``
   and handed to its API dispatch (``Processes.message``) for a JSON process, whose writes are collected as the
   relay would read them (the reactor's flush before each sleep: once at the end here);
-- **speaker**: those lines through ``RouteBook.handle_line``, in reads of ``bgp.speaker.READ_BURST`` bytes, the
+- **speaker**: those lines through ``RouteBook.handle_line``, in reads of ``bgp.speakerapi.READ_BURST`` bytes, the
   Federation told after each (as the speaker does);
 - **pass**: ``Federation.refresh_import`` (the import's delta into State), then ``Programmer.refresh`` (the View
   and the compile), either once for all N (``--passes 1``) or after every N/passes withdrawals read (at most one
@@ -167,7 +167,7 @@ class Lab:
 
     def read(self, lines: list) -> None:
         """The speaker's reads: READ_BURST bytes of lines at a time, the Federation told after each."""
-        from bgp.speaker import READ_BURST
+        from bgp.speakerapi import READ_BURST
 
         burst = 0
         for line in lines:

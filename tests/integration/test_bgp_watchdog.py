@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bgp import speaker as speaker_module
+from bgp import speakerapi
 from bgp.speaker import Neighbor, Speaker, SpeakerConfig
 from bgp.watchdog import PROBE_EVERY
 from tests.harness.wait import wait_until
@@ -100,8 +100,8 @@ def test_frozen_past_the_hold_time_the_peer_is_reported_up_only_with_its_new_ses
         ups = gobgp.log_count("Peer Up")
         frozen_until_reported_down(speaker, pid)
         wait_until(lambda: not gobgp.established(CANOPY_IP), timeout=WAIT, what="GoBGP dropped the session")
-        monkeypatch.setattr(speaker_module, "READ_CHUNK", len("done\n"))
-        monkeypatch.setattr(speaker_module, "READ_BURST", len("done\n"))
+        monkeypatch.setattr(speakerapi, "READ_CHUNK", len("done\n"))
+        monkeypatch.setattr(speakerapi, "READ_BURST", len("done\n"))
         resumed.append(time.monotonic())
         os.kill(pid, signal.SIGCONT)
         wait_until(lambda: peer(speaker)["state"] == "up", timeout=WAIT, what="peer up again")

@@ -164,25 +164,19 @@ class Pinger:
 
     Nor does it count a request (or its reply) in flight while a VM was plugged into a hypervisor on its path
     (``excuse(vm.plugged)``: its link made, its port added): a link appearing there can lose such a packet even when
-    no flow changes (docs/vrs.md, "A packet in flight when a port is added"). A request is in that window when its
-    successor left after the plugging began and at most ``GRACE`` intervals after it ended (ping sends late on a loaded
-    host: a CI run's successor left 21 ms after the plugging ended, its request lost with hva's datapath counting a
-    userspace action error during the port's reconfiguration).
+    no flow changes (docs/vrs.md, "A packet in flight when a port is added"). A lost request is placed by when
+    requests around it left (``placed()``): after its predecessor left and before its successor left; it is in that
+    window when that interval overlaps the plugging. Ping's own lines say when a request left: a reply's stamp less
+    its round trip, and the stamp of "no answer yet for icmp_seq=N", printed as request N+1 goes.
 
     A failure names what moved meanwhile on the hypervisors of the path (tests.harness.path_evidence): where Open
     vSwitch dropped a packet or handed a VXLAN packet to the hypervisor's kernel, and the kernel's route, address and
     link changes in their namespaces."""
 
     INTERVAL = 0.01
-    GRACE = 3
 
     def __init__(self, vm, responder, ip):
-        self.replies = 0
-        self.seqs: set[int] = set()
-        self.unanswered: dict[int, str] = {}  # sequence number -> ping's time stamp when the next request went
-        self.responder = responder
-        self.windows: list[tuple[float, float]] = []
-        self.counters = responder.icmp_counters()
+        self._heard_nothing(responder, responder.icmp_counters())
         self.evidence = PathEvidence([host.hv for host in (vm, responder) if hasattr(host, "hv")])
         try:
             self.proc = subprocess.Popen(["ip", "netns", "exec", vm.ns, "ping", "-n", "-D", "-O", "-i",
@@ -191,21 +185,49 @@ class Pinger:
         except BaseException:  # no ping, no stop(): the evidence's monitors end here
             self.evidence.stop()
             raise
-        self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
+    @classmethod
+    def stopped(cls, lines: list[str], responder, counters: dict[str, int], evidence) -> Pinger:
+        """A stopped Pinger that read ``lines`` of ping's output while ``responder``'s ICMP counters moved by
+        ``counters``, ``evidence`` what moved on the path (for tests of the count: no ping process)."""
+        pinger = cls.__new__(cls)
+        pinger._heard_nothing(responder, counters)
+        pinger.evidence = evidence
+        for line in lines:
+            pinger.take(line)
+        return pinger
+
+    def _heard_nothing(self, responder, counters: dict[str, int]) -> None:
+        self.lines: list[str] = []
+        self.replies = 0
+        self.seqs: set[int] = set()
+        self.unanswered: dict[int, str] = {}  # sequence number -> ping's time stamp when the next request went
+        self.answered_left: dict[int, float] = {}  # sequence number -> when it left: its reply's stamp less its time=
+        self.responder = responder
+        self.windows: list[tuple[float, float]] = []
+        self.counters = counters
+
     def _read(self):
         for line in self.proc.stdout:
-            self.lines.append(line)
-            if "icmp_seq=" not in line:
-                continue
-            seq = int(line.split("icmp_seq=")[1].split()[0])
-            if "bytes from" in line:
-                self.seqs.add(seq)
-                self.replies = len(self.seqs)
-            elif "no answer yet" in line:
-                self.unanswered.setdefault(seq, line.split("]")[0].lstrip("["))
+            self.take(line)
+
+    def take(self, line: str) -> None:
+        """One line of ping's output: a reply ("[STAMP] 64 bytes from ...: icmp_seq=N ttl=64 time=RTT ms") or a
+        request unanswered when the next went ("[STAMP] no answer yet for icmp_seq=N")."""
+        self.lines.append(line)
+        if "icmp_seq=" not in line:
+            return
+        seq = int(line.split("icmp_seq=")[1].split()[0])
+        stamp = line.split("]")[0].lstrip("[")
+        if "bytes from" in line:
+            self.seqs.add(seq)
+            self.replies = len(self.seqs)
+            if "time=" in line:
+                self.answered_left.setdefault(seq, float(stamp) - float(line.split("time=")[1].split()[0]) / 1000)
+        elif "no answer yet" in line:
+            self.unanswered.setdefault(seq, stamp)
 
     def wait_replies(self, lab, count):
         """Bounded wait for ``count`` more replies (so the window around an event is never empty)."""
@@ -231,13 +253,30 @@ class Pinger:
         self.windows.append(window)
 
     def in_a_window(self) -> list[int]:
-        """The lost requests whose successor left while a port was added, or at most ``GRACE`` intervals after."""
+        """The lost requests whose place (``placed()``) overlaps the time a port was added."""
         def inside(seq):
-            stamp = self.unanswered.get(seq)
-            return stamp is not None and any(start <= float(stamp) <= end + self.GRACE * self.INTERVAL
-                                             for start, end in self.windows)
+            place = self.placed(seq)
+            return place is not None and any(place[0] <= end and start <= place[1] for start, end in self.windows)
 
         return [seq for seq in self.missing() if inside(seq)]
+
+    def left(self, seq: int) -> float | None:
+        """When request ``seq`` left (wall clock): its reply's stamp less its round trip, or the stamp of ping naming
+        ``seq - 1`` unanswered as ``seq`` went; None when ping said neither."""
+        if seq in self.answered_left:
+            return self.answered_left[seq]
+        stamp = self.unanswered.get(seq - 1)
+        return None if stamp is None else float(stamp)
+
+    def placed(self, seq: int) -> tuple[float, float] | None:
+        """Between which wall-clock times request ``seq`` left: after the nearest request up to it whose leaving is
+        known left (itself when ping named its lost predecessor as it went, else its predecessor, else the nearest
+        before that), before the nearest one after it whose leaving is known left (its successor, as a rule). None when
+        ping said nothing on one side."""
+        after = next((at for earlier in range(seq, 0, -1) if (at := self.left(earlier)) is not None), None)
+        last = max(self.seqs, default=0)
+        before = next((at for later in range(seq + 1, last + 1) if (at := self.left(later)) is not None), None)
+        return None if after is None or before is None else (after, before)
 
     def check(self, sent: int, got: int, minimum: int, when: str) -> None:
         """At least ``minimum`` requests, all of them received by the responder, and every one before the last
@@ -268,12 +307,12 @@ class Pinger:
         return {seq: float(self.unanswered[seq]) if seq in self.unanswered else None for seq in self.missing()}
 
     def lost(self) -> str:
-        """The requests before the last reply that got none, each with the UTC time its successor went, and what
-        moved on the path's hypervisors."""
+        """The requests before the last reply that got none, each with the UTC times between which it left
+        (``placed()``), and what moved on the path's hypervisors."""
         said = [line.strip() for line in self.lines if _complaint(line)]
-        added = [f"{_utc(str(start))}-{_utc(str(end))}" for start, end in self.windows]
+        added = [_utc_span(window) for window in self.windows]
         evidence = self.evidence.report()
-        return ", ".join(f"icmp_seq={seq} (next sent {_utc(self.unanswered.get(seq))})" for seq in self.missing()) + (
+        return ", ".join(f"icmp_seq={seq} (left {_utc_span(self.placed(seq))})" for seq in self.missing()) + (
             f"; ports added {', '.join(added)}" if added else "") + (f"; ping said: {said[:5]}" if said else "") + (
             f"; {evidence}" if evidence else "")
 
@@ -285,10 +324,14 @@ def _complaint(line: str) -> bool:
     return "icmp_seq=" in line or "sendmsg" in line
 
 
-def _utc(stamp: str | None) -> str:
+def _utc(stamp: float | None) -> str:
     if stamp is None:
         return "?"
     return datetime.datetime.fromtimestamp(float(stamp), datetime.timezone.utc).strftime("%H:%M:%S.%f")
+
+
+def _utc_span(span: tuple[float, float] | None) -> str:
+    return "?" if span is None else f"{_utc(span[0])}-{_utc(span[1])}"
 
 
 def converged(lab, apis, reflector):

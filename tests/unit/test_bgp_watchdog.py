@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bgp.routebook import RouteBook
 from bgp.routes import InclusiveMulticastRoute
 from bgp.watchdog import OK, PROBE, PROBE_EVERY, PROBE_NOW, RESTART, RESTART_MAX, SILENT, ApiWatchdog
@@ -268,3 +270,25 @@ def test_a_resumption_whose_probe_is_not_answered_is_silent_again():
     clock.now += 5
     assert dog.check(waiting=True) == SILENT and dog.why_down() == "exabgp has not answered its API for 5s"
     assert dog.settled(acks=2) and not dog.resuming
+
+
+def test_the_longest_wait_leaves_out_the_speakers_own_pauses():
+    """Acknowledgements 0.1 s apart, with a pause of the speaker's own of 0.5 s (its pacer gave the event loop a turn)
+    inside one of those waits: the longest wait is 0.1 s, not 0.6; one that truly took 0.3 s counts whole."""
+    dog, clock = watchdog()
+    dog.probed()
+    clock.now += 0.1
+    dog.acknowledged(waiting=True)
+    clock.now += 0.5
+    dog.paused(0.5)
+    clock.now += 0.1
+    dog.acknowledged(waiting=True)
+    assert dog.longest_wait == pytest.approx(0.1)
+    clock.now += 0.3
+    dog.acknowledged(waiting=False)
+    assert dog.longest_wait == pytest.approx(0.3)
+    dog.paused(2.0)  # paused while nothing was waited for: no wait begun then is shortened by it
+    assert dog.check(waiting=True) == OK
+    clock.now += 0.2
+    dog.acknowledged(waiting=False)
+    assert dog.longest_wait == pytest.approx(0.3)

@@ -103,3 +103,23 @@ def test_keys_that_are_not_ints_sort_as_sorted_does(reverse):
     for run in (64, 2048):
         assert sorted_paced(items, _no_tick, key=_first, reverse=reverse, run=run) == \
             sorted(items, key=_first, reverse=reverse)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("first", [7, 7.5, True])
+def test_keys_of_mixed_number_types_sort_as_sorted_does(first, reverse):
+    """Ints, floats and bools in one sort, keys equal across types among them (1, 1.0 and True; 3 and 3.0), the first
+    key of each type in turn: as ``sorted`` orders them, equal keys kept in order (stop 46's sort took every key for
+    an int when the first was one, and raised on shifting a float)."""
+    rng = random.Random(4)
+    kinds = (int, float, lambda n: n % 2 == 1)
+    items = [(first, -1)] + [(kinds[rng.randrange(3)](rng.randrange(6)), at) for at in range(3 * CHUNK)]
+    for run in (64, 2048):
+        assert sorted_paced(items, _no_tick, key=_first, reverse=reverse, run=run) == \
+            sorted(items, key=_first, reverse=reverse)
+
+
+def test_int_keys_equal_or_negative_sort_as_sorted_does():
+    rng = random.Random(5)
+    items = [(rng.randrange(-40, 40) * 2 ** rng.randrange(70), at) for at in range(3 * CHUNK)]
+    assert sorted_paced(items, _no_tick, key=_first, run=64) == sorted(items, key=_first)

@@ -177,12 +177,19 @@ def _app_pacers(data) -> str:
         start = stop = lambda self: None
 
     app.SwitchReconciler = Rec
+    rest_budgets = []  # the budget each REST module's routes were given (controller/rest/lane.py answer_pacer)
+    for module in (app.rest_sessions, app.rest_dataplane, app.rest_vteps, app.rest_bgp):
+        def given(*args, _routes=module.routes, _name=module.__name__.rsplit(".", 1)[1], budget=None, **kw):
+            rest_budgets.append(f"rest {_name} {budget}")
+            return _routes(*args, budget=budget, **kw)
+        module.routes = given
     canopy = app.CanopyApp()  # wired as ryu-manager builds the app
     canopy._adopt(SimpleNamespace(id=1, address=("127.0.0.1", 40001), is_active=True))
     lines = [f"{name} {type(pacer).__name__} {pacer.budget} {pacer.every}"
              for name, pacer in [("reconciler", made[0]), ("applier", canopy.pair.applier.pacer),
                                  ("state", canopy.state.pacer), ("programmer", canopy.programmer.pacer)]]
-    return "\n".join(lines + [f"metrics {canopy.api.metrics.sources['budget']}", f"rest {canopy.rest_lane.budget}"])
+    return "\n".join(lines + [f"metrics {canopy.api.metrics.sources['budget']}", f"rest api {canopy.api.budget}"]
+                     + rest_budgets)
 
 
 def test_the_app_wires_bounded_pacers_for_reconcilers_the_applier_and_the_scrapes_counts(tmp_path):
@@ -198,7 +205,8 @@ def test_the_app_wires_bounded_pacers_for_reconcilers_the_applier_and_the_scrape
                                  f"applier BoundedPacer {BUDGET} 100",
                                  f"state BoundedPacer {BUDGET} {STATE_EVERY}",
                                  f"programmer BoundedPacer {BUDGET} 200", f"metrics {BUDGET}",
-                                 f"rest {BUDGET}"]
+                                 f"rest api {BUDGET}", f"rest sessions {BUDGET}", f"rest dataplane {BUDGET}",
+                                 f"rest vteps {BUDGET}", f"rest bgp {BUDGET}"]
     assert type(paced(None, 1, None)) is Pacer
 
 

@@ -12,6 +12,7 @@ from tests.harness import path_evidence
 from tests.harness.path_evidence import counters, coverage_totals, moved, snmp_counters
 from tests.harness.wait import wait_until
 from tests.integration.test_evpn_frr import Pinger
+from tests.unit.pings import ping_lines, stopped_pinger
 
 # the shape of lib/coverage.c's lines ("%-24s %5.1f/sec %9.3f/sec %13.4f/sec   total: %llu")
 COVERAGE = """Event coverage, avg rate over last: 5 seconds, last minute, last hour,  hash=8e5a1b2c:
@@ -60,12 +61,8 @@ class Evidence:
 
 
 def test_a_lost_request_is_reported_with_what_moved_on_the_path():
-    p = Pinger.__new__(Pinger)
-    p.seqs, p.unanswered, p.windows, p.lines = set(range(1, 201)) - {41}, {41: "100.065"}, [], []
-    p.counters = {"InEchos": 199, "OutErrors": 0}
-    p.responder = type("Responder", (), {"name": "b1"})()
-    p.evidence = Evidence()
-    with pytest.raises(AssertionError, match=r"icmp_seq=41 \(next sent .*\); hvb: counters moved \{'Udp:NoPorts': 1\}"):
+    p = stopped_pinger(ping_lines(200, {41}), 199, "b1", Evidence())
+    with pytest.raises(AssertionError, match=r"icmp_seq=41 \(left .*-.*\); hvb: counters moved \{'Udp:NoPorts': 1\}"):
         p.check(200, 199, 200, "now")
 
 
@@ -182,11 +179,7 @@ def test_a_ping_that_cannot_start_ends_the_evidences_monitors(monkeypatch):
 
 def test_a_request_that_never_reached_the_responder_is_named_with_what_moved_even_if_replies_may_be_lost():
     """check_reached, as tests/integration/test_ha_hold_frr.py uses it: replies lost pass, a request lost does not."""
-    p = Pinger.__new__(Pinger)
-    p.seqs, p.unanswered, p.windows, p.lines = set(range(1, 201)) - {41, 42}, {41: "100.065"}, [], []
-    p.counters = {"InEchos": 200, "OutErrors": 0}  # 41 and 42: their replies were lost
-    p.responder = type("Responder", (), {"name": "b1"})()
-    p.evidence = Evidence()
+    p = stopped_pinger(ping_lines(200, {41, 42}), 200, "b1", Evidence())  # 41 and 42: their replies were lost
     p.check_reached(200, "across the takeover")
     p.counters["InEchos"] = 199
     with pytest.raises(AssertionError, match=r"1 of 200 echo requests never reached b1 across the takeover .*"

@@ -1,39 +1,64 @@
-"""The ping count of tests/integration/test_evpn_frr.py excuses a loss only in a port addition's window
-(docs/vrs.md, "A packet in flight when a port is added")."""
+"""The ping count of tests/integration/test_evpn_frr.py excuses a loss only when the lost request left while a port
+was added (docs/vrs.md, "A packet in flight when a port is added"): placed between when its predecessor (or itself)
+and its successor left, read from ping's own lines."""
 
 import pytest
 
-from tests.integration.test_evpn_frr import Pinger
-
-
-def pinger(lost_seq=108, next_sent="100.065", sent=200):
-    """A stopped Pinger whose request ``lost_seq`` never reached the responder (no ping process)."""
-    p = Pinger.__new__(Pinger)
-    p.seqs = set(range(1, sent + 1)) - {lost_seq}
-    p.unanswered = {lost_seq: next_sent}
-    p.windows, p.lines = [], []
-    p.counters = {"InEchos": sent - 1, "OutErrors": 0}
-    p.responder = type("Responder", (), {"name": "a1"})()
-    p.evidence = type("NoEvidence", (), {"report": lambda self: ""})()  # nothing moved on the path
-    return p
+from tests.unit.pings import left_at, ping_lines, stopped_pinger
 
 
 def test_a_loss_without_a_port_addition_fails():
     with pytest.raises(AssertionError, match="1 of 200 echo requests never reached a1"):
-        pinger().check(200, 199, 200, "now")
+        stopped_pinger(ping_lines(200, {108}), 199).check(200, 199, 200, "now")
 
 
-def test_a_request_in_flight_while_a_port_was_added_is_excused():
-    p = pinger()
-    p.excuse((100.040, 100.062))  # its successor left 3 ms after the addition ended: within GRACE intervals
+def test_a_lost_request_is_placed_between_its_predecessor_and_its_successor_leaving():
+    p = stopped_pinger(ping_lines(200, {108}), 199)
+    assert p.placed(108) == pytest.approx((left_at(107), left_at(109)))
+
+
+@pytest.mark.parametrize("window", [(100.040, 100.072), (100.075, 100.085), (100.088, 100.2)])
+def test_a_request_that_left_while_a_port_was_added_is_excused(window):
+    """108 left between 100.070 (107 left) and 100.090 (109 left): the addition overlaps that."""
+    p = stopped_pinger(ping_lines(200, {108}), 199)
+    p.excuse(window)
     assert p.in_a_window() == [108]
     p.check(200, 199, 200, "now")
 
 
-@pytest.mark.parametrize("window", [(100.070, 100.100), (99.0, 100.030)])  # the successor before, 35 ms after
-def test_a_request_outside_the_window_is_not(window):
-    p = pinger()
+@pytest.mark.parametrize("window", [(100.095, 100.2),  # began after its successor left
+                                    (99.0, 100.055),  # ended 35 ms before its successor left
+                                    (99.0, 100.069)])  # ended 21 ms before its successor left, 1 ms before 107 left
+def test_a_request_that_left_before_or_after_the_addition_is_not(window):
+    p = stopped_pinger(ping_lines(200, {108}), 199)
     p.excuse(window)
     assert p.in_a_window() == []
     with pytest.raises(AssertionError, match="0 while a port was added"):
         p.check(200, 199, 200, "now")
+
+
+def test_a_request_whose_predecessor_was_lost_too_left_as_ping_named_its_predecessor():
+    """107 and 108 lost: ping printed "no answer yet for icmp_seq=107" as 108 left, so 108 is placed from then; 107
+    from 106's leaving. The addition (100.062-100.075) ended before 108 left."""
+    p = stopped_pinger(ping_lines(200, {107, 108}), 198)
+    assert p.placed(107) == pytest.approx((left_at(106), left_at(108)))
+    assert p.placed(108) == pytest.approx((left_at(108), left_at(109)))
+    p.excuse((100.062, 100.075))
+    assert p.in_a_window() == [107]
+    with pytest.raises(AssertionError, match="2 of 200 echo requests never reached a1 now \\(1 while a port"):
+        p.check(200, 198, 200, "now")
+
+
+def test_a_request_whose_lost_predecessor_ping_did_not_name_is_placed_from_the_nearest_known_one():
+    lines = [line for line in ping_lines(200, {107, 108}) if "icmp_seq=107" not in line]
+    p = stopped_pinger(lines, 198)
+    assert p.placed(108) == pytest.approx((left_at(106), left_at(109)))
+    p.excuse((100.062, 100.065))  # before 107 left: all that is known of either is that it left after 106
+    assert p.in_a_window() == [107, 108]
+
+
+def test_a_request_with_no_known_leaving_before_it_is_not_excused():
+    p = stopped_pinger(ping_lines(200, {1}), 199)  # the first request: none left before it
+    assert p.placed(1) is None
+    p.excuse((0.0, 1e12))
+    assert p.in_a_window() == []

@@ -105,7 +105,7 @@ def test_reads_counting_together_take_one_count_stretch_a_turn_of_the_loop(world
             marks.append(units)
             super().tick(units)
     monkeypatch.setattr(metrics_mod, "paced", lambda pause, every, _budget: Marking(pause, every))
-    monkeypatch.setattr(api_mod, "answer_pacer", Marking)  # (pause, every)
+    monkeypatch.setattr(api_mod, "answer_pacer", lambda pause, every, _budget: Marking(pause, every))
     done = []
 
     def reader():

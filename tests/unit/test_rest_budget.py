@@ -1,4 +1,4 @@
-"""REST listers pace by the wall clock too where the controller wires its REST lane with a budget (controller/app.py,
+"""REST listers pace by the wall clock too where the controller gives its REST answers a budget (controller/app.py,
 controller/rest/lane.py ``answer_pacer``). Counted, not timed: the clock is the bytecodes run at a quarter of a CPU
 (tests/unit/test_paced_wiring.py ``Stretches``), as for the reconcilers', the applier's and a scrape's pacers."""
 
@@ -34,17 +34,17 @@ def ctl(tmp_path_factory):
 
 def _listing(ctl, budget, monkeypatch) -> int:
     """The longest stretch of ``GET /v1/vports`` (its views made, then encoded as the REST server does) through a
-    lane of ``budget``."""
+    lane, answers given ``budget``."""
     stretches = Stretches()
     made = lane_module.BoundedPacer
     monkeypatch.setattr(lane_module, "BoundedPacer", lambda *args, **kw: stretches.bind(made(*args, **kw)))
-    ctl.api.pause = Lane(stretches.pause, budget).pause
+    ctl.api.pause, ctl.api.budget = Lane(stretches.pause).pause, budget
     request = Request("GET", "/v1/vports", {}, {"authorization": f"Bearer {TOKEN}"}, b"", "127.0.0.1")
     try:
         answers = []
         longest = stretches.run(lambda: answers.append(ctl.api.encoded(ctl.api.handle(request))))
     finally:
-        ctl.api.pause = None
+        ctl.api.pause, ctl.api.budget = None, None
     assert json.loads(answers[0])["count"] == VPORTS
     return longest
 
@@ -59,8 +59,9 @@ def test_a_listing_pauses_within_the_budget_at_the_loops_share(ctl, monkeypatch)
     assert after < 2 * LOADED_BUDGET, (before, after)
 
 
-def test_an_answer_pacer_is_bounded_only_through_a_lane_with_a_budget():
-    assert isinstance(answer_pacer(Lane(lambda: None, BUDGET).pause, LIST_EVERY), BoundedPacer)
+def test_an_answer_pacer_is_bounded_only_when_given_a_budget_and_a_pause():
+    bounded = answer_pacer(Lane(lambda: None).pause, LIST_EVERY, BUDGET)
+    assert isinstance(bounded, BoundedPacer) and (bounded.budget, bounded.every, bounded.step) == (BUDGET, LIST_EVERY, 1)
     assert type(answer_pacer(Lane(lambda: None).pause, LIST_EVERY)) is Pacer
     assert type(answer_pacer(lambda: None, LIST_EVERY)) is Pacer
-    assert type(answer_pacer(None, LIST_EVERY)) is Pacer
+    assert type(answer_pacer(None, LIST_EVERY, BUDGET)) is Pacer

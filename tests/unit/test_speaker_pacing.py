@@ -6,7 +6,8 @@ from __future__ import annotations
 import socket
 
 from bgp.routes import MacIpRoute
-from bgp.speaker import HANDLE_BYTES, READ_BURST, Neighbor, Speaker, SpeakerConfig
+from bgp.speaker import Neighbor, Speaker, SpeakerConfig
+from bgp.speakerapi import HANDLE_BYTES, READ_BURST
 from controller.pacer import Pacer
 from tests.bytecodes import Bytecodes
 from tests.unit.test_routebook import PEER, open_message, state, update
@@ -60,3 +61,26 @@ def test_a_burst_of_updates_is_handled_in_runs_of_handle_bytes(tmp_path):
     assert received == received_paced > 300
     assert pauses >= READ_BURST // HANDLE_BYTES - 1
     assert paced < 80_000 < 10 * paced < whole, (paced, whole)
+
+
+def test_the_speakers_own_pauses_are_no_wait_for_exabgp(tmp_path):
+    """Six acknowledgements read at once, handled two a run with a pause of the speaker's own between runs (a second
+    each on the watchdog's clock, its only move): ExaBGP waited for none of that (``api_longest_wait`` 0, not 1)."""
+    from bgp.watchdog import PROBE
+    from tests.unit.test_bgp_watchdog import watchdog
+
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
+                                    workdir=str(tmp_path)))
+    speaker._watchdog, clock = watchdog()
+    speaker._book.attach()
+
+    def pause():
+        clock.now += 1.0
+
+    speaker.pacer = Pacer(pause, 2 * len(b"done"))
+    for _ in range(6):
+        speaker._book.probe(PROBE)
+    speaker._watchdog.probed()
+    speaker._handle([b"done"] * 6)
+    assert speaker.pacer.pauses >= 2 and speaker._book.acks == 6 and not speaker._book.pending
+    assert speaker.status()["api_longest_wait"] == 0.0
