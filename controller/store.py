@@ -51,7 +51,7 @@ from functools import wraps
 from controller.loglimit import warn_limited
 from controller.storerows import (  # noqa: F401 - imported from here too
     Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
-from controller.storefile import FileWatch, Moved, discard, identity, remove, set_aside
+from controller.storefile import FileWatch, Moved, discard, identity, moving_files, remove, set_aside
 from controller import storetxn
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
 
@@ -194,18 +194,21 @@ class Store:
             old.close()  # last on the old file, and read-only: no checkpoint into anything
 
     def _renewed(self, kept):
-        """renew's file work (the caller holds the lock; this may run in another OS thread)."""
-        moved = set_aside(self.path, "renewed")  # never over an earlier renewal's files: storefile claim
-        # one look, at the file moved (under a name only this store makes): a file put at the path between a look at
-        # the path and the move was taken for the store's before. Another's file is set aside and kept, never pruned
-        # (the only copy of an operator's file moved there, perhaps); ours, while the old connection holds it open
-        if any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved):
-            self._moved_own += moved  # recorded now: a try refused below moved it too (before: never pruned)
-        try:
-            db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
-        except BaseException:
-            discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too
-            raise
+        """renew's file work (the caller holds the lock; this may run in another OS thread). No ``canopy backup``
+        opens the store while its files are moved and the new one made (storefile ``moving_files``): FilesBusy while
+        one copies it, tried again at the next tick."""
+        with moving_files(os.path.dirname(self.path)):
+            moved = set_aside(self.path, "renewed")  # never over an earlier renewal's files: storefile claim
+            # one look, at the file moved (under a name only this store makes): a file put at the path between a look
+            # at the path and the move was taken for the store's before. Another's file is set aside and kept, never
+            # pruned (the only copy of an operator's file moved there, perhaps); ours, while the old connection holds it
+            if any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved):
+                self._moved_own += moved  # recorded now: a try refused below moved it too (before: never pruned)
+            try:
+                db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
+            except BaseException:
+                discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too
+                raise
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
         self._renewals.append(self.file.made + self._moved_own)  # a file deleted again and again: not copies
         self._moved_own = []

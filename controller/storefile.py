@@ -32,7 +32,9 @@ the same file) are refused likewise; the first is saved and set aside as a delet
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import os
 import sqlite3
@@ -43,6 +45,8 @@ from controller.storetxn import note
 log = logging.getLogger("canopy.store")
 DATABASE_FILES = ("", "-wal", "-shm")  # a SQLite database's file, its write-ahead log and its index (one stem)
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
+MOVES_WAIT = 10.0  # seconds a ``canopy backup`` waits for a standby's renewal to end moving the store's files
+MOVES_LOOK = 0.02  # seconds between two looks meanwhile
 
 
 class Moved(OSError):
@@ -146,6 +150,57 @@ def discard(path: str, suffixes=DATABASE_FILES) -> None:
             os.remove(path + suffix)
         except FileNotFoundError:
             pass
+
+
+class FilesBusy(OSError):
+    """The store's files are held by the other side: a renewal moving them, or a backup reading them."""
+
+
+@contextlib.contextmanager
+def moving_files(directory: str):
+    """While an HA standby's renewal moves the store's files in ``directory`` aside and makes a new store there
+    (store.py ``_renewed``), no ``canopy backup`` reads them (``reading_files``): a backup opened between two of its
+    moves copied one store's database with the other's log (or without its log). An exclusive ``flock`` on the
+    directory. Never waits (the renewal holds the store's lock, which the event loop may wait for): FilesBusy while a
+    backup reads them, and the next tick tries again."""
+    fd = _flocked(directory, fcntl.LOCK_EX)
+    if fd is None:
+        raise FilesBusy(errno.EBUSY, f"a 'canopy backup' is copying the store in {directory} (tried again later)")
+    try:
+        yield
+    finally:
+        os.close(fd)  # (the lock goes with it)
+
+
+@contextlib.contextmanager
+def reading_files(directory: str, wait: float = MOVES_WAIT, pause=time.sleep, clock=time.monotonic):
+    """While a backup opens and copies the store in ``directory``, no renewal moves its files (``moving_files``: a
+    shared ``flock`` on the directory). A renewal under way (milliseconds) is waited for, ``wait`` seconds at most
+    (``pause`` between two looks), then FilesBusy."""
+    deadline = clock() + wait
+    while (fd := _flocked(directory, fcntl.LOCK_SH)) is None:
+        if clock() >= deadline:
+            raise FilesBusy(errno.EBUSY, f"an HA standby's renewal of the store in {directory} was still moving its "
+                                         f"files after {wait:.0f} s; try again")
+        pause(MOVES_LOOK)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _flocked(directory: str, operation: int) -> int | None:
+    """A descriptor of ``directory`` holding ``flock(operation)``, or None when the other side holds it."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class FileWatch:
