@@ -116,10 +116,35 @@ def set_aside(path: str, label: str, suffixes=DATABASE_FILES) -> list[str]:
                 moved.append(stem + suffix)
             except FileNotFoundError:  # gone since it was looked at
                 discard(stem, (suffix,))
-    except BaseException:
+    except BaseException as exc:
         discard(stem, [suffix for suffix in there if stem + suffix not in moved])  # the claimed names left empty
+        if moved and isinstance(exc, OSError):
+            raise PartlyMoved(exc, [(went, path + went.removeprefix(stem)) for went in moved]) from exc
         raise
     return moved
+
+
+class PartlyMoved(OSError):
+    """``set_aside`` moved some of a database's files, then one could not be moved: ``moved`` holds (where each
+    went, where it was), for the caller to put back (``put_back``) or keep."""
+
+    def __init__(self, exc: OSError, moved: list[tuple[str, str]]):
+        super().__init__(exc.errno, exc.strerror or str(exc), exc.filename)
+        self.moved = moved
+
+
+def put_back(moved: list[tuple[str, str]]) -> list[str]:
+    """Files ``set_aside`` moved (``PartlyMoved.moved``) back where they were, never over a file there now (a hard
+    link to the old name, then the new one removed); where those that could not be are (left set aside)."""
+    left = []
+    for went, was in reversed(moved):
+        try:
+            os.link(went, was)
+            os.remove(went)
+        except OSError as exc:
+            note(log, logging.WARNING, "could not move %s back to %s: %s", went, was, exc)
+            left.append(went)
+    return left
 
 
 def copy_into(backup, dest: str) -> None:
