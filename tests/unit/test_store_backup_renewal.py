@@ -1,17 +1,16 @@
 """A ``canopy backup`` and an HA standby's renewal of its store (controller/storeguard.py ``backup``,
-controller/store.py ``renew``) on a real file system with real SQLite, their steps interleaved by hooks (no sleeps): the renewal moves the
-store's database, its log and its index aside one at a time and makes a new store at the path. A backup whose steps
-met those moves read files changing under it: with SQLite 3.40 it failed (the database it had opened gone from the
-path: ``disk I/O error``, SQLITE_IOERR_FSTAT; or none there to open), and one that opened the old database before the
-renewal and copied after it read that file through the new store's log and index (the new store's pages, as long as
-its log holds them all). Now the two exclude each other (storefile ``moving_files``, ``reading_files``): a backup
-copies the old store or the new one, whole, whatever the timing."""
+controller/store.py ``renew``) on a real file system with real SQLite, their steps interleaved by hooks (no sleeps):
+the renewal moves the store's database, its log and its index aside one at a time and makes a new store at the path.
+A backup whose steps met those moves read files changing under it: with SQLite 3.40 it failed (the database it had
+opened gone from the path: ``disk I/O error``, SQLITE_IOERR_FSTAT; or none there to open), and one that opened the old
+database before the renewal and copied after it read that file through the new store's log and index (the new
+store's pages, as long as its log holds them all). Now the two exclude each other (storefile ``moving_files``,
+``reading_files``): a backup copies the old store or the new one, whole, whatever the timing."""
 
 from __future__ import annotations
 
 import functools
 import os
-import sqlite3
 import threading
 
 import pytest
@@ -19,9 +18,9 @@ import pytest
 from controller import storefile, storeguard
 from controller.store import Change, Store, StoreFault
 from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
+from tests.unit.test_store_setaside import committed_by_another
 
 BOUND = 10.0  # seconds a step of the test waits for another thread's step; past it the test fails
-MOVES = ("", "-wal", "-shm")  # the renewal's moves, in order: the database, its log, its index
 
 
 def _whole_store_at_the_path(tmp_path) -> Store:
@@ -29,11 +28,8 @@ def _whole_store_at_the_path(tmp_path) -> Store:
     store: the standby's next tick renews it, moving the database, its log and its index aside."""
     store = Store(str(tmp_path / "data"))
     store.commit([Change("tenant", "a", "put", {"id": "a"})])
-    other = sqlite3.connect(store.path, isolation_level=None)
-    other.execute("INSERT INTO objects (kind, id, body) VALUES ('tenant', 'z', '{\"id\": \"z\"}')")
-    other.close()  # (not the last connection: nothing checkpointed, the log stays)
-    assert store.file_failed() and store.file.shared
-    assert all(os.path.exists(store.path + suffix) for suffix in MOVES), "the test proves nothing"
+    committed_by_another(store)
+    assert store.file.shared
     return store
 
 

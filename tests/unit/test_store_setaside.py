@@ -1,7 +1,7 @@
 """Files the store sets aside (controller/storefile.py ``set_aside``, controller/store.py ``renew``): on a real file
 system with real SQLite. A database's log and index keep its stem when names are numbered (``-2``, ``-3``: two
-within one second), and a renewal whose new file could not be opened has the file it set aside pruned like any
-renewal's."""
+within one second), a renewal whose new file could not be opened has the file it set aside pruned like any
+renewal's, and one whose move of the log failed after its database's puts the database back."""
 
 import errno
 import os
@@ -132,7 +132,7 @@ def test_sqlite_deletes_a_log_beside_an_empty_file(tmp_path):
         connection.close()
 
 
-def _shared(store) -> None:
+def committed_by_another(store) -> None:
     """``store``'s file committed to by another connection: its log and index stay beside it, whole, and the renewal
     moves all three aside."""
     other = sqlite3.connect(store.path, isolation_level=None)
@@ -169,7 +169,7 @@ def test_a_renewal_whose_second_move_failed_puts_the_first_back(tmp_path, monkey
     data = tmp_path / "data"
     store = Store(str(data))
     _put(store, "t0")
-    _shared(store)
+    committed_by_another(store)
     before = {suffix: os.stat(store.path + suffix).st_ino for suffix in ("", "-wal", "-shm")}
     failed = _failing_the_logs_move(monkeypatch, store)
     with pytest.raises(StoreFault, match="Input/output error"):
@@ -195,7 +195,7 @@ def test_a_file_that_cannot_be_put_back_is_pruned_with_the_renewal_that_succeeds
     data = tmp_path / "data"
     store = Store(str(data))
     _put(store, "t0")
-    _shared(store)
+    committed_by_another(store)
     _failing_the_logs_move(monkeypatch, store)
     monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(errno.EPERM, "refused")))
     with pytest.raises(StoreFault):
