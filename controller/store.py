@@ -51,7 +51,8 @@ from functools import wraps
 from controller.loglimit import warn_limited
 from controller.storerows import (  # noqa: F401 - imported from here too
     Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
-from controller.storefile import FileWatch, Moved, discard, identity, remove, set_aside
+from controller.storefile import (
+    FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove, set_aside)
 from controller import storetxn
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
 
@@ -194,18 +195,16 @@ class Store:
             old.close()  # last on the old file, and read-only: no checkpoint into anything
 
     def _renewed(self, kept):
-        """renew's file work (the caller holds the lock; this may run in another OS thread)."""
-        moved = set_aside(self.path, "renewed")  # never over an earlier renewal's files: storefile claim
-        # one look, at the file moved (under a name only this store makes): a file put at the path between a look at
-        # the path and the move was taken for the store's before. Another's file is set aside and kept, never pruned
-        # (the only copy of an operator's file moved there, perhaps); ours, while the old connection holds it open
-        if any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved):
-            self._moved_own += moved  # recorded now: a try refused below moved it too (before: never pruned)
-        try:
-            db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
-        except BaseException:
-            discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too
-            raise
+        """renew's file work (the caller holds the lock; this may run in another OS thread). No ``canopy backup``
+        opens the store while its files are moved and the new one made (storefile ``moving_files``): FilesBusy while
+        one copies it, tried again at the next tick."""
+        with moving_files(os.path.dirname(self.path)):
+            self._set_aside_own()
+            try:
+                db = self._connected(kept)  # refused (a full disk): the old file stays the store's, tried again later
+            except BaseException:
+                discard(self.path)  # what the refused one made: else the next try (the next tick) moves it aside too
+                raise
         self._db.close()  # another file at the path, and the old reader open: no checkpoint into anything
         self._renewals.append(self.file.made + self._moved_own)  # a file deleted again and again: not copies
         self._moved_own = []
@@ -214,6 +213,27 @@ class Store:
             remove([path for path in self._renewals.pop(0) if path not in kept],  # kept renewal's file now
                    f"the files of a renewal older than the newest {RENEWED_KEPT}")
         return db
+
+    def _set_aside_own(self) -> None:
+        """What is at the path moved aside (``renewed-<time>``, never over an earlier renewal's files: storefile
+        ``claim``), the store's own files among them recorded to be pruned with the renewal that succeeds. When one
+        could not be moved (its log, after its database), those moved are put back, so that the next try moves them
+        together under one stem (before, the database stayed at a stem of its own, never pruned, and its log went to
+        another); those that cannot be put back are recorded as moved."""
+        try:
+            self._own(set_aside(self.path, "renewed"))
+        except PartlyMoved as exc:
+            self._own(put_back(exc.moved))
+            raise
+
+    def _own(self, moved: list[str]) -> None:
+        """Record ``moved`` when it is the store's own file (and its log). One look, at the file moved (under a name
+        only this store makes): a file put at the path between a look at the path and the move was taken for the
+        store's before. Another's file is set aside and kept, never pruned (the only copy of an operator's file moved
+        there, perhaps); ours, while the old connection holds it open. Recorded at once: a try refused later moved
+        it too (before: never pruned)."""
+        if any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved):
+            self._moved_own += moved
 
     def close(self):
         """Close both connections, once a transaction a killed caller left in the thread pool ended (``InFlight``); if

@@ -32,7 +32,9 @@ the same file) are refused likewise; the first is saved and set aside as a delet
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import os
 import sqlite3
@@ -43,6 +45,8 @@ from controller.storetxn import note
 log = logging.getLogger("canopy.store")
 DATABASE_FILES = ("", "-wal", "-shm")  # a SQLite database's file, its write-ahead log and its index (one stem)
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
+MOVES_WAIT = 10.0  # seconds a ``canopy backup`` waits for a standby's renewal to end moving the store's files
+MOVES_LOOK = 0.02  # seconds between two looks meanwhile
 
 
 class Moved(OSError):
@@ -112,10 +116,35 @@ def set_aside(path: str, label: str, suffixes=DATABASE_FILES) -> list[str]:
                 moved.append(stem + suffix)
             except FileNotFoundError:  # gone since it was looked at
                 discard(stem, (suffix,))
-    except BaseException:
+    except BaseException as exc:
         discard(stem, [suffix for suffix in there if stem + suffix not in moved])  # the claimed names left empty
+        if moved and isinstance(exc, OSError):
+            raise PartlyMoved(exc, [(went, path + went.removeprefix(stem)) for went in moved]) from exc
         raise
     return moved
+
+
+class PartlyMoved(OSError):
+    """``set_aside`` moved some of a database's files, then one could not be moved: ``moved`` holds (where each
+    went, where it was), for the caller to put back (``put_back``) or keep."""
+
+    def __init__(self, exc: OSError, moved: list[tuple[str, str]]):
+        super().__init__(exc.errno, exc.strerror or str(exc), exc.filename)
+        self.moved = moved
+
+
+def put_back(moved: list[tuple[str, str]]) -> list[str]:
+    """Files ``set_aside`` moved (``PartlyMoved.moved``) back where they were, never over a file there now (a hard
+    link to the old name, then the new one removed); where those that could not be are (left set aside)."""
+    left = []
+    for went, was in reversed(moved):
+        try:
+            os.link(went, was)
+            os.remove(went)
+        except OSError as exc:
+            note(log, logging.WARNING, "could not move %s back to %s: %s", went, was, exc)
+            left.append(went)
+    return left
 
 
 def copy_into(backup, dest: str) -> None:
@@ -146,6 +175,57 @@ def discard(path: str, suffixes=DATABASE_FILES) -> None:
             os.remove(path + suffix)
         except FileNotFoundError:
             pass
+
+
+class FilesBusy(OSError):
+    """The store's files are held by the other side: a renewal moving them, or a backup reading them."""
+
+
+@contextlib.contextmanager
+def moving_files(directory: str):
+    """While an HA standby's renewal moves the store's files in ``directory`` aside and makes a new store there
+    (store.py ``_renewed``), no ``canopy backup`` reads them (``reading_files``): a backup opened between two of its
+    moves copied one store's database with the other's log (or without its log). An exclusive ``flock`` on the
+    directory. Never waits (the renewal holds the store's lock, which the event loop may wait for): FilesBusy while a
+    backup reads them, and the next tick tries again."""
+    fd = _flocked(directory, fcntl.LOCK_EX)
+    if fd is None:
+        raise FilesBusy(errno.EBUSY, f"a 'canopy backup' is copying the store in {directory} (tried again later)")
+    try:
+        yield
+    finally:
+        os.close(fd)  # (the lock goes with it)
+
+
+@contextlib.contextmanager
+def reading_files(directory: str, wait: float = MOVES_WAIT, pause=time.sleep, clock=time.monotonic):
+    """While a backup opens and copies the store in ``directory``, no renewal moves its files (``moving_files``: a
+    shared ``flock`` on the directory). A renewal under way (milliseconds) is waited for, ``wait`` seconds at most
+    (``pause`` between two looks), then FilesBusy."""
+    deadline = clock() + wait
+    while (fd := _flocked(directory, fcntl.LOCK_SH)) is None:
+        if clock() >= deadline:
+            raise FilesBusy(errno.EBUSY, f"an HA standby's renewal of the store in {directory} was still moving its "
+                                         f"files after {wait:.0f} s; try again")
+        pause(MOVES_LOOK)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _flocked(directory: str, operation: int) -> int | None:
+    """A descriptor of ``directory`` holding ``flock(operation)``, or None when the other side holds it."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class FileWatch:

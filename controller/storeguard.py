@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
-from controller.storefile import copy_into, set_aside
+from controller.storefile import FilesBusy, copy_into, reading_files, set_aside
 
 LOCK_NAME = "canopy.lock"
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
@@ -212,8 +212,22 @@ def lock(data_dir: str):
 
 
 def backup(data_dir: str, dest: str) -> StoreFacts:
-    """Copy the live store to ``dest`` (SQLite online backup: consistent while the controller writes)."""
+    """Copy the live store to ``dest`` (SQLite online backup: consistent while the controller writes). An HA
+    standby's renewal does not move the store's files while the copy is opened and made (storefile
+    ``reading_files``; one under way is waited for): the copy is of the old store or the new, whole."""
     path, _ = _paths(data_dir)
+    try:
+        with reading_files(data_dir):
+            _copied(path, dest)
+    except FileNotFoundError:  # (the data directory)
+        raise StoreRefused(f"there is no store to back up at {path}") from None
+    except FilesBusy as exc:
+        raise StoreRefused(f"could not back up {path}: {exc.strerror}") from None
+    return inspect(dest)
+
+
+def _copied(path: str, dest: str) -> None:
+    """SQLite's online backup of the store at ``path`` into the new file ``dest``."""
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         raise StoreRefused(f"there is no store to back up at {path}")
     if os.path.exists(dest):
@@ -225,7 +239,6 @@ def backup(data_dir: str, dest: str) -> StoreFacts:
         raise StoreRefused(f"backing up {path} failed ({exc})") from None
     finally:
         src.close()
-    return inspect(dest)
 
 
 def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:

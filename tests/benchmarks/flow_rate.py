@@ -18,7 +18,6 @@ Needs root and Open vSwitch, like the integration tests. Not collected by pytest
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pickle
 import sys
@@ -31,6 +30,7 @@ from openflow.flows import Owner, flow, render_flow
 from tests.benchmarks import health
 from tests.harness import netns, process
 from tests.harness.lab import Lab
+from tests.integration.ofdriver import read_report
 
 OF_PORT = 6653
 TUNNEL_PORT = 1
@@ -108,8 +108,7 @@ def canopy_rate(lab, hv, ctl, workdir, flows, protocols: str, name: str) -> dict
 
 def synced(lab, workdir, dpid: str, name: str) -> dict:
     def entry():
-        path = workdir / "report.json"
-        return json.loads(path.read_text()).get(dpid) if path.exists() else None
+        return read_report(workdir).get(dpid)
 
     return lab.wait_until(entry, timeout=600, interval=0.05, what=f"{name} in sync")
 

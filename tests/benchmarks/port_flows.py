@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import pickle
@@ -200,12 +199,8 @@ def on_ovs(n: int, ofports: bool) -> dict:
             return seconds, used
 
         def synced(generation):
-            path = workdir / "report.json"
-            try:
-                return any(e["generation"] == generation and e["status"]["state"] == "in_sync"
-                           for e in json.loads(path.read_text()).values())
-            except (OSError, ValueError, KeyError):
-                return False
+            return any(e["generation"] == generation and e["status"]["state"] == "in_sync"
+                       for e in fr.read_report(workdir).values())
 
         # idle: what vswitchd spends in 1 s doing nothing but its main loop with these bridges
         desire(1, base)

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 PROTOCOLS = {"of13": ("OpenFlow13", "barrier"), "of14": ("OpenFlow13,OpenFlow14", "bundle")}
 OF_PORT = 6653
 SYNC_TIMEOUT = 30
+FRAME = "ff" * 6 + "02" * 6 + "0800" + "00" * 46  # a broadcast frame, for packet-outs
 _STATS = re.compile(r" (duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*,")
 
 
@@ -102,6 +103,28 @@ class Rig:
         self.lab.spawn(name, ["ovs-ofctl", "-O", "OpenFlow13", *ofctl_args], path, None, self.hv.ovs.env)
         return path
 
+    def snoop(self) -> Path:
+        """``ovs-ofctl snoop`` of br-int's controller connection, in the background and attached: a frame sent to the
+        controller (a packet-out to ``output:controller``: no table, no flow's counter) until snoop shows its
+        packet-in (bounded). Before, the action watched came at once, and snoop, not yet attached, missed it (an
+        empty log once at load ~7). Its output file."""
+        path = self.watch("snoop", "snoop", BR_INT)
+
+        def attached():
+            self.hv.ofctl("packet-out", BR_INT, f"in_port=controller,packet={FRAME},actions=controller")
+            return "PACKET_IN" in path.read_text()
+
+        self.lab.wait_until(attached, timeout=SYNC_TIMEOUT, interval=0.1, what="ovs-ofctl snoop attached")
+        return path
+
+    def monitor(self) -> Path:
+        """``ovs-ofctl monitor`` of br-int's flows, in the background and attached: its first reply (``FLOW_MONITOR
+        reply``, the flows br-int holds) is in its output (bounded) before the changes it watches come."""
+        path = self.watch("monitor", "monitor", BR_INT, "watch:")
+        self.lab.wait_until(lambda: "FLOW_MONITOR reply" in path.read_text(), timeout=SYNC_TIMEOUT, interval=0.05,
+                            what="ovs-ofctl monitor attached")
+        return path
+
     def reference_bridge(self, flows, groups) -> str:
         """br-ref: the same meters, flows and groups loaded by ``ovs-ofctl`` from their render_flow text."""
         self.hv.ovs.add_bridge("br-ref", "fail_mode=secure")
@@ -137,8 +160,7 @@ def without_stats(line: str) -> str:
 
 def packet_out(rig, in_port: int) -> None:
     """Run one frame through the pipeline from ``in_port`` (it needs no real port)."""
-    frame = "ff" * 6 + "02" * 6 + "0800" + "00" * 46
-    rig.hv.ofctl("packet-out", BR_INT, f"in_port={in_port},packet={frame},actions=table")
+    rig.hv.ofctl("packet-out", BR_INT, f"in_port={in_port},packet={FRAME},actions=table")
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -168,7 +190,7 @@ def test_restart_sends_no_flow_mod_and_leaves_flows_untouched(rig):
         packet_out(rig, 3)
     before = rig.flows(stats=True)
     assert any("n_packets=3" in line for line in before)
-    snoop = rig.watch("snoop", "snoop", BR_INT)
+    snoop = rig.snoop()
     rig.stop_driver()
     time.sleep(1.0)  # the flows age while no controller is connected
     rig.start_driver()
@@ -275,7 +297,7 @@ def test_changed_action_replaces_the_flow_without_a_gap(rig):
 
     started(rig, desired(0), ())
     assert vm_a.ping(vm_b.address)
-    monitor = rig.watch("monitor", "monitor", BR_INT, "watch:")
+    monitor = rig.monitor()
     count = 600
     ping = subprocess.Popen(netns_argv(vm_a.ns, ["ping", "-n", "-q", "-i", "0.01", "-c", str(count),
                                                  vm_b.address]), stdout=subprocess.PIPE, text=True)

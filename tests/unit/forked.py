@@ -13,16 +13,23 @@ import traceback
 FORKED_TIMEOUT = 60.0  # seconds a child has at most (its work takes well under one)
 
 
-def forked(work, timeout: float = FORKED_TIMEOUT) -> str:
+def forked(work, timeout: float = FORKED_TIMEOUT, own_hub: bool = False) -> str:
     """What ``work()`` returns (text), run in a forked child that ends with it. ``work`` must not run the event loop
-    (the child's hub holds the test process's green threads as they were at the fork). A child that raised fails the
-    test with its traceback; one not done in ``timeout`` seconds is killed and fails it too."""
+    unless ``own_hub``: the child's hub is the test process's, holding its green threads as they were at the fork and
+    its epoll (one kernel object for both processes: what the child's loop waited on and took is the parent's). With
+    ``own_hub`` the child drops it first and runs a new one of its own (eventlet ``use_hub``), whose green threads
+    are only those ``work`` spawns. A child that raised fails the test with its traceback; one not done in
+    ``timeout`` seconds is killed and fails it too."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the test process's code
         status = 1
         try:
             os.close(read)
+            if own_hub:
+                from eventlet import hubs
+
+                hubs.use_hub()  # (the test process's hub, its timers and listeners, never resumed here)
             answer, status = work().encode(), 0
         except BaseException:
             answer = traceback.format_exc().encode()

@@ -2,7 +2,6 @@
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 
@@ -17,13 +16,7 @@ from bgp.routes import (
     route_to_dict,
     to_command,
 )
-
-FIXTURES = Path(__file__).resolve().parents[3] / "shared/fixtures/exabgp-evpn"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"EVPN fixtures absent: {FIXTURES}")
-
-
-def fixture(name: str) -> str:
-    return (FIXTURES / name).read_text()
+from tests.unit.evpn_fixtures import fixture_text as fixture, fixtures_dir
 
 
 def only(message) -> tuple:
@@ -32,7 +25,6 @@ def only(message) -> tuple:
     return results[0]
 
 
-@needs_fixtures
 def test_type2_single_label_with_router_mac():
     action, route = only(fixture("rx_type2_macadv.json"))
     assert action == "announce"
@@ -43,7 +35,6 @@ def test_type2_single_label_with_router_mac():
     assert route.l3_vni is None and route.encapsulation == "vxlan"
 
 
-@needs_fixtures
 def test_type2_second_label_comes_from_raw_hex():
     _, route = only(fixture("rx_type2_two_labels.json"))
     assert (route.l2_vni, route.l3_vni) == (5001, 9001)
@@ -51,7 +42,6 @@ def test_type2_second_label_comes_from_raw_hex():
     assert route.mac == "52:54:00:aa:bb:dd" and route.ip == "10.1.0.10"
 
 
-@needs_fixtures
 def test_type2_withdraw_repeats_the_announced_key():
     _, announced = only(fixture("rx_type2_macadv.json"))
     action, withdrawn = only(fixture("rx_type2_withdraw.json"))
@@ -59,7 +49,6 @@ def test_type2_withdraw_repeats_the_announced_key():
     assert withdrawn == announced.key
 
 
-@needs_fixtures
 def test_type3_vni_from_pmsi_string():
     action, route = only(fixture("rx_type3_multicast_pmsi.json"))
     assert action == "announce"
@@ -68,7 +57,6 @@ def test_type3_vni_from_pmsi_string():
     assert route.originator == "127.0.0.2"
 
 
-@needs_fixtures
 def test_type5_prefix():
     _, route = only(fixture("rx_type5_prefix.json"))
     assert route == IpPrefixRoute(
@@ -77,9 +65,10 @@ def test_type5_prefix():
     )
 
 
-@needs_fixtures
 def test_every_fixture_decodes_to_one_route():
-    for path in sorted(FIXTURES.glob("rx_*.json")):
+    paths = sorted(fixtures_dir().glob("rx_*.json"))
+    assert paths, f"no rx_*.json in {fixtures_dir()}"
+    for path in paths:
         assert len(from_exabgp_json(json.loads(path.read_text()))) == 1, path.name
 
 

@@ -12,8 +12,7 @@ from bgp.received import from_exabgp_json
 from bgp.routes import InclusiveMulticastRoute, MacIpRoute
 from tests.harness.bgpraw import with_next_hop
 from tests.unit.exabgp_cases import ALL, TYPE2, TYPE2_L2, TYPE3, TYPE5, attributes, communities
-
-GOBGP_RIB = Path(__file__).resolve().parents[3] / "shared/fixtures/exabgp-evpn/gobgp_rib_after_exabgp_announce.json"
+from tests.unit.evpn_fixtures import fixture_text
 
 
 # --------------------------------------------------------------------------- pin
@@ -110,10 +109,9 @@ def test_router_mac_community_decodes_through_exabgp():
     assert repr(community) == "router-mac:02:00:00:00:00:02"  # as in the captured fixtures
 
 
-@pytest.mark.skipif(not GOBGP_RIB.is_file(), reason=f"fixture absent: {GOBGP_RIB}")
 def test_same_fields_as_gobgp_received_from_exabgp():
     """Build the routes the fixture shows in GoBGP's RIB and compare what GoBGP decoded."""
-    rib = json.loads(GOBGP_RIB.read_text())
+    rib = json.loads(fixture_text("gobgp_rib_after_exabgp_announce.json"))
     mac = rib["[type:macadv][rd:65000:100][etag:0][mac:52:54:00:12:34:56][ip:10.1.0.5]"][0]
     route = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001,
                        next_hop="127.0.0.3", route_targets=("65000:5001",),

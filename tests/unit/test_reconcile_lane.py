@@ -10,10 +10,6 @@ vrs_scale's cold start, 10-20 reconcilers' turns of ~10 ms of CPU each in the pr
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
@@ -21,6 +17,7 @@ from controller.pacer import Pacer
 from controller.rest.lane import Lane
 from controller.ryu_compat import hub
 from openflow.flows import Group
+from tests.unit.forked import forked
 from tests.unit.green import joined, spawned
 from tests.unit.probeturns import beside_probe, runs_between
 from tests.unit.test_reconcile_pacing import desired, reconciler
@@ -80,58 +77,55 @@ def test_reconcilers_planning_together_take_one_stretch_a_turn_and_plan_the_same
     assert laned_plans == plain_plans and len(laned_plans[0]) > 10 * EVERY  # the same change sets, many stretches
 
 
-APP_LANES = textwrap.dedent("""
-    import sys
+def _app_lanes(data) -> str:
+    """The app as ryu-manager builds it (``CanopyApp()``, a reconciler per switch ``_adopt`` makes, OVSDB sessions as
+    its server holds them): a line of its pacers, then the most pauses ended between two of a probe's turns for the
+    reconcilers, the sessions and both. Run in a forked child on a hub of its own (tests/unit/forked.py): the settings
+    and the class it sets are the child's alone."""
     from types import SimpleNamespace
-    sys.path.insert(0, {root!r})
-    from controller.ryu_compat import hub
-    from ryu.cmd import manager               # as run_manager does before the apps exist: its import patches
-    hub.patch(thread=True)
+
     from controller import app, runtime, settings
     from controller.yamldoc import Doc
     from ovsdb.server import PeerSession
-    from tests.unit.probeturns import beside_probe
-    from tests.unit.test_reconcile_lane import stretch_runs
 
-    runtime.SETTINGS = settings.from_doc(Doc("<t>", {{"data_dir": {data!r}}}))
-    made = {{}}
+    runtime.SETTINGS = settings.from_doc(Doc("<t>", {"data_dir": str(data)}))
+    made = {}
 
-    class Rec:                                # the reconciler's pacer kept; it never starts
+    class Rec:  # the reconciler's pacer kept; it never starts
         def __init__(self, dp, pacer=None, **kw):
             made[dp.id] = pacer
         keep_stale = hold = lambda self, on: None
         start = stop = lambda self: None
 
     app.SwitchReconciler = Rec
-    canopy = app.CanopyApp()                  # wired as ryu-manager builds the app
-    for dpid in range(1, {switches} + 1):
+    canopy = app.CanopyApp()  # wired as ryu-manager builds the app
+    for dpid in range(1, SWITCHES + 1):
         canopy._adopt(SimpleNamespace(id=dpid, address=("127.0.0.1", 40000 + dpid), is_active=True))
     sessions = []
-    for index in range({switches}):           # OVSDB sessions as the app's server holds them (their _give_way)
+    for index in range(SWITCHES):  # OVSDB sessions as the app's server holds them (their _give_way)
         session = PeerSession.__new__(PeerSession)
         session._server, session.name, session._conn = canopy.ovsdb, "ovsdb:%d" % index, None
         sessions.append(session)
-
-    def most_between(pauses):
-        \"\"\"Each pause called {turns} times by a green thread of its own, a probe taking a turn whenever it can:
-        the most pauses ended between two of the probe's turns once every thread has begun.\"\"\"
-        marks = []
-
-        def work(index, pause):
-            for _ in range({turns}):
-                marks.append(index)
-                pause()
-
-        beside_probe([lambda index=index, pause=pause: work(index, pause) for index, pause in enumerate(pauses)],
-                     marks)
-        return max(stretch_runs(marks)[1:])
-
     pacers = [made[dpid] for dpid in sorted(made)]
-    print("pacers", len(made), len({{id(p) for p in pacers}}), {{p.every for p in pacers}} == {{app.RECONCILE_EVERY}})
-    print("reconcilers", most_between([p.pause for p in pacers]))
-    print("sessions", most_between([s._give_way for s in sessions]))
-    print("both", most_between([p.pause for p in pacers] + [s._give_way for s in sessions]))
-""")
+    every = {p.every for p in pacers} == {app.RECONCILE_EVERY}
+    reconcilers, ovsdb = [p.pause for p in pacers], [s._give_way for s in sessions]
+    return "\n".join([f"pacers {len(made)} {len({id(p) for p in pacers})} {every}",
+                      f"reconcilers {_most_between(reconcilers)}", f"sessions {_most_between(ovsdb)}",
+                      f"both {_most_between(reconcilers + ovsdb)}"])
+
+
+def _most_between(pauses, turns: int = 5) -> int:
+    """Each pause called ``turns`` times by a green thread of its own, a probe taking a turn whenever it can: the most
+    pauses ended between two of the probe's turns once every thread has begun."""
+    marks = []
+
+    def work(index, pause):
+        for _ in range(turns):
+            marks.append(index)
+            pause()
+
+    beside_probe([functools.partial(work, index, pause) for index, pause in enumerate(pauses)], marks)
+    return max(stretch_runs(marks)[1:])
 
 
 def test_the_apps_reconcilers_and_ovsdb_sessions_pause_through_a_lane_each(tmp_path):
@@ -140,13 +134,14 @@ def test_the_apps_reconcilers_and_ovsdb_sessions_pause_through_a_lane_each(tmp_p
     server's ``pause``) through one of their own. Counted: with ``SWITCHES`` of each pausing together, the most
     pauses ended between two turns of a probe: 1 for the reconcilers, 1 for the sessions, 2 for both together (a
     lane each, not one shared: an OVSDB probe's session does not wait behind the switches' plans). On main's wiring
-    (``hub.sleep(0)`` for both) every one of them in every round: SWITCHES, SWITCHES, 2 * SWITCHES."""
+    (``hub.sleep(0)`` for both) every one of them in every round: SWITCHES, SWITCHES, 2 * SWITCHES. Built in a child
+    forked from this process, not a new interpreter (whose imports were the test's cost)."""
+    import controller.app  # noqa: F401 - imported before the fork: the child builds the app at once
+
     data = tmp_path / "data"
     data.mkdir()
-    code = APP_LANES.format(root=os.getcwd(), data=str(data), switches=SWITCHES, turns=5)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [f"pacers {SWITCHES} {SWITCHES} True", "reconcilers 1", "sessions 1", "both 2"]
+    done = forked(lambda: _app_lanes(data), own_hub=True)
+    assert done.splitlines() == [f"pacers {SWITCHES} {SWITCHES} True", "reconcilers 1", "sessions 1", "both 2"]
 
 
 def test_a_busy_lane_runs_a_stretch_every_round_not_every_other_round():

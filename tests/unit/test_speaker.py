@@ -24,10 +24,9 @@ from bgp.routes import (
     to_command,
 )
 from bgp.speaker import Neighbor, RouteBook, Speaker, SpeakerConfig, exabgp_env, render_config
+from tests.unit.evpn_fixtures import fixture_text
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared/fixtures/exabgp-evpn"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"EVPN fixtures absent: {FIXTURES}")
 
 TYPE2 = MacIpRoute(rd="65000:100", mac="52:54:00:12:34:56", ip="10.1.0.5", l2_vni=5001, l3_vni=9001,
                    next_hop="192.0.2.1", route_targets=("65000:5001",), router_mac="02:00:00:00:00:01")
@@ -43,7 +42,7 @@ def table(*routes):
 
 def fixture(name: str) -> str:
     """A captured ExaBGP message as ExaBGP sends it: one line."""
-    return json.dumps(json.loads((FIXTURES / name).read_text()))
+    return json.dumps(json.loads(fixture_text(name)))
 
 
 def state_line(state: str, peer: str = PEER, reason: str | None = None) -> str:
@@ -239,7 +238,6 @@ def test_refused_announce_is_not_announced_nor_resent_until_it_changes(caplog):
     assert book.set_desired(table(other)) == [to_command(other, "announce")]
 
 
-@needs_fixtures
 def test_exabgp_gone_forgets_announced_and_received_and_reinjects_on_reconnect():
     book, _ = attached(TYPE5)
     ack_all(book)
@@ -275,7 +273,6 @@ def test_peer_states_and_counts():
     assert row["last_error"] == "notification received (6,3)"
 
 
-@needs_fixtures
 def test_received_routes_are_tracked_per_peer_and_dropped_when_it_goes_down():
     book = RouteBook((Neighbor(PEER, 65001), Neighbor("127.0.0.9", 65002)))
     book.handle_line(state_line("up"))

@@ -1,8 +1,9 @@
 """Files the store sets aside (controller/storefile.py ``set_aside``, controller/store.py ``renew``): on a real file
 system with real SQLite. A database's log and index keep its stem when names are numbered (``-2``, ``-3``: two
-within one second), and a renewal whose new file could not be opened has the file it set aside pruned like any
-renewal's."""
+within one second), a renewal whose new file could not be opened has the file it set aside pruned like any
+renewal's, and one whose move of the log failed after its database's puts the database back."""
 
+import errno
 import os
 import sqlite3
 
@@ -129,3 +130,82 @@ def test_sqlite_deletes_a_log_beside_an_empty_file(tmp_path):
     assert copy.execute("SELECT x FROM t").fetchall() == [("mine",)]
     for connection in (copy, source, other):
         connection.close()
+
+
+def committed_by_another(store) -> None:
+    """``store``'s file committed to by another connection: its log and index stay beside it, whole, and the renewal
+    moves all three aside."""
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("INSERT INTO objects (kind, id, body) VALUES ('tenant', 'z', '{\"id\": \"z\"}')")
+    other.close()
+    assert store.file_failed() and all(os.path.exists(store.path + suffix) for suffix in ("", "-wal", "-shm"))
+
+
+def _failing_the_logs_move(monkeypatch, store) -> list:
+    """The renewal's move of the store's log refused (an I/O error), once; the list says when it was."""
+    real, failed = os.replace, []
+
+    def replace(src, dst, *args, **kwargs):
+        if src == store.path + "-wal" and ".renewed-" in dst and not failed:
+            failed.append(dst)
+            raise OSError(errno.EIO, "Input/output error", src)
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return failed
+
+
+def _renewed_files(data) -> list[str]:
+    return sorted(name for name in os.listdir(data) if ".renewed-" in name)
+
+
+def test_a_renewal_whose_second_move_failed_puts_the_first_back(tmp_path, monkeypatch):
+    """The renewal moved the store's database aside (``renewed-<time>``), then its log's move failed. Before, the
+    database stayed there, recorded nowhere (never pruned), and the next try moved the log and index to a stem of
+    their own, apart from their database. Now what was moved is put back: the refused try leaves the path as it was
+    (the same files), and the next one moves all three under one stem, pruned like any renewal's."""
+    ticks = iter(range(1, 1000))
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T%06dZ" % next(ticks))  # a name per call
+    data = tmp_path / "data"
+    store = Store(str(data))
+    _put(store, "t0")
+    committed_by_another(store)
+    before = {suffix: os.stat(store.path + suffix).st_ino for suffix in ("", "-wal", "-shm")}
+    failed = _failing_the_logs_move(monkeypatch, store)
+    with pytest.raises(StoreFault, match="Input/output error"):
+        store.renew()
+    assert failed and _renewed_files(data) == [], _renewed_files(data)
+    assert {suffix: os.stat(store.path + suffix).st_ino for suffix in before} == before
+    store.renew()  # the next tick
+    [first] = {name.removesuffix("-wal").removesuffix("-shm") for name in _renewed_files(data)}
+    assert _renewed_files(data) == [first, first + "-shm", first + "-wal"]
+    for round_ in range(1, RENEWED_KEPT + 1):
+        _put(store, f"t{round_}")
+        os.truncate(store.path, 0)
+        assert store.file_failed()
+        store.renew()
+    assert not [name for name in _renewed_files(data) if name.startswith(first)], _renewed_files(data)
+
+
+def test_a_file_that_cannot_be_put_back_is_pruned_with_the_renewal_that_succeeds(tmp_path, monkeypatch):
+    """The database moved, the log's move failed, and the database cannot be put back either (here: its old name
+    refused): it stays set aside, and goes with the renewal that succeeds once RENEWED_KEPT newer ones kept theirs."""
+    ticks = iter(range(1, 1000))
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T%06dZ" % next(ticks))
+    data = tmp_path / "data"
+    store = Store(str(data))
+    _put(store, "t0")
+    committed_by_another(store)
+    _failing_the_logs_move(monkeypatch, store)
+    monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(errno.EPERM, "refused")))
+    with pytest.raises(StoreFault):
+        store.renew()
+    [left] = _renewed_files(data)
+    monkeypatch.undo()
+    store.renew()
+    for round_ in range(1, RENEWED_KEPT + 1):
+        _put(store, f"t{round_}")
+        os.truncate(store.path, 0)
+        assert store.file_failed()
+        store.renew()
+    assert left not in _renewed_files(data), _renewed_files(data)

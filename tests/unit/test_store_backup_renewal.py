@@ -1,0 +1,153 @@
+"""A ``canopy backup`` and an HA standby's renewal of its store (controller/storeguard.py ``backup``,
+controller/store.py ``renew``) on a real file system with real SQLite, their steps interleaved by hooks (no sleeps):
+the renewal moves the store's database, its log and its index aside one at a time and makes a new store at the path.
+A backup whose steps met those moves read files changing under it: with SQLite 3.40 it failed (the database it had
+opened gone from the path: ``disk I/O error``, SQLITE_IOERR_FSTAT; or none there to open), and one that opened the old
+database before the renewal and copied after it read that file through the new store's log and index (the new
+store's pages, as long as its log holds them all). Now the two exclude each other (storefile ``moving_files``,
+``reading_files``): a backup copies the old store or the new one, whole, whatever the timing."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+import pytest
+
+from controller import storefile, storeguard
+from controller.store import Change, Store, StoreFault
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
+from tests.unit.test_store_setaside import committed_by_another
+
+BOUND = 10.0  # seconds a step of the test waits for another thread's step; past it the test fails
+
+
+def _whole_store_at_the_path(tmp_path) -> Store:
+    """A store whose file another connection committed to (its log and index left beside it, whole), seen by the
+    store: the standby's next tick renews it, moving the database, its log and its index aside."""
+    store = Store(str(tmp_path / "data"))
+    store.commit([Change("tenant", "a", "put", {"id": "a"})])
+    committed_by_another(store)
+    assert store.file.shared
+    return store
+
+
+def _dump(path: str) -> list[str]:
+    """Everything the database at ``path`` holds, as SQL (read-only)."""
+    db = storeguard._read_only(path)
+    try:
+        return list(db.iterdump())
+    finally:
+        db.close()
+
+
+def _restored(tmp_path, backup: str) -> list[str]:
+    """What a data directory holds once ``backup`` is restored into it (``canopy restore``)."""
+    data = tmp_path / "restored"
+    storeguard.restore(str(data), backup)
+    return _dump(str(data / "canopy.db"))
+
+
+def _after_move(monkeypatch, store, move: int, hook) -> None:
+    """``hook()`` runs right after the renewal's ``move``-th move of the store's files (1: its database), once."""
+    real, done = os.replace, []
+
+    def replace(src, dst, *args, **kwargs):
+        real(src, dst, *args, **kwargs)
+        if ".renewed-" in str(dst) and str(src).startswith(store.path):
+            done.append(src)
+            if len(done) == move:
+                hook()
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def _in_thread(work, out: dict) -> None:
+    """``work()`` run in a thread of its own (``out["thread"]``), its result or error in ``out``, ``out["settled"]``
+    (an Event) set when it ends."""
+    def run():
+        try:
+            out["result"] = work()
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            out["error"] = exc
+        finally:
+            out["settled"].set()
+
+    out["thread"] = threading.Thread(target=run, daemon=True)
+    out["thread"].start()
+
+
+@pytest.mark.parametrize("move", [1, 2, 3], ids=["database", "log", "index"])
+def test_a_renewal_that_begins_while_a_backup_copies_leaves_the_backup_the_old_store(tmp_path, monkeypatch, move):
+    """The backup opened the store's database; the renewal began then, and the backup read after the renewal's
+    ``move``-th move. Before, the backup failed (``disk I/O error``, SQLITE_IOERR_FSTAT: its database gone from the
+    path). Now the renewal is refused while a backup copies (tried again at the next tick, which then renews) and the
+    backup holds the old store exactly."""
+    store = _whole_store_at_the_path(tmp_path)
+    old, dest = _dump(store.path), str(tmp_path / "backup.db")
+    moved, copied, renewal = threading.Event(), threading.Event(), {"settled": threading.Event()}
+
+    def moving():  # the renewal's thread, after its move: the backup copies now
+        moved.set()
+        assert copied.wait(BOUND)
+
+    def renew_between_open_and_copy(copy):
+        def copy_after_the_renewal_began(*args):
+            _in_thread(store.renew, renewal)
+            assert _either(moved, renewal["settled"])
+            return copy(*args)
+        return copy_after_the_renewal_began
+
+    _after_move(monkeypatch, store, move, moving)
+    monkeypatch.setattr(storeguard, "copy_into", renew_between_open_and_copy(storefile.copy_into))
+    try:
+        storeguard.backup(str(tmp_path / "data"), dest)
+    finally:
+        copied.set()
+        if "thread" in renewal:
+            renewal["thread"].join(BOUND)
+    monkeypatch.undo()
+    assert _restored(tmp_path, dest) == old, "the backup is not the store it began to copy"
+    assert isinstance(renewal.get("error"), StoreFault) and "'canopy backup' is copying" in str(renewal["error"])
+    store.renew()  # the next tick
+    assert _dump(store.path) != old and store.fault is None
+
+
+@pytest.mark.parametrize("move", [1, 2, 3], ids=["database", "log", "index"])
+def test_a_backup_that_begins_while_a_renewal_moves_the_files_copies_the_new_store(tmp_path, monkeypatch, move):
+    """The backup began right after the renewal's ``move``-th move. Before, it found no database at the path and
+    failed. Now it waits for the renewal (its looks counted by a pause of the test's: it waits, whatever the time
+    the renewal takes) and copies the new store, whole."""
+    store = _whole_store_at_the_path(tmp_path)
+    dest = str(tmp_path / "backup.db")
+    renewed, waited, backup = threading.Event(), [], {"settled": threading.Event()}
+
+    def looked_again(seconds):  # the backup's pause while the renewal holds the files
+        waited.append(seconds)
+        backup["settled"].set()
+        assert renewed.wait(BOUND)
+
+    def back_up_now():  # in the renewal, after its move
+        _in_thread(lambda: storeguard.backup(str(tmp_path / "data"), dest), backup)
+        assert backup["settled"].wait(BOUND)
+
+    monkeypatch.setattr(storeguard, "reading_files", functools.partial(storefile.reading_files, pause=looked_again))
+    _after_move(monkeypatch, store, move, back_up_now)
+    try:
+        store.renew()
+    finally:
+        renewed.set()
+        if "thread" in backup:
+            backup["thread"].join(BOUND)
+    monkeypatch.undo()
+    assert "error" not in backup, backup.get("error")
+    assert waited and _restored(tmp_path, dest) == _dump(store.path), "the backup is not the new store"
+
+
+def _either(*events: threading.Event) -> bool:
+    """Whether one of ``events`` was set within about BOUND seconds (each looked at in turn)."""
+    for _ in range(100):
+        if any(event.wait(BOUND / 100) for event in events):
+            return True
+    return False
