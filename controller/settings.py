@@ -56,6 +56,8 @@ PUNT_METERS = Field(
         _meter("activation", "each live migration's pending port: its VM's frames, the first of which activates it"),
         _meter("dhcp", "DHCP requests: each vport's port a meter of its own; a bare-metal gateway VRS's servers one"),
         _meter("other", "the answers to the controller's ARP requests for external networks' gateways"),
+        _meter("switch", "every packet a VRS sends to the controller, whatever its port or kind, after the meter of "
+               "its own: one per VRS (OpenFlow's controller meter)"),
     ), default=dict, nullable=False)
 
 

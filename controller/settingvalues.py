@@ -116,5 +116,7 @@ def stall_report_ms(value):
 
 # vrs.punt_meters' defaults (openflow/meters.py): kind -> (packets per second, burst), each port's meter of that kind
 # (dhcp, activation) or the switch's (other; dhcp of a bare-metal gateway VRS). A DHCP client sends a few packets per
-# lease (discover, request, their retries seconds apart); a migrating VM's first frame activates its port.
-PUNT_METER_DEFAULTS = {"activation": (30, 30), "dhcp": (10, 20), "other": (10, 10)}
+# lease (discover, request, their retries seconds apart); a migrating VM's first frame activates its port. ``switch``:
+# the controller meter, every packet a VRS sends to the controller: five ports' DHCP rates, half of Open vSwitch's
+# controller queue (100 packets a connection) at once.
+PUNT_METER_DEFAULTS = {"activation": (30, 30), "dhcp": (10, 20), "other": (10, 10), "switch": (50, 50)}

@@ -440,7 +440,7 @@ def _local_port(ep: Endpoint, sub, owner) -> list[Flow]:
     ]
     if sub.dhcp:
         flows.append(flow(p.SERVICES, 120, {"reg6": key, "eth_type": ETH_IP, "ip_proto": UDP, "udp_src": 68,
-                                             "udp_dst": 67}, punt("dhcp", ep.ofport), owner))
+                                             "udp_dst": 67}, punt("dhcp", ep.ofport, ep.vlan), owner))
     flows += _egress(ep, owner)
     return flows
 

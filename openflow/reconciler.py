@@ -62,8 +62,8 @@ pauses, and what becomes of it:
   planned and confirmed either way;
 - ``hold``, ``resync`` or ``keep_stale(False)`` (a read-back is due, or a standby must not write), or a refusal as
   slave: dropped the same way, before anything is written;
-- a change set of meter deletes: any newer desired state drops it (a port handed a freed ofport names its meter
-  again: openflow/meterdiff.py), within the same ``MAX_REPLANS``;
+- a change set of meter deletes: a newer desired state that names one of its meters again drops it (a port handed a
+  freed ofport: openflow/meterdiff.py), at most ``MAX_REPLANS`` times in a row, counted apart from the flows';
 - a retry of rejected flows (new groups): the plan left them out, and the installed record leaves them out too
   (``FlowBook.applied``), so the retry sends them;
 - the switch disconnecting (``stop``): the thread is killed at its pause; nothing more is written;
@@ -107,7 +107,6 @@ REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescSta
 ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
 COUNTS_BEFORE_PLAN = 4  # counts of the desired meters a round makes at most before it plans (``_sync``)
 COUNT_PART = 500  # owners whose meters are counted between two ticks (``_count_owners``: their flows looked at in C)
-_OWNER_KIND = operator.itemgetter(0)  # an Owner's kind
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
 MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
 
@@ -158,6 +157,9 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         self._installed_meters: dict = {}  # meter id (Canopy's range) -> Meter read back or sent, None: not Canopy's shape
         self._rejected_meters: dict = {}  # meter id -> error text
         self._meter_todo: set | None = None  # meter ids that may differ (openflow/meterdiff.py), None: every one
+        self._stale_meters: set = set()  # meter ids installed and no longer desired: deleted once no flow names them
+        self._delete_seen: set = set()  # the owners changed that the meter deletes being made have looked at
+        self._delete_drops = 0  # change sets of meter deletes dropped in a row (openflow/meterdiff.py)
         self.meter_support: bool | None = None  # None: not read yet; False: the flows go without their meters
         self.meter_note: str | None = None  # why the switch has no meters (status, logged once)
         self.packet_ins = dict.fromkeys(meters.KINDS, 0)  # packets sent to the controller, by meter kind
@@ -257,6 +259,7 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
             refs.clear()
             self._desired_meters.clear()
             self._meter_todo = None  # counted from scratch: every meter diffed
+            self._want_meter(meters.CONTROLLER, True)  # the switch's cap on every punt, named by no flow
         try:  # the book's dict changes in the pauses: its owners listed first
             self._count_owners(list(self._book.desired) if changed is None else changed)
         except BaseException:  # stopped meanwhile: counted again from scratch, whatever was left
@@ -267,8 +270,7 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         """The meters of ``owners`` counted again: those of the kinds that punt (meters.KIND_OF_OWNER, picked in C),
         ``COUNT_PART`` at a time, their flows' meters found in C (``meters.named_by``); Python only per owner that
         names a meter now or did at the last count."""
-        owners = list(owners)
-        owners = list(itertools.compress(owners, map(meters.KIND_OF_OWNER.__contains__, map(_OWNER_KIND, owners))))
+        owners = meters.punting(list(owners))
         for start in range(0, len(owners), COUNT_PART):
             part = owners[start:start + COUNT_PART]
             desired = self._book.desired  # as it is now (a full set_desired replaces the dict)
@@ -399,8 +401,9 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         """Whether the change set being planned or encoded must not be written (module docstring, "Pauses")."""
         if self._hold or self._need_read or self._not_master or self.state == "stopped":
             return True
-        outdated = self._plan_version != self._book.version or self._deletes_outdated()
-        return outdated and self._replans < MAX_REPLANS
+        if self._deleting_meters:  # (openflow/meterdiff.py)
+            return self._delete_drops < MAX_REPLANS and self._deletes_outdated()
+        return self._plan_version != self._book.version and self._replans < MAX_REPLANS
 
     def _drop(self) -> None:
         """Drop the change set unsent: its owners are planned again (FlowBook.unplan)."""
@@ -408,7 +411,10 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
             self._book.unplan(self._planned)
             self._planned = None
         if not (self._hold or self._need_read or self._not_master):
-            self._replans += 1
+            if self._deleting_meters:
+                self._delete_drops += 1
+            else:
+                self._replans += 1
         self.dropped += 1
 
     def _notify_sync(self) -> None:
@@ -472,8 +478,10 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         if self._book.desired is not None:
             if not self._meters_counted():
                 return True  # still changing: counted again, in the next round
-            if self._send_meters(("meter_add", "meter_modify")):
-                return True  # a meter before the flows that name it: in a change set of its own, first
+            # a meter before the flows that name it: in a change set of its own, first; then the flows, in this round
+            # (a round of its own each time was a round without flows for as long as new meters kept coming)
+            if self._send_meters() and (self._need_read or self._not_master):
+                return True
         with collector_paused():
             with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
                 # a change while this waited for its slot may name a meter the switch does not hold yet: sent here,
@@ -488,12 +496,11 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
                 self._plan_ms = (time.perf_counter() - planning) * 1000
                 self._execute(ops)
             sent, ops = bool(ops), None  # freed while the collector is paused
-        if sent or self._book.desired is None:
+        if self._book.desired is None:
             return sent
-        # a meter no longer desired goes once no flow is left to change (a meter's delete deletes the flows naming it):
-        # not if a change came during the plan's pauses (a port handed a freed ofport names its meter again; one moved
-        # off a port still has its old flow naming the old meter): counted, and its flows sent, in the next round first
-        return self._meter_dirty != set() or self._send_meters(("meter_delete",))
+        # a meter no longer desired goes after the round's flows, unless a flow may still name it on the switch or
+        # be about to (a meter's delete deletes the flows naming it): openflow/meterdiff.py
+        return self._send_meter_deletes() or sent or self._meter_dirty != set()
 
     def _meters_counted(self) -> bool:
         """Count the desired meters again if a change came (``_count_meters``); a change during a count's pauses is
@@ -510,7 +517,7 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         for _ in range(COUNTS_BEFORE_PLAN):
             if not self._meters_counted():
                 return False
-            if not self._send_meters(("meter_add", "meter_modify")):
+            if not self._send_meters():
                 return True
         return False
 

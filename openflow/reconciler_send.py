@@ -94,7 +94,10 @@ class ChangeSender:
             if outcome is None:
                 self._drop()
                 return
-            self._replans = 0
+            if self._deleting_meters:  # (openflow/meterdiff.py: bounded apart, never a flow change set's count)
+                self._delete_drops = 0
+            else:
+                self._replans = 0
             if self._not_master:
                 self._log.warning("the switch refuses changes from a controller that is not its master: "
                                   "waiting for set_desired or resync")
@@ -191,9 +194,10 @@ class ChangeSender:
             self._rejected_meters[op.key] = text
             self._meter_changed(op.key)
             what = meters.render_meter(op.item)
-            if op.kind != "meter_delete" and self.meter_support:  # its flows must not wait for it: they go
+            # its flows must not wait for it: they go without meters (the controller meter is named by no flow)
+            if op.kind != "meter_delete" and self.meter_support and op.key != meters.CONTROLLER:
                 self._set_meter_support(False, f"the switch refused meter {op.key:#x} ({brief(text)}): packets to "
-                                               "the controller are not metered (docs/vrs.md)")  # without meters
+                                               "the controller are not metered (docs/vrs.md)")
                 self._log.warning("%s", self.meter_note)
         else:
             self._rejected_groups[op.key] = text

@@ -122,7 +122,7 @@ def meter_features_request(datapath):
 
 
 def meter_config_request(datapath):
-    """The configuration of every meter (Canopy's are picked out by id: openflow/meters.py METER_RANGE)."""
+    """The configuration of every meter (Canopy's are picked out by id: openflow/meters.py METER_IDS)."""
     return datapath.ofproto_parser.OFPMeterConfigStatsRequest(datapath, 0, datapath.ofproto.OFPM_ALL)
 
 

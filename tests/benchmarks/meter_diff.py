@@ -1,7 +1,9 @@
 """The reconciler's work for one port added to a switch holding N vports in sync, each with its port's DHCP meter
-(openflow/meterdiff.py): Python bytecodes (load-independent) and CPU (``time.process_time``, median of the repeats).
+(openflow/meterdiff.py), and its add pass for one port while W meter deletes wait for theirs: Python bytecodes
+(load-independent) and CPU (``time.process_time``, median of the repeats).
 
-    PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/meter_diff.py [--vports 500 5000 20000] [--repeat 3]
+    PYTHONPATH=CHECKOUT .venv/bin/python -P tests/benchmarks/meter_diff.py [--vports 500 5000 20000]
+        [--waiting 100 2000] [--repeat 3]
 
 The switch is tests/unit/test_punt_meters.py's ``MeterSwitch`` (it holds meters and flows as the bytes it is sent
 say, and answers barriers at once); the reconciler is synced with the N vports' punt flows, then handed one more
@@ -66,6 +68,26 @@ def one_port_added(vports: int, measure=opcodes):
     return got
 
 
+def add_pass_with_deletes_waiting(waiting: int, measure=opcodes):
+    """``measure`` of the add and modify pass for one port added to a switch whose ``waiting`` vports just left, their
+    meters' deletes found and waiting for their own pass (the round's flows go first)."""
+    switch = MeterSwitch(5)
+    ports = range(1, waiting + 3)
+    rec = synced(switch, list(map(punt, ports)))
+    kept = owners((1, 2))
+    rec.set_desired_owners(kept, (), {Owner("vport", f"vm{port}") for port in ports[2:]})
+    rec._count_meters()
+    assert not rec._meter_parts()["meter_add"]  # the deletes found; none sent (the round's flows go first)
+    new = owners((waiting + 10,))
+    rec.set_desired_owners({**kept, **new}, (), set(new))
+    rec._count_meters()
+    parts = {}
+    got = measure(lambda: parts.update(rec._meter_parts()))
+    assert parts["meter_add"] == [(meters.PORT_DHCP + waiting + 10, meters.meter(meters.PORT_DHCP + waiting + 10,
+                                                                                 meters.DEFAULT_RATES))]
+    return got
+
+
 def cpu_ms(function) -> float:
     start = time.process_time()
     function()
@@ -75,8 +97,14 @@ def cpu_ms(function) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vports", type=int, nargs="+", default=[500, 5000, 20000])
+    parser.add_argument("--waiting", type=int, nargs="+", default=[100, 2000])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    for waiting in args.waiting:
+        count = add_pass_with_deletes_waiting(waiting)
+        cpu = [add_pass_with_deletes_waiting(waiting, cpu_ms) for _ in range(args.repeat)]
+        print(f"{waiting:>7,} meter deletes waiting: an add pass for one port: {count:>9,} bytecodes, CPU "
+              f"{statistics.median(cpu):.2f} ms (median of {args.repeat})", flush=True)
     for vports in args.vports:
         count = one_port_added(vports)
         cpu = [one_port_added(vports, cpu_ms) for _ in range(args.repeat)]

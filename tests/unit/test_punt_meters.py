@@ -41,17 +41,19 @@ def assert_metered(flows) -> set:
         if to_controller:
             kind = PUNTS[f.owner.kind]
             want = meters.action(kind, dict(f.match)["in_port"] if f.owner.kind == "activation" else None)
-            if f.owner.kind == "vport":  # its port's: the ofport is in the vport's classify flow
-                want = meters.action(kind, ofport_of(flows, f.owner))
+            if f.owner.kind == "vport":  # its port's (a trunk's VLAN vport's own): in the vport's classify flow
+                want = meters.action(kind, *port_and_vlan(flows, f.owner))
             assert f.actions[0] == want and meters.kind_of(want[1]) == kind, f
             assert (meters.port_of(want[1]) is not None) == (f.owner.kind in PER_PORT), f
             kinds.add(kind)
     return kinds
 
 
-def ofport_of(flows, owner) -> int:
-    ports = {dict(f.match)["in_port"] for f in flows if f.owner == owner and f.table == p.CLASSIFY
-             and "in_port" in dict(f.match)}
+def port_and_vlan(flows, owner) -> tuple[int, int | None]:
+    """(ofport, VLAN or None) of a local vport, from its classify flow."""
+    ports = {(match["in_port"], match["vlan_vid"] & 0xFFF if "vlan_vid" in match else None)
+             for match in (dict(f.match) for f in flows if f.owner == owner and f.table == p.CLASSIFY)
+             if "in_port" in match}
     assert len(ports) == 1, ports
     return ports.pop()
 
@@ -62,11 +64,11 @@ def test_every_flow_to_the_controller_goes_through_its_kinds_meter():
     for session, desired in prog.desired.items():
         kinds |= assert_metered(desired.all_flows())
     assert kinds == {"activation", "dhcp"}
-    for session, desired in prog.desired.items():  # one meter per port: no two ports of a switch share one (the
-        flows = desired.all_flows()  # vports of one trunk port, one VM's VLANs, share their port's)
+    for session, desired in prog.desired.items():  # one meter per vport: no two of a switch share one (nor the vports
+        flows = desired.all_flows()  # of one trunk port: each VLAN's its own)
         dhcp = [f for f in punted(flows) if f.owner.kind == "vport"]
-        ports = {f.owner: ofport_of(flows, f.owner) for f in dhcp}
-        assert len({f.actions[0] for f in dhcp}) == len(set(ports.values())) > 0
+        ports = {f.owner: port_and_vlan(flows, f.owner) for f in dhcp}
+        assert len({f.actions[0] for f in dhcp}) == len(set(ports.values())) == len(dhcp) > 0
     _, prog = bare_metal.setup(gateway_chassis=["hv2"])  # the bare-metal gateway VRS's DHCP punt (owner: subnet)
     subnet_punts = [f for f in punted(prog.desired["hv2"].all_flows()) if f.owner.kind == "subnet"]
     assert subnet_punts and assert_metered(prog.desired["hv2"].all_flows()) == {"dhcp"}
@@ -113,7 +115,8 @@ PLAIN = flow(p.L2_LOOKUP, 100, {"reg5": 1, "eth_dst": "02:00:00:00:00:01"}, [("g
 class MeterSwitch:
     """A datapath that holds meters and flows as the bytes it is sent say, answers barriers and bundle commits, and
     notes what a real switch would refuse: a flow naming a meter it does not hold, a meter deleted under a flow that
-    names it, a meter-mod in a bundle (Open vSwitch refuses those)."""
+    names it, a meter-mod in a bundle (Open vSwitch refuses those). OpenFlow's controller meter (named by no flow) is
+    kept apart, in ``cap``, its meter-mods in ``cap_log``: ``meters`` and ``log`` are the flows' own."""
 
     def __init__(self, version: int, max_meter: int = 262144, held=None, refuse_features: bool = False,
                  refuse_meters: bool = False):
@@ -122,6 +125,8 @@ class MeterSwitch:
         self.address = ("10.0.0.1", 1)
         self.max_meter, self.refuse_features, self.refuse_meters = max_meter, refuse_features, refuse_meters
         self.meters = dict(held or {})  # meter id -> (rate, burst)
+        self.cap: tuple | None = None  # the controller meter's (rate, burst)
+        self.cap_log: list = []
         self.flows: dict = {}  # cookie -> meter id or None
         self.log: list = []  # (kind, meter id or cookie), in the order applied
         self.violations: list = []
@@ -133,9 +138,10 @@ class MeterSwitch:
             return [] if self.refuse_features else [SimpleNamespace(max_meter=self.max_meter)]
         if isinstance(msg, parser.OFPMeterConfigStatsRequest):
             ofp = self.ofproto
+            held = {**self.meters, **({meters.CONTROLLER: self.cap} if self.cap else {})}
             return [SimpleNamespace(meter_id=mid, flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS,
                                     bands=[SimpleNamespace(type=ofp.OFPMBT_DROP, rate=rate, burst_size=burst)])
-                    for mid, (rate, burst) in self.meters.items()]
+                    for mid, (rate, burst) in held.items()]
         return []  # flows and groups: none of Canopy's
 
     def send(self, data):
@@ -162,6 +168,10 @@ class MeterSwitch:
             self.rec.handle(error)
         elif kind == OFPT_METER_MOD:
             command, _, mid = struct.unpack_from("!HHI", message, 8)
+            if mid == meters.CONTROLLER:
+                self.cap = None if command == 2 else struct.unpack_from("!II", message, 20)
+                self.cap_log.append(("meter_add", "meter_modify", "meter_delete")[command])
+                return
             if command == 2:  # delete
                 if mid in self.flows.values():
                     self.violations.append(f"meter {mid:#x} deleted under a flow that names it")
@@ -195,6 +205,11 @@ class MeterSwitch:
         pass
 
 
+def desired_of(flows, rates=None) -> dict:
+    """A switch's desired meters: those ``flows`` name, and the controller meter (openflow/meters.py)."""
+    return {**meters.named(flows, rates), meters.CONTROLLER: meters.meter(meters.CONTROLLER, meters.rates_of(rates))}
+
+
 def held_for(flows, rates=None) -> dict:
     return {m.meter_id: (m.rate, m.burst) for m in meters.named(flows, rates).values()}
 
@@ -219,20 +234,20 @@ def test_meters_are_added_before_the_flows_that_name_them_and_never_in_a_bundle(
     assert switch.flows[PUNT.cookie] == DHCP3 and switch.flows[PLAIN.cookie] is None
     assert switch.log[0] == ("meter_add", DHCP3) and rec.counters["change_sets"] == 2  # meters first
     status = rec.status()
-    assert status["meters"] == {"supported": True, "desired": 1, "installed": 1, "rejected": 0, "warning": None}
-    assert status["sent"]["meter_add"] == 1
+    assert status["meters"] == {"supported": True, "desired": 2, "installed": 2, "rejected": 0, "warning": None}
+    assert status["sent"]["meter_add"] == 2  # and the controller meter's (tests/unit/test_switch_meter.py)
 
 
 def test_meters_read_back_equal_send_nothing_and_differing_ones_only_their_modify():
     held = held_for([PUNT])
     switch = MeterSwitch(5, held=held)
-    switch.flows = {PUNT.cookie: DHCP3}
+    switch.flows, switch.cap = {PUNT.cookie: DHCP3}, meters.DEFAULT_RATES["switch"]
     rec = SwitchReconciler(switch, log=logging.getLogger("test.punt_meters"))
     switch.rec, rec._request = rec, switch.request
     assert rec._read_back()
     rec.set_desired([PUNT])
     rec._count_meters()
-    assert rec._meter_parts() == {"meter_add": [], "meter_modify": [], "meter_delete": []}
+    assert rec._meter_parts() == {"meter_add": [], "meter_modify": []} and not rec._stale_meters
 
     switch2 = MeterSwitch(5, held=held)
     rec2 = synced(switch2, [PUNT], meter_rates={"dhcp": (7, 9)})
@@ -309,7 +324,7 @@ def test_a_vport_gone_has_its_meter_deleted_after_its_flows_and_the_other_vports
     assert switch.violations == [] and switch.meters.keys() == {dhcp4}
     assert ("flow_delete", PUNT.cookie) in switch.log and switch.log[-1] == ("meter_delete", DHCP3)
     assert switch.log.index(("flow_delete", PUNT.cookie)) < switch.log.index(("meter_delete", DHCP3))
-    assert rec.status()["meters"]["desired"] == 1 and not rec._sync()
+    assert rec.status()["meters"]["desired"] == 2 and not rec._sync()  # dhcp4's and the controller meter
 
 
 def test_the_desired_meters_counted_per_changed_owner_equal_those_every_desired_flow_names():
@@ -329,11 +344,11 @@ def test_the_desired_meters_counted_per_changed_owner_equal_those_every_desired_
         rec.set_desired_owners(dict(desired), (), set(step))
         rec._count_meters()
         every = [f for fs in desired.values() for f in fs]
-        assert rec._desired_meters == meters.named(every)
+        assert rec._desired_meters == desired_of(every)
         rec.set_desired_owners(dict(desired), (), None)  # from scratch: the same
         rec._count_meters()
-        assert rec._desired_meters == meters.named(every)
-    assert rec._desired_meters == {DHCP3: meters.Meter(DHCP3, *meters.DEFAULT_RATES["dhcp"])}
+        assert rec._desired_meters == desired_of(every)
+    assert rec._desired_meters == desired_of([PUNT])
 
 
 def test_named_by_finds_each_owners_meters_past_owners_without_flows_and_flows_without_actions():
@@ -355,7 +370,7 @@ def test_port_meter_ids_come_from_the_ofport_and_stay_in_canopys_range():
     assert meters.meter_id("dhcp", None) == meters.meter_id("dhcp", 0xFFFE) == meters.meter_id("dhcp", -1) \
         == meters.IDS["dhcp"]  # no OpenFlow port number (OFPP_LOCAL, an error's -1): the switch's meter
     for mid in (meters.meter_id("dhcp", 1), meters.meter_id("activation", 0xFEFF), *meters.IDS.values()):
-        assert mid in meters.METER_RANGE
+        assert mid in meters.METER_IDS
     assert meters.kind_of(0xCA02FEFF) == "activation" and meters.port_of(0xCA02FEFF) == 0xFEFF
     assert meters.kind_of(0xCA010000) == "?" and meters.port_of(meters.IDS["other"]) is None
     assert meters.MOST_PER_SWITCH == 130560 < 262144  # Open vSwitch userspace's max_meter
@@ -388,7 +403,7 @@ def test_the_meters_are_counted_pausing_and_a_change_meanwhile_is_counted_before
             pass
     assert rec.pacer.pauses >= 3  # 300 flows counted, a pause every 100
     assert switch.violations == [] and switch.flows[next(iter(late_flows)).cookie] == meters.PORT_DHCP + 999
-    assert len(switch.meters) == 301 and rec.status()["meters"]["desired"] == 301
+    assert len(switch.meters) == 301 and rec.status()["meters"]["desired"] == 302  # and the controller meter
 
 
 def test_a_vport_handed_out_while_the_plan_waits_for_its_slot_has_its_meter_sent_before_its_flows(monkeypatch):
@@ -482,7 +497,7 @@ def _count_after_removing(unmetered: int, metered: int, kept: int) -> int:
     left = {o: fs for o, fs in with_meter.items() if o not in removed}
     rec.set_desired_owners(left, (), removed)
     count = opcodes(rec._count_meters)
-    assert rec._desired_meters == meters.named([f for fs in left.values() for f in fs])
+    assert rec._desired_meters == desired_of([f for fs in left.values() for f in fs])
     return count
 
 
@@ -510,7 +525,7 @@ def _count_after_adding(unmetered: int, metered: int) -> int:
     every = {**kept, **plain, **with_meter}
     rec.set_desired_owners(every, (), set(plain) | set(with_meter))
     count = opcodes(rec._count_meters)
-    assert rec._desired_meters == meters.named([f for fs in every.values() for f in fs])
+    assert rec._desired_meters == desired_of([f for fs in every.values() for f in fs])
     return count
 
 
@@ -568,4 +583,4 @@ def test_the_meters_counted_in_parts_take_changes_made_during_the_pauses_between
     rec = SwitchReconciler(MeterSwitch(5), log=logging.getLogger("test.punt_meters"), pacer=Pacer(pause, 1))
     rec.set_desired_owners(dict(metered), (), None)
     assert rec._meters_counted() and len(seen) >= 3
-    assert rec._desired_meters == meters.named([f for fs in later.values() for f in fs])
+    assert rec._desired_meters == desired_of([f for fs in later.values() for f in fs])
