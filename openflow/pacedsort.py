@@ -26,8 +26,9 @@ _INT = frozenset((int,))  # the key types sorted as ints: int alone (a bool or a
 def sorted_paced(items: list, tick, key, reverse: bool = False, run: int = RUN) -> list:
     """``items`` sorted by ``key(item)`` as ``sorted`` would (stable: items of equal keys keep their order, ``reverse``
     too), calling ``tick(n)`` after every piece of work on n items: keying ``CHUNK`` items, sorting a run of ``run``
-    keys, a merge's step of at most 2 x ``run``, taking ``CHUNK`` items out. Keys: any that ``sorted`` compares (ints,
-    when every key is one, the fastest). ``items`` must not change meanwhile (the caller's copy)."""
+    keys, a merge's step of at most 2 x ``run``, taking ``CHUNK`` items out. Keys: any hashable ones that ``sorted``
+    compares (ints, when every key is one, the fastest; the items are found again by key in a dict). ``items`` must
+    not change meanwhile (the caller's copy)."""
     if len(items) <= CHUNK:
         ordered = sorted(items, key=key, reverse=reverse)
         tick(len(items))

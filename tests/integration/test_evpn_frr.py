@@ -166,8 +166,9 @@ class Pinger:
     (``excuse(vm.plugged)``: its link made, its port added): a link appearing there can lose such a packet even when
     no flow changes (docs/vrs.md, "A packet in flight when a port is added"). A lost request is placed by when
     requests around it left (``placed()``): after its predecessor left and before its successor left; it is in that
-    window when that interval overlaps the plugging. Ping's own lines say when a request left: a reply's stamp less
-    its round trip, and the stamp of "no answer yet for icmp_seq=N", printed as request N+1 goes.
+    window when that interval overlaps the plugging. Ping's own lines say when a request left: the stamp of "no answer
+    yet for icmp_seq=N", printed as request N+1 goes, or else a reply's stamp less its round trip (late by ping's own
+    delay in printing it).
 
     A failure names what moved meanwhile on the hypervisors of the path (tests.harness.path_evidence): where Open
     vSwitch dropped a packet or handed a VXLAN packet to the hypervisor's kernel, and the kernel's route, address and
@@ -261,12 +262,11 @@ class Pinger:
         return [seq for seq in self.missing() if inside(seq)]
 
     def left(self, seq: int) -> float | None:
-        """When request ``seq`` left (wall clock): its reply's stamp less its round trip, or the stamp of ping naming
-        ``seq - 1`` unanswered as ``seq`` went; None when ping said neither."""
-        if seq in self.answered_left:
-            return self.answered_left[seq]
+        """When request ``seq`` left (wall clock): the stamp of ping naming ``seq - 1`` unanswered (printed just before
+        it sends ``seq``), else its reply's stamp less its round trip (late by as long as ping took to get to the reply:
+        its stamp is when it printed, its round trip up to the kernel's receipt); None when ping said neither."""
         stamp = self.unanswered.get(seq - 1)
-        return None if stamp is None else float(stamp)
+        return self.answered_left.get(seq) if stamp is None else float(stamp)
 
     def placed(self, seq: int) -> tuple[float, float] | None:
         """Between which wall-clock times request ``seq`` left: after the nearest request up to it whose leaving is

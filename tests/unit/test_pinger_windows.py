@@ -62,3 +62,15 @@ def test_a_request_with_no_known_leaving_before_it_is_not_excused():
     assert p.placed(1) is None
     p.excuse((0.0, 1e12))
     assert p.in_a_window() == []
+
+
+def test_a_successor_whose_reply_was_printed_late_is_placed_by_when_ping_named_the_lost_request():
+    """ping stamps a reply when it prints it (its round trip ends at the kernel's receipt), so a reply printed 40 ms
+    late says 109 left 40 ms late; "no answer yet for icmp_seq=108", printed just before 109 went, says when it did.
+    An addition that began after 109 left does not excuse 108."""
+    late = f"[{left_at(109) + 0.040:.6f}] 64 bytes from 10.0.1.21: icmp_seq=109 ttl=64 time=0.5 ms\n"
+    lines = [late if "icmp_seq=109 " in line else line for line in ping_lines(200, {108})]
+    p = stopped_pinger(lines, 199)
+    assert p.placed(108) == pytest.approx((left_at(107), left_at(109)))
+    p.excuse((100.095, 100.2))
+    assert p.in_a_window() == []
