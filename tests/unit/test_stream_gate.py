@@ -52,7 +52,7 @@ def run_loops(streams: list, gate: StreamGate, monkeypatch) -> tuple[list, Dispa
     monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: brick)
     loops = []
     for n, stream in enumerate(streams):
-        dp = ryu_compat.open_datapath(stream, (f"192.0.2.{n + 1}", 6653), gate=gate)
+        dp = ryu_compat.open_datapath(stream, (f"192.0.2.{n + 1}", 6653), gate=gate, budget=None)  # (pieces counted)
         dp.set_state(ryu_compat.MAIN_DISPATCHER)
         loops.append(spawned(dp._recv_loop))
     per_round, parsed = [], 0
