@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from controller.security import LOGGED_UNZONED, ZONE_LIMIT, Local, allocate_zones, PortPolicy, SecurityView, zones_status
+from controller.security import PortPolicy, SecurityView
+from controller.zones import LOGGED_UNZONED, ZONE_LIMIT, Local, allocate_zones, zones_status
 from openflow import acl, pipeline as p
 from openflow.flows import Owner
 
@@ -158,9 +159,9 @@ def test_the_refused_vports_stay_the_walks_answer_as_vports_move_between_switche
     switch left with none) and passes, on switches of 11 zones (ZONE_LIMIT patched) so that trunk keys run out."""
     import random
 
-    from controller import security
+    from controller import zones
 
-    monkeypatch.setattr(security, "ZONE_LIMIT", 12)
+    monkeypatch.setattr(zones, "ZONE_LIMIT", 12)
     refused_seen = 0
     for seed in range(200):
         rnd, local = random.Random(seed), Local()
