@@ -26,9 +26,11 @@ buffer (2.5 MB of flow stats from a switch of 16,000 flows) was parsed in one st
 read-back in ~5): every pause waits for a whole turn of the event loop, and OVS drops a connection the controller
 neither reads nor writes for ~10 s (its inactivity probe); reads paced every 128 KB were once followed by such drops
 on a machine at load 13-27, not seen again at 128 KB at load 11-14 (docs/benchmarks.md, "Branch vrslag" and
-"Branch vrslag2"). The clock is read every ``READ_CHECK_BYTES`` (64 KB, ~1 ms of parsing), when a message's body is
-read, before Ryu parses it: a piece is the budget and at most two checks' bytes past it (tests/unit/
-test_openflow_read_pacing.py), and a read-back of 2.5 MB at most ~40 pieces at load (branch perf47).
+"Branch vrslag2"). The clock is read every ``READ_CHECK_BYTES`` (16 KB: at about every message of a read-back), when
+a message's body is read, before Ryu parses it: a piece is the budget and at most a check's bytes and a message past
+it (tests/unit/test_openflow_read_pacing.py); how many pieces a read-back takes follows its parsing's wall clock, ~20
+for 2.5 MB at a quarter of a CPU (branch perf47). Replies Ryu parses whole (group descriptions, among the restart's
+longest stretches at 11-15 ms of CPU before) are bounded the same way.
 
 Multipart replies of several messages (the read-backs' flow stats) are parsed by at most ``STREAMS_AT_ONCE``
 connections at a time (``StreamGate``): eight switches read back at once (openflow/atonce.py) each parsed a 512 KB
@@ -80,7 +82,7 @@ RyuApp = app_manager.RyuApp
 KILLED_WAIT, KILLED_WAITS = 0.01, 500  # a killed ``blocking`` caller looks at its function every 10 ms, 5 s at most
 _select = eventlet.patcher.original("select")  # a poll that never gives the hub a turn (PacedSocket)
 READ_PAUSE_BYTES = 512 * 1024  # bytes read from one switch between two turns of the event loop (~3,400 flow stats)
-READ_CHECK_BYTES = 64 * 1024  # bytes read between two clock reads of a connection's pacer: its smallest piece
+READ_CHECK_BYTES = 16 * 1024  # bytes read between two clock reads of a connection's pacer: its smallest piece
 STREAMS_AT_ONCE = 2  # connections parsing multipart replies at the same time (StreamGate)
 AHEAD = 1e9  # seconds a ``spawn_first`` green thread's turn is dated back: before any turn already due
 
@@ -237,11 +239,11 @@ class StreamGate(FifoSlots):
     reply of several messages in flight (openflow/atonce.py READ_BACKS_AT_ONCE read-backs, and a handshake's port
     descriptions of more than 64 KB). A message behind a stream on the same connection (OVS's echo request) is read when
     the stream in front of it is, each of its pieces after such a wait: in vrs_scale, a 2.5 MB read-back is 5 pieces
-    (up to 40 at load, where the wall clock ends them), each behind at most 7 others at 2 a round, ~20 rounds (~160 at
-    load; tests/unit/test_stream_gate.py counts them), below OVS's 5 s inactivity probe. A holder whose
-    socket holds nothing to read gives its slot back before it waits (the read-back is over, or its switch is slow or
-    stalls mid-message, even on purpose): only bytes already received are parsed holding a slot (over TLS: only whole
-    records, as a part cannot be decrypted before its rest comes)."""
+    (~20 at a quarter of a CPU, where the wall clock ends them), each behind at most 7 others at 2 a round, ~20 rounds
+    (~80 at a quarter of a CPU; tests/unit/test_stream_gate.py counts them), below OVS's 5 s inactivity probe. A holder
+    whose socket holds nothing to read gives its slot back before it waits (the read-back is over, or its switch is
+    slow or stalls mid-message, even on purpose): only bytes already received are parsed holding a slot (over TLS:
+    only whole records, as a part cannot be decrypted before its rest comes)."""
 
 
 STREAMS = StreamGate(STREAMS_AT_ONCE)
