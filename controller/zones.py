@@ -24,6 +24,7 @@ from openflow.pacedsort import sorted_paced
 ZONE_LIMIT = 0xFF00  # vport zones are 1..0xFEFF; 0xFF00-0xFFFF are left to other stages (docs/pipeline.md)
 LOGGED_UNZONED = 20  # vports named in the line that says a switch has policed vports without a zone
 WALK_MASK = 7  # a key's walk over taken zones ticks the pacer every 8 zones walked
+KEYS_MASK = 7  # keys placed between two ticks of the pacer (of 8 units: a tick a key cost a third of the placing)
 C_PER_UNIT = 32  # items a C loop looks at (a key sorted, a vport's key tested) per pacer unit: a key hashed in Python
 
 _log = logging.getLogger("controller.security")  # (the name operators know these lines by: from before this module)
@@ -43,8 +44,8 @@ def allocate_zones(keys, held=None, pacer: Pacer = NEVER) -> dict[int, int]:
     is that zone, and the others take what is left in key order: a vport arriving on a full switch is the one
     refused, the established ones keep their zones and connections.
 
-    ``pacer`` is ticked per key hashed or kept, and per ``C_PER_UNIT`` keys sorted or placed in C
-    (openflow/pacedsort.py, ``_c_runs``)."""
+    ``pacer`` is ticked per key hashed or kept (every ``KEYS_MASK + 1``), and per ``C_PER_UNIT`` keys sorted or placed
+    in C (openflow/pacedsort.py, ``_c_runs``)."""
     ordered = sorted_paced(list(keys), lambda n: pacer.tick(-(-n // C_PER_UNIT)), int)
     start, end = bisect_left(ordered, 1), bisect_left(ordered, ZONE_LIMIT)
     own, left = ordered[start:end], ordered[:start] + ordered[end:]
@@ -55,12 +56,13 @@ def allocate_zones(keys, held=None, pacer: Pacer = NEVER) -> dict[int, int]:
     probed = hashed_zones(left, 1, ZONE_LIMIT - 1, taken, pacer)
     if len(probed) < len(left) and held:
         kept = {}
-        for key in left:
+        for n, key in enumerate(left, 1):
             zone = held.get(key)
             if zone is not None and zone not in taken:
                 kept[key] = zone
                 taken.add(zone)
-            pacer.tick()
+            if not n & KEYS_MASK:
+                pacer.tick(KEYS_MASK + 1)
         probed = hashed_zones(list(filterfalse(kept.__contains__, left)), 1, ZONE_LIMIT - 1, taken, pacer)
         probed.update(kept)
     zones.update(probed)
@@ -72,9 +74,9 @@ def hashed_zones(keys, first, span, taken=frozenset(), pacer: Pacer = NEVER) -> 
     ``taken`` nor given to an earlier key, from a hash of the key upwards (wrapping). Keys left when the range is
     full get none. A key whose hash meets a run of zones taken skips it at once (``after``: each taken zone points
     at a zone further on, paths shortened as they are walked), not zone by zone: a run of 8,000 plain ports' zones
-    was walked by every trunk vport hashed into it (0.8 s for 31,000 keys). ``pacer`` is ticked per key, every
-    ``WALK_MASK + 1`` zones a key's walk passes (a range nearly full: a walk of up to the whole range, 300,000
-    bytecodes past the zone limit), and per ``C_PER_UNIT`` zones taken (``_c_runs``)."""
+    was walked by every trunk vport hashed into it (0.8 s for 31,000 keys). ``pacer`` is ticked per key (every
+    ``KEYS_MASK + 1`` keys), every ``WALK_MASK + 1`` zones a key's walk passes (a range nearly full: a walk of up to
+    the whole range, 300,000 bytecodes past the zone limit), and per ``C_PER_UNIT`` zones taken (``_c_runs``)."""
     taken = set(taken)
     count, last = len(taken), first + span - 1
     after, zones = {}, list(taken)
@@ -85,17 +87,22 @@ def hashed_zones(keys, first, span, taken=frozenset(), pacer: Pacer = NEVER) -> 
     if last in after:
         after[last] = first  # (wrapping)
     out = {}
-    for key in keys:
+    for n, key in enumerate(keys, 1):
         if count >= span:
             break
-        pacer.tick()
+        if not n & KEYS_MASK:
+            pacer.tick(KEYS_MASK + 1)
         zone, walked = first + zlib.crc32(key.to_bytes(8, "big")) % span, []
         while zone in after:
             walked.append(zone)
             zone = after[zone]
             if not len(walked) & WALK_MASK:
                 pacer.tick()  # (a long walk: a range nearly full, whose free zones are far apart)
-        after.update(zip(walked, repeat(zone)))
+        if len(walked) > WALK_MASK:
+            after.update(zip(walked, repeat(zone)))  # (C: a long walk's zones, each pointing past it now)
+        else:
+            for passed in walked:
+                after[passed] = zone
         out[key] = zone
         after[zone] = first if zone == last else zone + 1
         count += 1
