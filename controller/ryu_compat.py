@@ -29,8 +29,8 @@ on a machine at load 13-27, not seen again at 128 KB at load 11-14 (docs/benchma
 "Branch vrslag2"). The clock is read every ``READ_CHECK_BYTES`` (16 KB: at about every message of a read-back), when
 a message's body is read, before Ryu parses it: a piece is the budget and at most a check's bytes and a message past
 it (tests/unit/test_openflow_read_pacing.py); how many pieces a read-back takes follows its parsing's wall clock, ~20
-for 2.5 MB at a quarter of a CPU (branch perf47). Replies Ryu parses whole (group descriptions, among the restart's
-longest stretches at 11-15 ms of CPU before) are bounded the same way.
+for 2.5 MB at a quarter of a CPU (branch perf47). One message is never split: a group description reply of up to
+64 KB, which Ryu parses whole (not lazily as flow stats), is 10-20 ms of CPU in vrs_scale's restart.
 
 Multipart replies of several messages (the read-backs' flow stats) are parsed by at most ``STREAMS_AT_ONCE``
 connections at a time (``StreamGate``): eight switches read back at once (openflow/atonce.py) each parsed a 512 KB
