@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from controller import collector, guard, ofports, runtime, sdnotify, security, stretchtrace
+from controller import collector, guard, ofports, runtime, sdnotify, stretchtrace, zones
 from controller.activekeep import ActiveKeeper
 from controller.appannounce import Announcements
 from controller.activestore import MetaBehind
@@ -179,7 +179,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                                tls=listener_context(settings, "rest"))
         self.api.metrics.attach(reconcilers=lambda: dict(self.reconcilers), ovsdb=self.ovsdb, dhcp=self.dhcp,
                                 federation=self.federation, pair=self.pair, hold=self.hold, budget=BUDGET,
-                                pause=lambda: hub.sleep(0), floods=self.programmer.floods, zones=lambda: security.refused_zones(self.programmer.view),
+                                pause=lambda: hub.sleep(0), floods=self.programmer.floods, zones=lambda: zones.refused_zones(self.programmer.view),
                                 external=lambda: rest_external.metric_rows(self.programmer, lambda: self.reconcilers))
         runtime.API = self.api  # for SIGHUP (controller.lifecycle)
         runtime.FEDERATION = self.federation  # for SIGHUP too: a failed speaker takes the new bgp settings
@@ -503,5 +503,5 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""
         return {"full_recomputes": self.programmer.full_recomputes,
                 "incremental_updates": self.programmer.incremental_updates,
-                "vports_without_zone": security.zones_status(self.programmer.view)}
+                "vports_without_zone": zones.zones_status(self.programmer.view)}
 

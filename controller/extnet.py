@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from controller.keyed import discard_from
 from controller.model import Problem
-from controller.security import ZONE_LIMIT, hashed_zones
+from controller.zones import ZONE_LIMIT, hashed_zones
 
 OVSDB_NETWORK_KEY = "canopy-external-network"
 OVSDB_VLAN_KEY = "canopy-external-vlan"

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, is_not
 
 from controller.derive import View, derive
 from controller.pacer import NEVER, Pacer, collector_paused, release
@@ -279,7 +279,10 @@ def _changed_owners(old: Desired | None, new: Desired | None, same: dict, pacer:
     """Owners whose flows or groups differ between two desired states of one switch. An owner's set that is the
     same object is unchanged (switches share their flow sets, and a full recompute keeps the sets it compiled again
     unchanged: ``Shared.renew``), found in one pass over the owners without a comparison each; the others are
-    compared, and ``same`` remembers comparisons by identity, so each pair of sets is compared once."""
+    compared, and ``same`` remembers comparisons by identity, so each pair of sets is compared once. The owners that
+    came or went and those whose set is another object are found by C loops (``map``, ``compress``): a switch compiled
+    whole (its connect) walked its thousands of owners in Python twice, one stretch that grew with the world (10-12 ms
+    of CPU in vrs_scale, branch perf47; tests/unit/test_changed_owners_cost.py)."""
     old, new = old or Desired(), new or Desired()
     changed = set()
     for attr in ("flows", "groups"):
@@ -287,8 +290,11 @@ def _changed_owners(old: Desired | None, new: Desired | None, same: dict, pacer:
         pacer.tick(1 + (len(before) + len(after)) // COMPARE_UNIT)
         if before == after:  # in C, each value by identity first: what a full recompute mostly finds
             continue
-        changed.update(o for o in before.keys() ^ after.keys() if before.get(o) or after.get(o))  # came or went
-        other = [o for o, b in after.items() if before.get(o, b) is not b]
+        came_or_went = list(before.keys() ^ after.keys())  # of them, those with flows or groups
+        changed.update(compress(came_or_went, map(any, zip(map(before.get, came_or_went),
+                                                          map(after.get, came_or_went)))))
+        owners, sets = list(after), list(after.values())
+        other = list(compress(owners, map(is_not, map(before.get, owners, sets), sets)))  # (the same object: kept)
         for n, owner in enumerate(other, 1):
             if n % COMPARE_UNIT == 0:
                 pacer.tick()

@@ -18,13 +18,19 @@ controller/ofcheck.py ``error_received``, not by Ryu's handler (which raised on 
 Flow-stats replies are parsed lazily (controller/flowstats.py ``LazyFlowStats``): an entry's fixed fields at once,
 its match and instructions only when asked for.
 
-A switch's connection gives the event loop a turn every ``READ_PAUSE_BYTES`` read (``PacedSocket``): Ryu's receive
-loop parses whatever the socket holds and yields only every 2,048 messages, so a read-back already in the socket's
+A switch's connection gives the event loop a turn every ``READ_PAUSE_BYTES`` read, or earlier once a piece has run
+``pacer.BUDGET`` of wall clock (``PacedSocket``, its clock read every ``READ_CHECK_BYTES``): Ryu's receive loop
+parses whatever the socket holds and yields only every 2,048 messages, so a read-back already in the socket's
 buffer (2.5 MB of flow stats from a switch of 16,000 flows) was parsed in one stretch of 30-100 ms of CPU
-(vrs_scale's restart and takeover). The pieces are big (under 10 ms of parsing each, a read-back in ~5): every
-pause waits for a whole turn of the event loop, and OVS drops a connection the controller neither reads nor writes
-for ~10 s (its inactivity probe); reads paced every 128 KB were once followed by such drops on a machine at load
-13-27 (docs/benchmarks.md, "Branch vrslag" and "Branch vrslag2").
+(vrs_scale's restart and takeover). The pieces are big (under 10 ms of parsing each on a quiet machine, a
+read-back in ~5): every pause waits for a whole turn of the event loop, and OVS drops a connection the controller
+neither reads nor writes for ~10 s (its inactivity probe); reads paced every 128 KB were once followed by such drops
+on a machine at load 13-27, not seen again at 128 KB at load 11-14 (docs/benchmarks.md, "Branch vrslag" and
+"Branch vrslag2"). The clock is read every ``READ_CHECK_BYTES`` (16 KB: at about every message of a read-back), when
+a message's body is read, before Ryu parses it: a piece is the budget and at most a check's bytes and a message past
+it (tests/unit/test_openflow_read_pacing.py); how many pieces a read-back takes follows its parsing's wall clock, ~20
+for 2.5 MB at a quarter of a CPU (branch perf47). One message is never split: a group description reply of up to
+64 KB, which Ryu parses whole (not lazily as flow stats), is 10-20 ms of CPU in vrs_scale's restart.
 
 Multipart replies of several messages (the read-backs' flow stats) are parsed by at most ``STREAMS_AT_ONCE``
 connections at a time (``StreamGate``): eight switches read back at once (openflow/atonce.py) each parsed a 512 KB
@@ -44,7 +50,7 @@ from dataclasses import dataclass
 
 from controller import ofcheck
 from controller.flowstats import LazyFlowStats, lazy_flow_stats
-from controller.pacer import Pacer
+from controller.pacer import BUDGET, BoundedPacer, Pacer
 from controller.tls import TlsFiles, server_context
 
 import eventlet.patcher
@@ -76,6 +82,7 @@ RyuApp = app_manager.RyuApp
 KILLED_WAIT, KILLED_WAITS = 0.01, 500  # a killed ``blocking`` caller looks at its function every 10 ms, 5 s at most
 _select = eventlet.patcher.original("select")  # a poll that never gives the hub a turn (PacedSocket)
 READ_PAUSE_BYTES = 512 * 1024  # bytes read from one switch between two turns of the event loop (~3,400 flow stats)
+READ_CHECK_BYTES = 16 * 1024  # bytes read between two clock reads of a connection's pacer: its smallest piece
 STREAMS_AT_ONCE = 2  # connections parsing multipart replies at the same time (StreamGate)
 AHEAD = 1e9  # seconds a ``spawn_first`` green thread's turn is dated back: before any turn already due
 
@@ -231,11 +238,12 @@ class StreamGate(FifoSlots):
     slot on, ``slots`` of them a round: ``ceil(n / slots)`` rounds. ``n`` is at most the connections with a multipart
     reply of several messages in flight (openflow/atonce.py READ_BACKS_AT_ONCE read-backs, and a handshake's port
     descriptions of more than 64 KB). A message behind a stream on the same connection (OVS's echo request) is read when
-    the stream in front of it is, each of its pieces after such a wait: in vrs_scale, a 2.5 MB read-back is 5 pieces,
-    each behind at most 7 others at 2 a round, ~20 rounds (tests/unit/test_stream_gate.py counts them), far below OVS's
-    5 s inactivity probe. A holder whose socket holds nothing to read gives its slot back before it waits (the read-back
-    is over, or its switch is slow or stalls mid-message, even on purpose): only bytes already received are parsed
-    holding a slot (over TLS: only whole records, as a part cannot be decrypted before its rest comes)."""
+    the stream in front of it is, each of its pieces after such a wait: in vrs_scale, a 2.5 MB read-back is 5 pieces
+    (~20 at a quarter of a CPU, where the wall clock ends them), each behind at most 7 others at 2 a round, ~20 rounds
+    (~80 at a quarter of a CPU; tests/unit/test_stream_gate.py counts them), below OVS's 5 s inactivity probe. A holder
+    whose socket holds nothing to read gives its slot back before it waits (the read-back is over, or its switch is
+    slow or stalls mid-message, even on purpose): only bytes already received are parsed holding a slot (over TLS:
+    only whole records, as a part cannot be decrypted before its rest comes)."""
 
 
 STREAMS = StreamGate(STREAMS_AT_ONCE)
@@ -295,16 +303,21 @@ class _Framing:
 class PacedSocket:
     """A switch's socket whose reads tick ``pacer`` by the bytes they return (see the module docstring). Ryu reads
     at most the rest of one message at a time and parses and dispatches it before it reads again, so between two
-    pauses it parsed at most ``READ_PAUSE_BYTES`` and one message. A multipart reply of several messages
+    pauses it parsed at most ``READ_PAUSE_BYTES`` and one message; with a ``budget``, also at most what it parsed
+    until the first check (every ``READ_CHECK_BYTES``) past ``budget`` seconds of wall clock (``BoundedPacer``).
+    A multipart reply of several messages
     is parsed holding a slot of ``gate`` (``StreamGate``): taken once a message's flags say so (``_Framing``),
     before Ryu parses it; handed on at a pause if another connection waits (and taken again, behind them); given
     back before a read that would wait (the socket holds nothing, or only part of a TLS record), and when the
     connection is closed or fails. Other messages need no slot. Everything else is the socket's."""
 
-    def __init__(self, sock, pause=None, gate: StreamGate | None = None):
-        """``pause``: called every ``READ_PAUSE_BYTES`` read (None: only counted); ``gate``: None, parse freely."""
+    def __init__(self, sock, pause=None, gate: StreamGate | None = None, budget: float | None = None):
+        """``pause``: called every ``READ_PAUSE_BYTES`` read (None: only counted), and at the first check past
+        ``budget`` seconds since the last (None: by the count alone); ``gate``: None, parse freely."""
         self._sock, self.gate, self._pause = sock, gate, pause
-        self.pacer = Pacer(pause and self._take_turns, READ_PAUSE_BYTES)
+        pause = pause and self._take_turns
+        self.pacer = Pacer(pause, READ_PAUSE_BYTES) if budget is None else \
+            BoundedPacer(pause, READ_PAUSE_BYTES, budget, checks=READ_PAUSE_BYTES // READ_CHECK_BYTES)
         self._framing = _Framing()
         self._holding = False
 
@@ -375,12 +388,13 @@ class PacedSocket:
         return getattr(self._sock, name)
 
 
-def open_datapath(sock, addr, pause=None, gate: StreamGate | None = None):
+def open_datapath(sock, addr, pause=None, gate: StreamGate | None = None, budget: float | None = BUDGET):
     """Ryu's Datapath on ``sock``, its reads paced (``PacedSocket``; ``pause``: by default a turn of the hub;
-    ``gate``: by default ``STREAMS``, shared by every switch)."""
+    ``gate``: by default ``STREAMS``, shared by every switch; ``budget``: by default the controller's pacers' wall
+    clock, None: by the count alone)."""
     from ryu.controller import controller as ryu_controller
 
-    return ryu_controller.Datapath(PacedSocket(sock, pause or _give_way, gate or STREAMS), addr)
+    return ryu_controller.Datapath(PacedSocket(sock, pause or _give_way, gate or STREAMS, budget), addr)
 
 
 def _give_way() -> None:

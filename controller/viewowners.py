@@ -53,7 +53,7 @@ class OwnerReach:
             for where in (was, now):
                 if where is not None:
                     reached[where[0]] |= {Owner("acl_port", vid)} | {Owner("acl", a) for a in where[2]}
-        for session, vids in local.zones_changed().items():
+        for session, vids in local.zones_changed(self.pacer).items():
             reached[session] |= {Owner("acl_port", vid) for vid in vids}
         self.acl_reach = reached
 

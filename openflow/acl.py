@@ -7,7 +7,7 @@ Three owner kinds, compiled from ``view.security`` (controller/security.py):
   and never a vport, so they are the same on every switch (compiled once, shared) and cost O(rules x
   remote addresses), whatever the number of vports the ACL applies to. A rule between a policy group of M
   members and ports of P ranges is a conjunctive match: M + P flows, not M x P.
-- ``acl_port`` (one per policed local vport): into conntrack in the vport's zone (controller/security.py
+- ``acl_port`` (one per policed local vport): into conntrack in the vport's zone (controller/zones.py
   ``allocate_zones``: unique on its switch), the chain that evaluates its ACLs in order (reg3 = tag, resubmit
   to the rules table), and its verdicts that drop (counted here, per vport).
 - ``acl_switch`` (one per switch): what every policed vport shares: invalid packets are denied, allowed
@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from controller.security import ZONE_LIMIT, Local  # noqa: F401 (ZONE_LIMIT: API)
+from controller.zones import ZONE_LIMIT, Local  # noqa: F401 (ZONE_LIMIT: API)
 from openflow import pipeline as p
 from openflow.flows import Owner, flow
 
@@ -74,7 +74,7 @@ def owners_on(view, session: str) -> set[Owner]:
 
 
 def _local(view) -> Local:
-    """The policed vports bound on each switch, the ACLs they use and their zones (controller/security.py
+    """The policed vports bound on each switch, the ACLs they use and their zones (controller/zones.py
     ``Local``): kept by the live View; for a View derived from scratch, computed once in one pass."""
     sec = view.security
     if sec.local is None:
@@ -108,7 +108,7 @@ def compile_port(view, sw, owner, built=None):
     key, zone = ep.key, _local(view).zone(sw.session, ep.key)
     flows = [flow(p.INGRESS_ACL, 110, {p.REG_IN: key, "eth_type": ETH_IP, "ip_proto": UDP, "udp_src": 68,
                                        "udp_dst": 67}, [("goto", p.SERVICES)], owner)]  # DHCP always
-    if zone is None:  # no conntrack zone left on the switch (controller/security.py): its IP traffic is dropped
+    if zone is None:  # no conntrack zone left on the switch (controller/zones.py): its IP traffic is dropped
         return flows + [flow(side.entry, 100, {side.reg: key, "eth_type": ETH_IP}, [], owner) for side in SIDES], []
     for side in SIDES:
         mine = {side.reg: key}

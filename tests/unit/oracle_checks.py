@@ -121,7 +121,7 @@ def check_indexes(state, live, where: str):
     fresh.view.fib.items()  # (read: a stale FIB is built)
     wrong = differences(indexes(live), indexes(fresh))
     assert not wrong, f"{where}: LiveView indexes differ from a fresh build: {wrong}"
-    # the policed vports, their ACLs, keys and zones per switch (controller/security.py ``Local``, kept by every pass;
+    # the policed vports, their ACLs, keys and zones per switch (controller/zones.py ``Local``, kept by every pass;
     # ``view`` is a pass note above): equal to a fresh build's, nothing kept for a switch whose policed vports went
     wrong = differences(indexes(live.sec.view.local), indexes(fresh.sec.view.local))
     assert not wrong, f"{where}: policed vports per switch (Local) differ from a fresh build: {wrong}"

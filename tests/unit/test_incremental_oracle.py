@@ -22,7 +22,7 @@ arriving and withdrawn; an external network (its gateway MAC and uplinks, from p
 attached, moved and freed, domains translated to the underlay or not (controller/extnet.py, docs/external.md);
 security policies: ACLs created, changed and deleted (rules naming policy groups, subnets and prefixes; applied to
 groups and to vports directly), vports joining and leaving policy groups, groups created and deleted, a domain's
-default ACL action, an ESXi trunk whose ofport makes its vports' conntrack zones allocated (controller/security.py).
+default ACL action, an ESXi trunk whose ofport makes its vports' conntrack zones allocated (controller/zones.py).
 Seeded: a failure names its seed and step. ``CANOPY_ORACLE_SEEDS`` / ``CANOPY_ORACLE_STEPS`` make longer runs.
 
 The world and its inputs to State: tests/unit/oracle_inputs.py; its random events: tests/unit/oracle_world.py; the

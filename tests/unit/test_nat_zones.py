@@ -8,7 +8,7 @@ import zlib
 from types import SimpleNamespace
 
 from controller import extnet
-from controller.security import ZONE_LIMIT, allocate_zones
+from controller.zones import ZONE_LIMIT, allocate_zones
 from openflow import external
 from openflow.flows import Owner
 

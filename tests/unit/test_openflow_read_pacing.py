@@ -5,7 +5,9 @@ Ryu's receive loop (``Datapath._recv_loop``, run here as it is, on a stand-in so
 parses and dispatches every message the socket holds and yields only every 2,048 messages: a read-back of a switch
 of 16,000 flows (about 2.5 MB of flow-stats replies, already in the socket's buffer) was one stretch of 30-100 ms of
 CPU in vrs_scale's restart and takeover. The connection Canopy makes (``open_datapath``) pauses every
-``READ_PAUSE_BYTES`` read: counted here (pauses, not time), with what Ryu parsed between two of them.
+``READ_PAUSE_BYTES`` read: counted here (pauses, not time), with what Ryu parsed between two of them; and at its first
+check (every ``READ_CHECK_BYTES``) past the budget of wall clock, counted with a clock of bytecodes at the loop's
+share of a CPU on a loaded machine (tests/unit/test_paced_wiring.py ``Stretches``).
 """
 
 import struct
@@ -14,17 +16,19 @@ import pytest
 
 from controller import ryu_compat
 from controller.ryu_compat import ofproto_protocol
+from controller.pacer import BoundedPacer
 from tests.unit.flow_samples import FLOWS
 from tests.unit.test_flow_stats_read_back import flow_stats_reply
+from tests.unit.test_paced_wiring import LOADED_BUDGET, Stretches
 
 FLOWS_READ = 16_000
 PER_MESSAGE = 200  # flows per multipart reply (a reply's length is 16 bits)
 
 
-def read_back_stream(version: int) -> tuple[bytes, int]:
-    """Flow-stats replies of FLOWS_READ flows (the samples again and again), and an echo request: bytes, messages."""
+def read_back_stream(version: int, count: int = FLOWS_READ) -> tuple[bytes, int]:
+    """Flow-stats replies of ``count`` flows (the samples again and again), and an echo request: bytes, messages."""
     dp = ofproto_protocol.ProtocolDesc(version)
-    flows = (FLOWS * (FLOWS_READ // len(FLOWS) + 1))[:FLOWS_READ]
+    flows = (FLOWS * (count // len(FLOWS) + 1))[:count]
     messages = [flow_stats_reply(dp, flows[i:i + PER_MESSAGE]) for i in range(0, len(flows), PER_MESSAGE)]
     messages = [more_to_follow(dp, msg) for msg in messages[:-1]] + messages[-1:]  # as OVS marks them
     echo = dp.ofproto_parser.OFPEchoRequest(dp, data=b"probe")
@@ -80,7 +84,8 @@ def run_receive_loop(version: int, monkeypatch):
     observers, parsed_at_pause = Observers(), []
     stream = HeldStream(data)
     monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: observers)
-    dp = ryu_compat.open_datapath(stream, ("192.0.2.1", 6653), pause=lambda: parsed_at_pause.append(stream.offset))
+    dp = ryu_compat.open_datapath(stream, ("192.0.2.1", 6653), pause=lambda: parsed_at_pause.append(stream.offset),
+                                  budget=None)  # by the count alone: the same places whatever the load
     dp.set_state(ryu_compat.MAIN_DISPATCHER)
     dp._recv_loop()
     return data, messages, observers, parsed_at_pause, stream
@@ -103,3 +108,36 @@ def test_the_socket_stays_the_switchs_for_everything_else():
     paced = ryu_compat.PacedSocket(stream)
     paced.close()
     assert stream.closed and paced.recv(8) == b"" and paced.pacer.pauses == 0
+
+
+PIECE_FLOWS = 5_000  # ~0.8 MB of flow stats: more than a piece of READ_PAUSE_BYTES
+
+
+def longest_piece(monkeypatch, **budget) -> tuple[int, int, type]:
+    """The most bytecodes Ryu's receive loop runs between two pauses of a connection ``open_datapath`` makes
+    (``budget``: its own, by default), reading a read-back of PIECE_FLOWS flows held whole in its socket; the pauses,
+    and the connection's pacer's type."""
+    data, messages = read_back_stream(4, PIECE_FLOWS)
+    observers, stretches, stream = Observers(), Stretches(), HeldStream(data)
+    monkeypatch.setattr(ryu_compat.app_manager, "lookup_service_brick", lambda name: observers)
+    dp = ryu_compat.open_datapath(stream, ("192.0.2.1", 6653), pause=stretches.pause, **budget)
+    dp.set_state(ryu_compat.MAIN_DISPATCHER)
+    stretches.bind(dp.socket.pacer)
+    most = stretches.run(dp._recv_loop)
+    assert observers.messages == messages and stream.closed
+    return most, stretches.pauses, type(dp.socket.pacer)
+
+
+def test_a_read_backs_pieces_end_within_the_budget_at_the_loops_share(monkeypatch):
+    """By the count alone a piece is READ_PAUSE_BYTES of parsing (~8 ms of CPU here, stop 46; 343,938 bytecodes,
+    over eight times the budget in wall clock at a quarter of a CPU); bounded (the controller's connections:
+    ``open_datapath``'s default), the budget and at most a check's bytes and a message past it (the clock is read when
+    a message's body is read, before it is parsed): 52,346."""
+    before, before_pauses, _ = longest_piece(monkeypatch, budget=None)
+    after, after_pauses, bounded = longest_piece(monkeypatch)
+    assert bounded is BoundedPacer
+    assert before > 3 * LOADED_BUDGET, before
+    data, messages = read_back_stream(4, PIECE_FLOWS)
+    past = before * (ryu_compat.READ_CHECK_BYTES + len(data) // messages) // ryu_compat.READ_PAUSE_BYTES  # parsing
+    assert after < LOADED_BUDGET + past, (before, after, past)
+    assert after_pauses > before_pauses, (before_pauses, after_pauses)

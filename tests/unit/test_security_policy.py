@@ -10,7 +10,8 @@ import pytest
 from controller import policy as pol
 from controller import policydoc
 from controller.model import PolicyError
-from controller.security import ZONE_LIMIT, allocate_zones, derive_security
+from controller.security import derive_security
+from controller.zones import ZONE_LIMIT, allocate_zones
 from openflow import acl
 from openflow.compiler import compile_switch
 from openflow.flows import Owner

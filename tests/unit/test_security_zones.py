@@ -1,4 +1,4 @@
-"""Conntrack zones of policed vports (controller/security.py): ``Local.zones_changed`` kept incremental against
+"""Conntrack zones of policed vports (controller/zones.py): ``Local.zones_changed`` kept incremental against
 ``allocate_zones`` of the switch's keys from scratch, and what a change costs, in Python bytecodes (a count, not a
 time): a switch whose keys are all their own zones takes only the keys that came and went; ``hashed_zones`` skips a
 run of taken zones at once."""
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.security import ZONE_LIMIT, Local, allocate_zones, hashed_zones
+from controller.zones import ZONE_LIMIT, Local, allocate_zones, hashed_zones
 from tests.bytecodes import opcodes
 
 

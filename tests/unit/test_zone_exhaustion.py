@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from controller.security import LOGGED_UNZONED, ZONE_LIMIT, Local, allocate_zones, PortPolicy, SecurityView, zones_status
+from controller.security import PortPolicy, SecurityView
+from controller.zones import LOGGED_UNZONED, ZONE_LIMIT, Local, allocate_zones, zones_status
 from openflow import acl, pipeline as p
 from openflow.flows import Owner
 
@@ -158,9 +159,9 @@ def test_the_refused_vports_stay_the_walks_answer_as_vports_move_between_switche
     switch left with none) and passes, on switches of 11 zones (ZONE_LIMIT patched) so that trunk keys run out."""
     import random
 
-    from controller import security
+    from controller import zones
 
-    monkeypatch.setattr(security, "ZONE_LIMIT", 12)
+    monkeypatch.setattr(zones, "ZONE_LIMIT", 12)
     refused_seen = 0
     for seed in range(200):
         rnd, local = random.Random(seed), Local()
@@ -177,3 +178,44 @@ def test_the_refused_vports_stay_the_walks_answer_as_vports_move_between_switche
             assert local.refused() == _walked(local), seed
             refused_seen += sum(map(len, local.refused().values()))
     assert refused_seen > 1000  # the sequences do run switches out of zones
+
+
+def test_a_change_on_a_switch_past_the_zone_limit_pauses_within_the_budget_and_shows_no_half_change():
+    """A switch with trunk keys is allocated again whole at each change of its keys, and past the zone limit its
+    vports were walked again for those whose zone moved and those refused: one vport leaving a switch of 65,304 was
+    one stretch of the programming pass (13,377,167 bytecodes on main at stop 46). Now paced with the pass's pacer
+    (controller/app.py: ``loop_pacer``), counted with a clock of bytecodes at a quarter of a CPU
+    (tests/unit/test_paced_wiring.py ``Stretches``): each stretch within the budget and one check's units. During
+    the pauses the switch's zones and refused vports are still those before the change; after it, the walk's."""
+    from controller.pacer import EVERY, NEVER, loop_pacer
+    from tests.bytecodes import opcodes
+    from tests.unit.test_paced_wiring import LOADED_BUDGET, Stretches
+
+    local = full_switch(25)
+    local.drop("v000009")  # a zone freed: the lowest refused key takes it
+    unpaced = copy_of(local)
+    whole = opcodes(lambda: unpaced.zones_changed(NEVER))
+    zones, refused = local.zones[SESSION], local.refused()
+    stretches, seen = Stretches(), []
+    pause = stretches.pause
+
+    def checked_pause():
+        seen.append(local.zones[SESSION] is zones and local.refused_vports[SESSION] == set(refused[SESSION]))
+        pause()
+
+    stretches.pause = checked_pause
+    pacer = stretches.bind(loop_pacer(stretches.pause, EVERY))
+    moved = {}
+    longest = stretches.run(lambda: moved.update(local.zones_changed(pacer)))
+    assert whole > 50 * LOADED_BUDGET, whole
+    assert longest < LOADED_BUDGET + 10_000 and stretches.pauses > 100, (longest, stretches.pauses)
+    assert seen and all(seen)
+    assert local.zones[SESSION] == allocate_zones(local.keys[SESSION], zones) and local.refused() == _walked(local)
+    assert len(local.refused()[SESSION]) == 24 and f"v{ZONES:06d}" in moved[SESSION]
+
+
+def copy_of(local: Local) -> Local:
+    """A ``Local`` holding what ``local`` holds (its own dicts, sets and counters): the same change counted twice."""
+    import copy
+
+    return copy.deepcopy(local)
