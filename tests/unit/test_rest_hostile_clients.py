@@ -2,8 +2,10 @@
 that closes its connection in the middle of an answer (in one of its pauses), or resets it, and one that stops
 reading, hold no turn of the REST lane and stall no other request; their connections and green threads are freed.
 
-The answer is ``GET /v1/vports`` of 600 vports, encoded with a pause every 40 views through the app's lane (its
-turns given by ``eventlet.sleep(0)``); a client is closed from inside a pause of its own answer. Waits are bounded.
+The answer is ``GET /v1/vports`` of 600 vports (~480 kB), encoded with a pause every 40 views through the app's lane
+(its turns given by ``eventlet.sleep(0)``); a client is closed from inside a pause of its own answer. The server's
+sockets send through a small kernel buffer here (``SEND_BUFFER``), so that an answer not read fills it and the write
+waits, as it does on a real network (on loopback the kernel would take the whole answer). Waits are bounded.
 """
 
 from __future__ import annotations
@@ -27,11 +29,19 @@ from .test_rest_stop import answer_of
 REQUEST = b"GET /v1/vports HTTP/1.1\r\nHost: x\r\n\r\n"
 TIMEOUT = 1.0  # seconds: the server's header and body (write) timeouts here
 WAIT = 20.0  # seconds a wait of the test takes at most
+SEND_BUFFER = 4096  # bytes of an accepted socket's kernel send buffer (module docstring)
 
 
 @pytest.fixture
 def serving(tmp_path, monkeypatch):
     """(controller, server, lane, hooks): each function put in ``hooks`` runs once, in the next pause of an answer."""
+    serve = RestServer._serve
+
+    def small_send_buffer(self, sock, addr, accepted=None):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        return serve(self, sock, addr, accepted)
+
+    monkeypatch.setattr(RestServer, "_serve", small_send_buffer)
     ctl = _controller(tmp_path, VPORTS)
     monkeypatch.setattr(rest_api, "ANSWER_EVERY", EVERY)
     hooks = []
@@ -118,6 +128,9 @@ def test_a_client_that_stops_reading_holds_no_turn_and_is_dropped_after_the_time
         with eventlet.Timeout(WAIT):
             while chunk := slow.recv(65536):
                 received += chunk
-        assert received.startswith(b"HTTP/1.1 200")  # what it got of its answer before the server let it go
+        head, _, body = received.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        assert head.startswith(b"HTTP/1.1 200") and len(body) < length  # cut: the write waited past the timeout
     finally:
         slow.close()
