@@ -39,9 +39,11 @@ class VportWatch:
     """``reconcilers()`` returns {datapath id: SwitchReconciler}; ``sleep`` is the server's (green) sleep."""
 
     def __init__(self, state, reconcilers: Callable[[], dict], sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, pause: Callable[[], None] | None = None):
-        """``pause``: the REST lane's (module docstring); None: never."""
-        self.pause = pause
+                 clock: Callable[[], float] = time.monotonic, pause: Callable[[], None] | None = None,
+                 budget: float | None = None):
+        """``pause``: the REST lane's (module docstring), None: never; ``budget``: seconds of wall clock an answer
+        runs before it pauses (controller/rest/lane.py ``answer_pacer``; None: by the count only)."""
+        self.pause, self.budget = pause, budget
         self.state = state
         self.reconcilers = reconcilers
         self.sleep = sleep
@@ -86,7 +88,7 @@ class VportWatch:
         while since is not None and self.cursor() == since and self.clock() < deadline:
             self.sleep(POLL)
         prefix = req.query.get("prefix", "")
-        pacer = answer_pacer(self.pause, WATCH_EVERY)
+        pacer = answer_pacer(self.pause, WATCH_EVERY, self.budget)
         pacer.tick(WATCH_EVERY)  # waits for its turn (controller/rest/lane.py)
         cursor = self.cursor()  # before the answer's pauses (module docstring)
         items = self.items(prefix, pacer.tick)

@@ -7,8 +7,8 @@ evpn_routes (tests/benchmarks/evpn_routes.py, its clock evpn_routes_clock.py) as
 phase's end for ``GET /v1/status`` (the lag it reports), and between the announce and the withdraw for
 ``GET /v1/bgp/routes?direction=out&type=2`` (every route Canopy announced); the controller's max lag is since its start,
 so each counts in it. Each is answered here in-process as the app wires and serves it (controller/app.py: the BGP
-routes and the Api with the REST lane's pause, a ``Lane`` with the controller's ``BUDGET`` of wall clock, its turns
-given into a recorder, not the event loop; the status with its ``bgp`` part; the answer's bytes made as the REST
+routes and the Api with the REST lane's pause, a ``Lane`` whose turns are given into a recorder, not the event loop,
+and the controller's ``BUDGET`` of wall clock; the status with its ``bgp`` part; the answer's bytes made as the REST
 server makes them, ``Api.encoded``: paced), over evpn_routes' policy with N vports bound on kvm1
 (tests/benchmarks/evpn_announce.py ``report``), a programming pass and ``Federation.publish`` into a real Speaker, not
 started, whose book holds every route announced (as ExaBGP's acknowledgements leave it). The baseline, in the same
@@ -76,10 +76,11 @@ def world(n: int, tmp: pathlib.Path):
         raise SystemExit(f"the speaker announced {len(book.announced)} routes for {n} vports")
     pauses = Pauses()
     apis = {}
-    for name, pause in (("lane", Lane(pauses, BUDGET).pause), ("count only", pauses)):  # (app.py's rest_lane)
-        api = apis[name] = Api(ctl.service, state, ctl.settings, extra_routes=rest_bgp.routes(federation, pause),
+    for name, pause, budget in (("lane", Lane(pauses).pause, BUDGET), ("count only", pauses, None)):  # (app.py's)
+        api = apis[name] = Api(ctl.service, state, ctl.settings,
+                               extra_routes=rest_bgp.routes(federation, pause, budget=budget),
                                status_parts={"bgp": lambda: rest_bgp.status_part(federation)})
-        api.pause = pause
+        api.pause, api.budget = pause, budget
     return ctl, apis, pauses
 
 
