@@ -124,7 +124,8 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause, budget=BUDGET)
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
-        self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep)
+        self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep, pause=self.rest_lane.pause,
+                                budget=BUDGET)
         extra.append(self.watch.route())
         self.federation = None
         if settings.bgp is not None and settings.bgp.enabled:

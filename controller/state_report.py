@@ -101,35 +101,40 @@ class StateReport:
     def switches(self, tick=_no_tick, datapath_id: int | None = None) -> list[dict]:
         """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id; ``datapath_id``:
         only that one's (one switch's view does not describe every other's ports). ``tick()``: once a port described
-        (a controller/pacer.py ``Pacer.tick``: it may pause); the switches, their snapshots and where vports are
-        bound are taken first, so a change meanwhile is in the next answer, not half in this one."""
+        (a controller/pacer.py ``Pacer.tick``: it may pause); the switches, their snapshots and OpenFlow connections,
+        the policy (a value: a change makes a new one) and where vports are bound (or refused for their MAC) are
+        taken first, so a change meanwhile is in the next answer, not half in this one
+        (tests/unit/test_rest_snapshots.py)."""
         out, covered = [], set()
         vrs = [snap for snap in self.vrs.values() if datapath_id is None or snap.datapath_id == datapath_id]
         sessions = {snap.session for snap in vrs}
-        bound = {(loc.session, loc.port, loc.vlan): vid for located in (self.mismatched, self.locations)
-                 for vid, loc in located.items() if loc.session in sessions}
+        # a port's vport: (its id, its Location where the hypervisor reports another MAC, else None)
+        bound = {(loc.session, loc.port, loc.vlan): (vid, loc) for vid, loc in self.mismatched.items()
+                 if loc.session in sessions}
+        bound.update({(loc.session, loc.port, loc.vlan): (vid, None) for vid, loc in self.locations.items()
+                      if loc.session in sessions})
         datapaths = sorted((dpid, of) for dpid, of in self.datapaths.items()
                            if datapath_id is None or dpid == datapath_id)
+        connected, policy = dict(datapaths), self.policy
         for snap in sorted(vrs, key=lambda snap: snap.chassis):
-            of = self.datapaths.get(snap.datapath_id) if snap.datapath_id is not None else None
+            of = connected.get(snap.datapath_id) if snap.datapath_id is not None else None
             covered.add(snap.datapath_id)
-            out.append(self._switch_view(snap, of, bound, tick))
+            out.append(self._switch_view(snap, of, _Briefs(policy, bound, snap.session), tick))
         for dpid, of in datapaths:
             if dpid not in covered:
                 out.append({"datapath_id": dpid_str(dpid), "name": None, "chassis": None, "flavour": None,
                             "vtep_ip": None, "bridge": None, "openflow": _of_view(of), "ovsdb": None, "ports": []})
         return out
 
-    def _switch_view(self, snap, of, bound, tick=_no_tick):
+    def _switch_view(self, snap, of, briefs: "_Briefs", tick=_no_tick):
         ports = []
         for p in snap.ports:
             tick()
             vnics = p.vnic_vlans()
             entry = {"name": p.name, "ofport": p.ofport, "mac": p.mac, "iface_id": p.ext("iface-id"),
-                     "vport": self._vport_brief(bound.get((snap.session, p.name, None)))}
+                     "vport": briefs.of(p.name, None)}
             if vnics or self.flavour_of(snap) == "esxi":
-                entry["vnics"] = [{"vlan": vlan, "vnic_id": vnic,
-                                   "vport": self._vport_brief(bound.get((snap.session, p.name, vlan)))}
+                entry["vnics"] = [{"vlan": vlan, "vnic_id": vnic, "vport": briefs.of(p.name, vlan)}
                                   for vlan, vnic in sorted(vnics.items())]
             ports.append(entry)
         return {"datapath_id": dpid_str(snap.datapath_id), "name": snap.hostname or snap.chassis,
@@ -141,13 +146,26 @@ class StateReport:
                           "ovs_version": snap.ovs_version},
                 "ports": ports}
 
-    def _vport_brief(self, vid):
-        if vid is None:
+
+class _Briefs:
+    """The vports on one switch's ports as ``switches`` took them (``bound``: (session, port, VLAN) -> (vport id, its
+    Location when refused for its MAC, else None), with ``policy``): what ``vport_status`` says of them then."""
+
+    def __init__(self, policy, bound: dict, session: str):
+        self.policy, self.bound, self.session = policy, bound, session
+
+    def of(self, port: str, vlan: int | None) -> dict | None:
+        taken = self.bound.get((self.session, port, vlan))
+        if taken is None:
             return None
+        vid, refused = taken
         vport = self.policy.get("vport", vid)
-        status = self.vport_status(vid)
-        return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status["status"],
-                "mac_mismatch": status["mac_mismatch"]}
+        status, mismatch = "bound", None
+        if refused is not None:  # as ``vport_status``: a MAC mismatch while the vport exists, else unbound
+            status = "mac_mismatch" if vport is not None else "unbound"
+            mismatch = {"policy": vport["mac"], "hypervisor": refused.attached_mac} if vport is not None else None
+        return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status,
+                "mac_mismatch": mismatch}
 
 
 def _safety_view(snap):

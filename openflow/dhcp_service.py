@@ -13,9 +13,12 @@ baremetal): only its configured IP is offered, and the reply goes back into the 
 State is only read here.
 
 Each request is logged at INFO, at most once per ``controller.loglimit.LOG_EVERY`` (10 s) for the same punt flow (a
-vport's port; a bare-metal server's answers, and the ignored requests from behind a hardware VTEP, by the client's
-MAC too) and message type, with a count of those left out: a VM flooding discovers (its port's meter passes 10 a
-second: openflow/meters.py) writes one line, not ten a second.
+vport's port; a bare-metal server's answers by the vport) and message type, and an ignored request also by the
+client's MAC (a VM asking under MACs not its own, or unknown MACs behind a hardware VTEP: each MAC its own line, one
+flooding MAC never hiding another's), with a count of those left out: a VM flooding discovers (its port's meter passes
+10 a second: openflow/meters.py) writes one line, not ten a second. The ignored keys are one kind of the log limiter's,
+so a VM cycling through MACs fills at most that kind's table (``controller.loglimit.KEYS_PER_KIND``), never the
+answered requests' or another module's.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ class DhcpService:
         vport = self.state.policy.get("vport", vport_id) if vport_id else None
         endpoint = self.programmer.view.endpoints.get(vport_id) if vport_id else None
         if vport is None or endpoint is None or request.chaddr != vport["mac"]:
-            _log(("ignored", datapath_id, cookie, request.message_type),
+            _log(("ignored", datapath_id, cookie, request.chaddr, request.message_type),
                  "ignoring %s on datapath %016x: not from a known vport's own MAC", request.describe(), datapath_id)
             return None
         subnet = self.state.policy.get("subnet", vport["subnet_id"])

@@ -274,16 +274,18 @@ class Api:
                     raise ApiError(400, "bad_query", f"unknown query parameter; use {sorted(allowed)}", key)
             filters = {k: v for k, v in req.query.items() if k != "counters"}
             counters = "counters" in req.query and _bool_param(req, "counters")
-            pacer, ref = answer_pacer(self.pause, LIST_EVERY, self.budget), self.state.policy.ref
+            pacer, policy = answer_pacer(self.pause, LIST_EVERY, self.budget), self.state.policy
             with collector_paused():  # a view's dicts each, tens of thousands (rest/dataplane.py's listing)
-                objects = list(self.state.policy.all(kind))  # as they are now: a change meanwhile is in the next
-                keyed = [((ref(kind, o), o["id"]), o) for o in paced(objects, pacer.tick, LIST_CHUNK)
+                # the policy as it is now (a value: a change meanwhile makes a new one, in the next answer), its
+                # objects and refs alike; where a vport is bound is read as each view is made
+                objects = list(policy.all(kind))
+                keyed = [((policy.ref(kind, o), o["id"]), o) for o in paced(objects, pacer.tick, LIST_CHUNK)
                          if all(o.get(k) == v for k, v in filters.items())]
                 keyed.sort(key=lambda pair: pair[0])
                 items = [o for _, o in keyed]
-                extra = {"reach": security.Reach(list(self.state.policy.all("vport")), pacer.tick)} \
+                extra = {"reach": security.Reach(list(policy.all("vport")), pacer.tick)} \
                     if kind == "acl" else {}  # each ACL's vports: one walk over them for the whole listing
-                views = [self._view(kind, o, **extra) for o in paced(items, pacer.tick, LIST_CHUNK)]
+                views = [self._view(kind, o, policy=policy, **extra) for o in paced(items, pacer.tick, LIST_CHUNK)]
             if counters:
                 found = self.list_counters[kind](items)
                 for view in views:
@@ -314,17 +316,19 @@ class Api:
             return Response(200, {"deleted": self.service.delete(kind, id, cascade=cascade)})
         return handler
 
-    def _view(self, kind, obj, reach=None):
+    def _view(self, kind, obj, reach=None, policy=None):
+        """``obj``'s answer; ``policy``: the one its refs come from (a listing's, taken when it began), else State's."""
+        policy = self.state.policy if policy is None else policy
         out = dict(obj)
-        out["ref"] = self.state.policy.ref(kind, obj)
+        out["ref"] = policy.ref(kind, obj)
         if kind == "vport":
             out.update(self.state.vport_status(obj["id"]))
         if kind == "acl":  # where it applies (controller/security.py)
-            out["applied"] = security.applied(self.state.policy, obj, self.state.locations, reach)
+            out["applied"] = security.applied(policy, obj, self.state.locations, reach)
         if kind == "subnet" and self.floods is not None:  # where its broadcast passes OVS's limits (floodlimits)
             out["flood_limits"] = self.floods.of_subnet(obj["id"])
         if kind == "floating_ip":  # where it is active (controller/extnet.py)
-            out.update(extnet.floating_status(self.state.policy, obj, self.state.locations, self.state.vrs))
+            out.update(extnet.floating_status(policy, obj, self.state.locations, self.state.vrs))
         return out
 
     # ------------------------------------------------------------------ other routes
@@ -390,9 +394,10 @@ class Api:
         key = dpid.lower().replace(":", "")
         if not re.fullmatch(r"[0-9a-f]{1,16}", key):
             raise ApiError(400, "bad_request", "a datapath id is up to 16 hex digits", "dpid")
-        for item in self.state.switches(datapath_id=int(key, 16)):  # that switch's view only
-            self.take_turn()  # its count may be long (paced by the REST lane): it waits for its turn, as a listing
-            return Response(200, self._with_sync(item, tick=answer_pacer(self.pause, SWITCHES_EVERY, self.budget).tick))
+        self.take_turn()  # its ports described and its count may be long: it waits for its turn, as a listing
+        pacer = answer_pacer(self.pause, SWITCHES_EVERY, self.budget)
+        for item in self.state.switches(pacer.tick, datapath_id=int(key, 16)):  # that switch's view only
+            return Response(200, self._with_sync(item, tick=pacer.tick))
         raise ApiError(404, "not_found", f"no switch with datapath id {key.zfill(16)}")
 
     def changes(self, req):

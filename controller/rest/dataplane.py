@@ -27,10 +27,10 @@ def routes(state, programmer, reconcilers, pause=None, budget: float | None = No
     routes of a domain's FIB (None: never), and once ``budget`` seconds have run (controller/rest/lane.py
     ``answer_pacer``; None: by the count only)."""
 
-    def _add_ref(owner: dict) -> None:
-        obj = state.policy.get(owner.get("kind"), owner.get("id")) if owner.get("kind") in (
+    def _add_ref(policy, owner: dict) -> None:
+        obj = policy.get(owner.get("kind"), owner.get("id")) if owner.get("kind") in (
             "subnet", "domain", "vport") else None
-        owner["ref"] = state.policy.ref(owner["kind"], obj) if obj else owner.get("ref")
+        owner["ref"] = policy.ref(owner["kind"], obj) if obj else owner.get("ref")
 
     def fib(req, id):
         domain = state.policy.get("domain", id)
@@ -39,11 +39,11 @@ def routes(state, programmer, reconcilers, pause=None, budget: float | None = No
         ref = state.policy.ref("domain", domain)  # read before the pauses: the domain may go meanwhile
         pacer = answer_pacer(pause, FIB_EVERY, budget)
         pacer.tick(FIB_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
-        view = programmer.view
+        view, policy = programmer.view, state.policy  # (the policy a value: refs as they were when it began)
         items = []
         with collector_paused():  # tens of thousands of young dicts (listing: module docstring)
             for route in list(view.fib.get(id, ())):  # a copy: the View may change in the pauses
-                items.append(_route_view(state, view, route))
+                items.append(_route_view(policy, view, route))
                 pacer.tick()
         return Response(200, {"domain_id": id, "ref": ref, "l3_vni": domain["l3_vni"], "routes": items,
                               "count": len(items)})
@@ -64,6 +64,7 @@ def routes(state, programmer, reconcilers, pause=None, budget: float | None = No
             return Response(200, listing(key, session, reconciler, keep, pacer))
 
     def listing(key, session, reconciler, keep, pacer) -> bytes:
+        policy = state.policy  # owners' refs as they were when it began (a value: a change makes a new one)
         if reconciler is not None:
             items = reconciler.flows(pacer)
             status = reconciler.status(pacer.tick)  # the answer's pauses: not behind the reconcilers' lane
@@ -71,9 +72,9 @@ def routes(state, programmer, reconcilers, pause=None, budget: float | None = No
             items = _desired_flows(programmer.desired.get(session), pacer)
             status = {"openflow": "disconnected", "desired": len(items), "installed": 0}
         for item in paced(items, pacer.tick):
-            _add_ref(item.get("owner") or {})
+            _add_ref(policy, item.get("owner") or {})
             for other in item["shared_with"]:  # most often none
-                _add_ref(other)
+                _add_ref(policy, other)
         agree = all(i["desired"] == i["installed"] or i["kept"] for i in paced(items, pacer.tick))  # kept: as status
         shown = [i for i in paced(items, pacer.tick) if keep(i)]  # after in_sync: that stays the whole switch's
         body = paced_json({"datapath_id": f"{key:016x}", "status": status, "in_sync": agree, "flows": shown,
@@ -156,14 +157,14 @@ def _desired_flow(flow, sharers: dict):
             "desired": True, "installed": False, "kept": False, "error": None}
 
 
-def _route_view(state, view, route):
+def _route_view(policy, view, route):
     """One FIB entry. ``origin``: connected, host, static, or evpn (a remote prefix, or a host route to a MAC
     an EVPN peer announced); ``vtep_ip``, ``router_mac`` and ``vni`` say where a remote route goes."""
     out = {"prefix": route.prefix, "origin": route.kind, "next_hop": route.next_hop, "vport": None,
            "subnet": None, "vtep_ip": None, "chassis": None, "router_mac": None, "vni": None}
     if route.subnet_id:
-        sub = state.policy.get("subnet", route.subnet_id)
-        out["subnet"] = {"id": route.subnet_id, "ref": state.policy.ref("subnet", sub) if sub else None}
+        sub = policy.get("subnet", route.subnet_id)
+        out["subnet"] = {"id": route.subnet_id, "ref": policy.ref("subnet", sub) if sub else None}
     if route.kind == "evpn":
         out["vtep_ip"], out["router_mac"], out["vni"] = route.vtep_ip, route.router_mac, route.vni
     elif route.vport_id:
@@ -171,8 +172,8 @@ def _route_view(state, view, route):
         if ep is not None and ep.kind == "evpn":
             _evpn_host(view, route, ep, out)
             return out
-        vport = state.policy.get("vport", route.vport_id)
-        out["vport"] = {"id": route.vport_id, "ref": state.policy.ref("vport", vport) if vport else None}
+        vport = policy.get("vport", route.vport_id)
+        out["vport"] = {"id": route.vport_id, "ref": policy.ref("vport", vport) if vport else None}
         sw = view.switches.get(ep.session) if ep else None
         if sw:
             out["vtep_ip"], out["chassis"] = sw.vtep_ip, sw.chassis

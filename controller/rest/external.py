@@ -32,11 +32,13 @@ def routes(state, programmer, reconcilers) -> list[Route]:
         obj = state.policy.get("floating_ip", id)
         if obj is None:
             raise NotFound("floating_ip", id)
-        info = programmer.view.external.floating.get(id)
+        view = programmer.view  # where it is active, read before the switches are asked: a pass may drop the switch
+        info = view.external.floating.get(id)  # from the View meanwhile (``metric_rows``)
+        sw = view.switches.get(info.session) if info else None
         counts, unanswered = counters(programmer, reconcilers(), "fip", {id})
         got = counts.get(id, {})
         return Response(200, {"floating_ip_id": id, "address": obj["address"],
-                              "active_on": programmer.view.switches[info.session].chassis if info else None,
+                              "active_on": sw.chassis if sw else None,
                               **{k: got.get(k, 0) for k in FLOATING_KEYS},
                               "connections_opened": _opened(got), "unanswered": unanswered})
 

@@ -18,6 +18,20 @@ VM_PORT, TUNNEL_PORT = 5, 99  # ofports of a snapshot's first VM and of its VXLA
 TOR_IP = "10.251.0.9"  # tunnel IP of tor1 in the view tests
 
 
+def app_routes(ctl, programmer, sessions=None) -> list:
+    """The routes controller/app.py serves beside the Api's own, as it assembles them, over ``ctl``'s State and
+    ``programmer`` (no switch connected, BGP's without a speaker); ``sessions``: the OVSDB server GET
+    /v1/ovsdb/sessions asks (None: never asked)."""
+    from controller.rest import bgp, dataplane, external, inspection, security, vteps
+    from controller.rest import sessions as ovsdb_sessions
+    from controller.rest.watch import VportWatch
+
+    return (ovsdb_sessions.routes(sessions) + dataplane.routes(ctl.state, programmer, dict)
+            + security.routes(ctl.state, programmer, dict) + external.routes(ctl.state, programmer, dict)
+            + vteps.routes(ctl.state, programmer) + inspection.routes(ctl.state, programmer)
+            + [VportWatch(ctl.state, dict).route()] + bgp.routes(None))
+
+
 def make_settings(tmp_path, **rest):
     data = {"data_dir": str(tmp_path / "data"), "rest": {"token": TOKEN, **rest}}
     return settings_mod.from_doc(Doc("<test>", data))

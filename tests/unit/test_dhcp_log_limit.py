@@ -1,11 +1,13 @@
 """A VM flooding DHCP does not flood the log (openflow/dhcp_service.py): each request is logged at INFO at most once per
 LOG_EVERY for the same port and message type, the first of each always, with a count of those left out; another
-port's request, or the next message type of the same VM (its REQUEST after a DISCOVER), is logged at once."""
+port's request, or the next message type of the same VM (its REQUEST after a DISCOVER), is logged at once. A request
+ignored is keyed by the client's MAC too: each MAC a VM asks under has its line, in a table of its own kind."""
 
 from __future__ import annotations
 
 import logging
 
+from controller import loglimit
 from openflow import dhcp
 from tests.unit.test_bare_metal import HOSTS, dhcp_service, punt_cookie, setup
 from tests.unit.test_dhcp import dhcp_payload, frame
@@ -58,3 +60,32 @@ def test_unknown_macs_behind_a_hardware_vtep_each_log_their_own_ignored_line(cap
     assert [line.split(" from ")[1].split(" ")[0] for line in lines(caplog)] == [
         "02:00:00:00:0b:99", "02:00:00:00:0b:98"]
     assert service.counters["ignored"] == 21
+
+
+def test_a_vm_asking_under_macs_not_its_own_logs_a_line_per_mac_in_a_bounded_table(caplog, clock, monkeypatch):
+    """vm1's port asks under MACs that are not vm1's (spoofed, or a nested VM's): each is ignored, and each MAC's line
+    is logged (before: one line per port and message type for LOG_EVERY, whatever the MAC, so a second MAC's requests
+    went unseen behind the first's). The ignored keys fill their own kind's table, bounded (KEYS_PER_KIND, the key
+    logged longest ago forgotten), and the answered requests' limits stay as they were."""
+    monkeypatch.setattr(loglimit, "KEYS_PER_KIND", 8)
+    state, prog = setup()
+    service = dhcp_service(state, prog)
+    vm1 = state.policy.find("vport", "acme/web/vm1")
+    session = prog.view.endpoints[vm1["id"]].session
+    dpid, cookie = int(HOSTS[session][0][-1]), vport_punt_cookie(prog, session, vm1["id"])
+
+    def ask(mac):
+        return service.answer(dpid, cookie, frame(dhcp_payload(mac=mac), src_mac=mac))
+
+    macs = ["02:00:00:00:0c:%02x" % n for n in range(20)]
+    with caplog.at_level(logging.INFO, logger="canopy.dhcp"):
+        assert ask(vm1["mac"])  # answered: its line
+        for mac in macs + macs[:2]:  # every foreign MAC once, then the first two again within LOG_EVERY
+            assert ask(mac) is None
+            clock[0] += 0.1
+        assert ask(vm1["mac"])  # answered again within LOG_EVERY: still limited
+    ignored = [line.split(" from ")[1].split(" ")[0] for line in lines(caplog) if line.startswith("ignoring")]
+    assert ignored == macs + macs[:2]  # the first two forgotten (the table holds 8): logged again, not lost
+    assert len(loglimit._last_logged["dhcp ignored"]) == loglimit.KEYS_PER_KIND
+    assert sum(line.startswith("DHCPDISCOVER") for line in lines(caplog)) == 1
+    assert service.counters == {"requests": 24, "answered": 2, "ignored": 22}

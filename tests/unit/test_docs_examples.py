@@ -164,25 +164,13 @@ def test_an_example_that_drifted_from_the_code_fails(text, expected, etc_canopy,
 def _served_routes(tmp_path):
     """The routes controller/app.py serves (as it assembles them; BGP's without a speaker)."""
     from controller.programmer import Programmer
-    from controller.rest import bgp as rest_bgp
-    from controller.rest import dataplane as rest_dataplane
-    from controller.rest import external as rest_external
-    from controller.rest import inspection as rest_inspect
-    from controller.rest import security as rest_security
-    from controller.rest import sessions as rest_sessions
-    from controller.rest import vteps as rest_vteps
     from controller.rest.api import Api
-    from controller.rest.watch import VportWatch
 
-    from .helpers import Controller
+    from .helpers import Controller, app_routes
 
     ctl = Controller(tmp_path)
     try:
-        prog = Programmer(ctl.state)
-        extra = (rest_sessions.routes(None) + rest_dataplane.routes(ctl.state, prog, dict)
-                 + rest_security.routes(ctl.state, prog, dict) + rest_external.routes(ctl.state, prog, dict)
-                 + rest_vteps.routes(ctl.state, prog) + rest_inspect.routes(ctl.state, prog)
-                 + [VportWatch(ctl.state, dict).route()] + rest_bgp.routes(None))
+        extra = app_routes(ctl, Programmer(ctl.state))
         return [regex for _, regex in Api(ctl.service, ctl.state, ctl.settings, extra_routes=extra)._compiled]
     finally:
         ctl.close()

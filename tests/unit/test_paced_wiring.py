@@ -189,7 +189,7 @@ def _app_pacers(data) -> str:
              for name, pacer in [("reconciler", made[0]), ("applier", canopy.pair.applier.pacer),
                                  ("state", canopy.state.pacer), ("programmer", canopy.programmer.pacer)]]
     return "\n".join(lines + [f"metrics {canopy.api.metrics.sources['budget']}", f"rest api {canopy.api.budget}"]
-                     + rest_budgets)
+                     + rest_budgets + [f"rest watch {canopy.watch.budget}"])
 
 
 def test_the_app_wires_bounded_pacers_for_reconcilers_the_applier_and_the_scrapes_counts(tmp_path):
@@ -206,7 +206,7 @@ def test_the_app_wires_bounded_pacers_for_reconcilers_the_applier_and_the_scrape
                                  f"state BoundedPacer {BUDGET} {STATE_EVERY}",
                                  f"programmer BoundedPacer {BUDGET} 200", f"metrics {BUDGET}",
                                  f"rest api {BUDGET}", f"rest sessions {BUDGET}", f"rest dataplane {BUDGET}",
-                                 f"rest vteps {BUDGET}", f"rest bgp {BUDGET}"]
+                                 f"rest vteps {BUDGET}", f"rest bgp {BUDGET}", f"rest watch {BUDGET}"]
     assert type(paced(None, 1, None)) is Pacer
 
 
