@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from controller import storefile, storeguard
+from controller import cli, storefile, storeguard
 from controller.store import Change, Store, StoreFault
 from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 from tests.unit.test_store_setaside import committed_by_another
@@ -145,6 +145,28 @@ def test_a_backup_that_begins_while_a_renewal_moves_the_files_copies_the_new_sto
     assert "error" not in backup, backup.get("error")
     assert waited and _restored(tmp_path, dest) == _dump(store.path), "the backup is not the new store"
 
+
+def test_a_backup_waits_for_a_renewal_at_most_its_bound_then_fails_saying_so(tmp_path, monkeypatch, capsys):
+    """A renewal holding the store's files (here: never letting go) is waited for MOVES_WAIT seconds of the backup's
+    clock (a clock of the test's, moved by each pause: no sleep), then ``canopy backup`` exits with 4 naming it, and
+    makes no file at the name given (docs/store.md, Recovery)."""
+    store = _whole_store_at_the_path(tmp_path)
+    dest, now, pauses = tmp_path / "backup.db", [0.0], []
+
+    def pause(seconds):
+        pauses.append(seconds)
+        assert len(pauses) < 10_000, "the backup waits for ever"
+        now[0] += seconds
+
+    monkeypatch.setattr(storeguard, "reading_files",
+                        functools.partial(storefile.reading_files, pause=pause, clock=lambda: now[0]))
+    config = tmp_path / "canopy.yaml"
+    config.write_text(f'{{"data_dir": "{tmp_path / "data"}"}}')
+    with storefile.moving_files(os.path.dirname(store.path)):
+        assert cli.main(["backup", str(dest), "--config", str(config)]) == cli.EXIT_START
+    assert now[0] >= storefile.MOVES_WAIT and pauses and not dest.exists()
+    assert "renewal of the store" in capsys.readouterr().err
+    assert cli.main(["backup", str(dest), "--config", str(config)]) == cli.EXIT_OK  # let go: the backup is made
 
 def _either(*events: threading.Event) -> bool:
     """Whether one of ``events`` was set within about BOUND seconds (each looked at in turn)."""
