@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
-from controller.storefile import FilesBusy, copy_into, moving_files, reading_files, set_aside
+from controller.storefile import (
+    FilesBusy, PartlyMoved, copy_into, moving_files, put_back, reading_files, set_aside)
 
 LOCK_NAME = "canopy.lock"
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
@@ -262,7 +263,11 @@ def _replaced(data_dir: str, source: str, facts: StoreFacts) -> str | None:
     """restore's file work: the store moved aside, the backup at its path, the marker rewritten; where the store
     it replaced went."""
     path, marker = _paths(data_dir)
-    moved = set_aside(path, "replaced")  # two restores within one second: the first's no longer replaced
+    try:
+        moved = set_aside(path, "replaced")  # two restores within one second: the first's no longer replaced
+    except PartlyMoved as exc:  # its log not moved after its database: put back, the store left as it was (before:
+        put_back(exc.moved)  # the database set aside, and the controller refused to start on the log left alone)
+        raise
     kept = moved[0].removesuffix("-wal").removesuffix("-shm") if moved else None  # (the store moved, or its log)
     src = _read_only(source)
     try:

@@ -141,12 +141,13 @@ def committed_by_another(store) -> None:
     assert store.file_failed() and all(os.path.exists(store.path + suffix) for suffix in ("", "-wal", "-shm"))
 
 
-def _failing_the_logs_move(monkeypatch, store) -> list:
-    """The renewal's move of the store's log refused (an I/O error), once; the list says when it was."""
+def _failing_the_logs_move(monkeypatch, store, label: str = "renewed") -> list:
+    """The renewal's (``label``: a restore's, "replaced") move of the store's log refused (an I/O error), once; the
+    list says when it was."""
     real, failed = os.replace, []
 
     def replace(src, dst, *args, **kwargs):
-        if src == store.path + "-wal" and ".renewed-" in dst and not failed:
+        if src == store.path + "-wal" and f".{label}-" in dst and not failed:
             failed.append(dst)
             raise OSError(errno.EIO, "Input/output error", src)
         return real(src, dst, *args, **kwargs)
