@@ -180,8 +180,8 @@ def test_a_restore_while_a_backup_copies_is_refused_and_changes_nothing(tmp_path
     """``canopy restore`` moves the store's files aside and writes the backup in their place, as a renewal does
     (the controller stopped, killed here: its last changes in the log; a ``canopy backup`` may still run, from cron).
     Before, a restore while a backup had the store open went ahead, and the backup copied the old database without
-    its log (moved aside: "no such table: meta", a damaged copy left at its name). Now the restore is refused while a backup copies, naming it, and changes nothing; the
-    backup holds the old store; a restore after it goes ahead."""
+    its log (moved aside: "no such table: meta", a damaged copy left at its name). Now the restore is refused while
+    a backup copies, naming it, and changes nothing; the backup holds the old store; a restore after it goes ahead."""
     data, dest = tmp_path / "data", str(tmp_path / "backup.db")
     _killed(tmp_path / "first", data, [Change("tenant", "a", "put", {"id": "a"})])
     source = _backed_up(tmp_path / "other", [Change("tenant", t, "put", {"id": t}) for t in "bc"])
