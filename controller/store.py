@@ -231,8 +231,11 @@ class Store:
         only this store makes): a file put at the path between a look at the path and the move was taken for the
         store's before. Another's file is set aside and kept, never pruned (the only copy of an operator's file moved
         there, perhaps); ours, while the old connection holds it open. Recorded at once: a try refused later moved
-        it too (before: never pruned)."""
-        if any(not path.endswith(("-wal", "-shm")) and identity(path) == self.file.opened for path in moved):
+        it too (before: never pruned). A log moved alone, once the store's database was (its move back failed), is
+        its log (before stop 47's review: never pruned)."""
+        databases = [path for path in moved if not path.endswith(("-wal", "-shm"))]
+        ours = any(identity(path) == self.file.opened for path in databases)
+        if ours or (moved and not databases and self._moved_own):
             self._moved_own += moved
 
     def close(self):

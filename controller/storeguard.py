@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
-from controller.storefile import FilesBusy, copy_into, reading_files, set_aside
+from controller.storefile import (
+    FilesBusy, PartlyMoved, copy_into, moving_files, put_back, reading_files, set_aside)
 
 LOCK_NAME = "canopy.lock"
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
@@ -248,19 +249,34 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
     facts = inspect(source)  # refuse a damaged backup before touching anything
     held = lock(data_dir)
     try:
-        path, marker = _paths(data_dir)
-        moved = set_aside(path, "replaced")  # two restores within one second: the first's no longer replaced
-        kept = moved[0].removesuffix("-wal").removesuffix("-shm") if moved else None  # (the store moved, or its log)
-        src = _read_only(source)
-        try:
-            copy_into(lambda out: (src.backup(out), out.execute("PRAGMA journal_mode=WAL")), path)
-        finally:
-            src.close()
-        with open(marker + ".tmp", "w", encoding="utf-8") as fh:
-            json.dump({"store_id": facts.store_id, "seq": facts.seq, "ts": facts.ts, "written": time.time()}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(marker + ".tmp", marker)
+        with moving_files(data_dir):  # no backup opens the store while its files move (as for a renewal)
+            kept = _replaced(data_dir, source, facts)
+    except FilesBusy:
+        raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing restored; restore once it "
+                           "ended") from None
     finally:
         held.close()
     return facts, kept
+
+
+def _replaced(data_dir: str, source: str, facts: StoreFacts) -> str | None:
+    """restore's file work: the store moved aside, the backup at its path, the marker rewritten; where the store
+    it replaced went."""
+    path, marker = _paths(data_dir)
+    try:
+        moved = set_aside(path, "replaced")  # two restores within one second: the first's no longer replaced
+    except PartlyMoved as exc:  # its log not moved after its database: put back, the store left as it was (before:
+        put_back(exc.moved)  # the database set aside, and the controller refused to start on the log left alone)
+        raise
+    kept = moved[0].removesuffix("-wal").removesuffix("-shm") if moved else None  # (the store moved, or its log)
+    src = _read_only(source)
+    try:
+        copy_into(lambda out: (src.backup(out), out.execute("PRAGMA journal_mode=WAL")), path)
+    finally:
+        src.close()
+    with open(marker + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump({"store_id": facts.store_id, "seq": facts.seq, "ts": facts.ts, "written": time.time()}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(marker + ".tmp", marker)
+    return kept

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import threading
 
 import pytest
 
-from controller import storefile, storeguard
+from controller import cli, storefile, storeguard
 from controller.store import Change, Store, StoreFault
 from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 from tests.unit.test_store_setaside import committed_by_another
@@ -145,9 +146,86 @@ def test_a_backup_that_begins_while_a_renewal_moves_the_files_copies_the_new_sto
     assert waited and _restored(tmp_path, dest) == _dump(store.path), "the backup is not the new store"
 
 
+def test_a_backup_waits_for_a_renewal_at_most_its_bound_then_fails_saying_so(tmp_path, monkeypatch, capsys):
+    """A renewal holding the store's files (here: never letting go) is waited for MOVES_WAIT seconds of the backup's
+    clock (a clock of the test's, moved by each pause: no sleep), then ``canopy backup`` exits with 4 naming it, and
+    makes no file at the name given (docs/store.md, Recovery)."""
+    store = _whole_store_at_the_path(tmp_path)
+    dest, now, pauses = tmp_path / "backup.db", [0.0], []
+
+    def pause(seconds):
+        pauses.append(seconds)
+        assert len(pauses) < 10_000, "the backup waits for ever"
+        now[0] += seconds
+
+    monkeypatch.setattr(storeguard, "reading_files",
+                        functools.partial(storefile.reading_files, pause=pause, clock=lambda: now[0]))
+    config = tmp_path / "canopy.yaml"
+    config.write_text(f'{{"data_dir": "{tmp_path / "data"}"}}')
+    with storefile.moving_files(os.path.dirname(store.path)):
+        assert cli.main(["backup", str(dest), "--config", str(config)]) == cli.EXIT_START
+    assert now[0] >= storefile.MOVES_WAIT and pauses and not dest.exists()
+    assert "renewal of the store" in capsys.readouterr().err
+    assert cli.main(["backup", str(dest), "--config", str(config)]) == cli.EXIT_OK  # let go: the backup is made
+
 def _either(*events: threading.Event) -> bool:
     """Whether one of ``events`` was set within about BOUND seconds (each looked at in turn)."""
     for _ in range(100):
         if any(event.wait(BOUND / 100) for event in events):
             return True
     return False
+
+
+def test_a_restore_while_a_backup_copies_is_refused_and_changes_nothing(tmp_path, monkeypatch):
+    """``canopy restore`` moves the store's files aside and writes the backup in their place, as a renewal does
+    (the controller stopped, killed here: its last changes in the log; a ``canopy backup`` may still run, from cron).
+    Before, a restore while a backup had the store open went ahead, and the backup copied the old database without
+    its log (moved aside: "no such table: meta", a damaged copy left at its name). Now the restore is refused while
+    a backup copies, naming it, and changes nothing; the backup holds the old store; a restore after it goes ahead."""
+    data, dest = tmp_path / "data", str(tmp_path / "backup.db")
+    _killed(tmp_path / "first", data, [Change("tenant", "a", "put", {"id": "a"})])
+    source = _backed_up(tmp_path / "other", [Change("tenant", t, "put", {"id": t}) for t in "bc"])
+    old, before, restore = _dump(str(data / "canopy.db")), _files(data), {}
+
+    def restore_between_open_and_copy(copy):
+        def copy_after_the_restore(*args):
+            if not restore:  # (once: the restore copies too)
+                restore["began"] = True
+                try:
+                    restore["result"] = storeguard.restore(str(data), source)
+                except storeguard.StoreRefused as exc:
+                    restore["error"] = exc
+            return copy(*args)
+        return copy_after_the_restore
+
+    monkeypatch.setattr(storeguard, "copy_into", restore_between_open_and_copy(storefile.copy_into))
+    storeguard.backup(str(data), dest)
+    monkeypatch.undo()
+    assert "'canopy backup' is copying" in str(restore.get("error")), restore
+    assert _files(data) == before and _dump(str(data / "canopy.db")) == old
+    assert _restored(tmp_path, dest) == old, "the backup is not the store it began to copy"
+    facts, kept = storeguard.restore(str(data), source)  # the backup ended: the restore goes ahead
+    assert facts.seq == 2 and kept and _dump(str(data / "canopy.db")) == _dump(source)
+
+
+def _killed(data, image, changes) -> None:
+    """In ``image``, the data directory a store in ``data`` that committed ``changes`` leaves when its controller is
+    killed: the changes in the log (``canopy.db-wal``), not yet in the database."""
+    store = Store(str(data))
+    store.commit(changes)
+    os.makedirs(image)
+    for suffix in ("", "-wal"):
+        shutil.copyfile(store.path + suffix, os.path.join(image, "canopy.db" + suffix))
+
+
+def _backed_up(data, changes) -> str:
+    """A backup (``data``.db) of a store in the data directory ``data`` that committed ``changes``."""
+    store, path = Store(str(data)), f"{data}.db"
+    store.commit(changes)
+    storeguard.backup(str(data), path)
+    return path
+
+
+def _files(data) -> list[str]:
+    """The files of the data directory ``data`` but its lock (``canopy.lock``, made by the first restore)."""
+    return sorted(name for name in os.listdir(data) if name != storeguard.LOCK_NAME)

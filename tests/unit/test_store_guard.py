@@ -264,3 +264,26 @@ def test_accept_store_moves_an_unreadable_database_aside(data):
 def test_a_store_unreadable_now_names_the_operator_s_next_step_by_sqlite_s_error(errorname, says):
     """A store locked by another process or a machine out of memory is not a full disk: the refusal says what to do."""
     assert says in storeguard._remedy(errorname)
+
+
+def test_a_restore_whose_move_of_the_log_failed_puts_the_database_back(data, tmp_path, monkeypatch):
+    """A restore moved the store's database aside, then its log's move failed (an I/O error). Before, the database
+    stayed set aside and its log at the path: the controller then refused to start ("canopy.db is missing but its
+    write-ahead log is there"). Now the database is put back: the refused restore leaves the store as it was, and it
+    starts; a restore after it goes ahead."""
+    import types
+
+    from tests.unit.test_store_setaside import _failing_the_logs_move
+
+    backup = tmp_path / "backup.db"
+    storeguard.backup(str(data), str(backup))
+    before = {suffix: os.stat(data / f"canopy.db{suffix}").st_ino for suffix in ("", "-wal", "-shm")}
+    failed = _failing_the_logs_move(monkeypatch, types.SimpleNamespace(path=str(data / "canopy.db")),
+                                    "replaced")
+    with pytest.raises(OSError, match="Input/output error"):
+        storeguard.restore(str(data), str(backup))
+    assert failed and not list(data.glob("canopy.db.replaced-*"))
+    assert {suffix: os.stat(data / f"canopy.db{suffix}").st_ino for suffix in before} == before
+    assert storeguard.verify(str(data)) is None and Store(str(data)).last_seq() == TENANTS
+    monkeypatch.undo()
+    assert storeguard.restore(str(data), str(backup))[0].seq == TENANTS
