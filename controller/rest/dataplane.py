@@ -33,13 +33,14 @@ def routes(state, programmer, reconcilers, pause=None, budget: float | None = No
         owner["ref"] = policy.ref(owner["kind"], obj) if obj else owner.get("ref")
 
     def fib(req, id):
-        domain = state.policy.get("domain", id)
+        policy = state.policy  # a value: the domain's and its routes' refs as they were when it began
+        domain = policy.get("domain", id)
         if domain is None:
             raise NotFound("domain", id)
-        ref = state.policy.ref("domain", domain)  # read before the pauses: the domain may go meanwhile
+        ref = policy.ref("domain", domain)
         pacer = answer_pacer(pause, FIB_EVERY, budget)
         pacer.tick(FIB_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
-        view, policy = programmer.view, state.policy  # (the policy a value: refs as they were when it began)
+        view = programmer.view
         items = []
         with collector_paused():  # tens of thousands of young dicts (listing: module docstring)
             for route in list(view.fib.get(id, ())):  # a copy: the View may change in the pauses

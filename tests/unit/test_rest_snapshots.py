@@ -353,3 +353,29 @@ def test_a_floating_ips_counters_answer_when_its_switch_leaves_the_view_while_th
     stats = next(r for r in external.routes(state, programmer, lambda: {1: Switch()}) if "floating" in r.pattern)
     resp = stats.handler(_get("/v1/floating-ips/f1/stats"), id="f1")
     assert resp.status == 200 and resp.body["active_on"] == "hv1" and resp.body["unanswered"] == []
+
+
+def test_a_fib_whose_tenant_is_renamed_while_it_waits_for_its_turn_names_everything_by_one_policy(tmp_path):
+    """``GET /v1/domains/{id}/fib`` waits for its turn of the lane; the tenant renamed meanwhile: the domain's ``ref``
+    and its routes' subnets' refs are of one policy, the one of when the answer began. Before, the domain's was read
+    before the turn and the routes' after it: ``acme/prod`` beside subnets ``renamed/web``."""
+    from controller.rest import dataplane
+
+    ctl, programmer = _routes_world(tmp_path)
+    try:
+        tenant, domain = ctl.state.policy.find("tenant", "acme"), ctl.state.policy.find("domain", "acme/prod")
+        turns = []
+
+        def pause():  # the first: its turn, before it begins
+            if not turns:
+                ctl.service.update("tenant", tenant["id"], {"name": "renamed"})
+            turns.append(1)
+
+        fib = next(r for r in dataplane.routes(ctl.state, programmer, dict, pause=pause)
+                   if r.pattern == "/v1/domains/{id}/fib")
+        body = fib.handler(_get(f"/v1/domains/{domain['id']}/fib"), domain["id"]).body
+        subnets = {route["subnet"]["ref"] for route in body["routes"] if route["subnet"]}
+        assert turns and ctl.state.policy.find("tenant", "renamed") is not None
+        assert body["ref"] == "acme/prod" and subnets == {"acme/web"}
+    finally:
+        ctl.close()

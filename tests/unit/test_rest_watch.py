@@ -138,3 +138,29 @@ def test_only_the_active_answers_the_watch_so_a_client_following_a_pair_goes_the
     assert ctl.call("GET", "/v1/vports")[0] == 200  # other reads: both nodes
     role["reason"] = None  # the active
     assert watch(ctl, prefix="os-")[1]["count"] == 1
+
+
+def test_a_change_in_the_answers_pauses_is_answered_at_the_next_poll_at_once(ctl, monkeypatch):
+    """The answer pauses (after its turn, then every WATCH_EVERY vports) and State changes meanwhile: its cursor is the
+    one read before it was made, so a client polling with it is answered at once, the change in that answer, never
+    waiting out ``wait`` with it missed. (A cursor read after the items: the first answer shows the port unbound with
+    the cursor past the change, and the next poll waits its 20 s, the change missed.)"""
+    from controller.rest import watch as rest_watch
+
+    vport = add_vport(ctl)
+    monkeypatch.setattr(rest_watch, "WATCH_EVERY", 1)
+    monkeypatch.setattr(rest_watch, "CHUNK", 1)
+    pauses = []
+
+    def pause():  # the second pause comes after the vport was described: it is bound only then
+        pauses.append(1)
+        if len(pauses) == 2:
+            plug(ctl, "os-p1")
+
+    ctl.watch.pause = pause
+    status, body = watch(ctl)
+    assert status == 200 and len(pauses) >= 2 and body["items"][0]["status"] == "unbound"  # described before it
+    ctl.watch.pause = None
+    status, body = watch(ctl, since=body["cursor"], wait=20)
+    assert status == 200 and ctl.clock.slept == 0 and body["items"][0]["id"] == vport["id"]
+    assert body["items"][0]["status"] == "bound"
