@@ -18,6 +18,7 @@ _last_logged: dict = {}  # kind -> OrderedDict(key -> [when last logged, occurre
 LOG_EVERY = 10.0  # seconds: a repeated warning (same key) is logged at most this often, with a count
 KEYS_PER_KIND = 10000  # keys one kind remembers; beyond, the one logged longest ago is forgotten
 KINDS = 1000  # kinds remembered (each a name in the code, so far fewer); beyond, the one made first goes
+GROUP_LINES = 5  # lines of one group's keys together per LOG_EVERY (``log_limited_in``)
 
 
 def warn_limited(logger, key, msg: str, *args) -> None:
@@ -26,8 +27,8 @@ def warn_limited(logger, key, msg: str, *args) -> None:
     log_limited(logger, logging.WARNING, key, msg, *args)
 
 
-def log_limited(logger, level: int, key, msg: str, *args) -> None:
-    """``logger.log(level, msg, *args)``, limited as ``warn_limited``."""
+def log_limited(logger, level: int, key, msg: str, *args) -> bool:
+    """``logger.log(level, msg, *args)``, limited as ``warn_limited``; whether the line was logged."""
     now = time.monotonic()
     table = _table_of(key[0] if isinstance(key, tuple) and key else key)
     entry = table.get(key)
@@ -37,10 +38,35 @@ def log_limited(logger, level: int, key, msg: str, *args) -> None:
             table.popitem(last=False)
     if now - entry[0] < LOG_EVERY:
         entry[1] += 1
-        return
+        return False
     skipped, entry[0], entry[1] = entry[1], now, 0
     table.move_to_end(key)
     logger.log(level, msg + (f" ({skipped} more like it not logged)" if skipped else ""), *args)
+    return True
+
+
+def log_limited_in(logger, level: int, group: tuple, key, msg: str, *args) -> None:
+    """``log_limited`` for ``key``, and at most GROUP_LINES lines per LOG_EVERY for every key of ``group`` together
+    (``group[0]`` names its kind, as a key's does): a VM asking under a new MAC each time (each MAC a key of its own,
+    so that one MAC's flood hides no other's first line) logs GROUP_LINES lines per interval, not one per request.
+    The group's next line says how many of its lines were left out."""
+    now = time.monotonic()
+    table = _table_of(group[0])
+    entry = table.get(group)
+    if entry is None:
+        entry = table[group] = [now, 0, 0]  # the interval's start, lines logged in it, lines left out since the last
+        if len(table) > KEYS_PER_KIND:
+            table.popitem(last=False)
+    elif now - entry[0] >= LOG_EVERY:
+        entry[0], entry[1] = now, 0
+        table.move_to_end(group)
+    if entry[1] >= GROUP_LINES:
+        entry[2] += 1
+        return
+    left_out = entry[2]
+    suffix = f" ({left_out} more lines of the same source left out)" if left_out else ""
+    if log_limited(logger, level, key, msg + suffix, *args):
+        entry[1], entry[2] = entry[1] + 1, 0
 
 
 def _table_of(kind) -> OrderedDict:

@@ -18,7 +18,8 @@ client's MAC (a VM asking under MACs not its own, or unknown MACs behind a hardw
 flooding MAC never hiding another's), with a count of those left out: a VM flooding discovers (its port's meter passes
 10 a second: openflow/meters.py) writes one line, not ten a second. The ignored keys are one kind of the log limiter's,
 so a VM cycling through MACs fills at most that kind's table (``controller.loglimit.KEYS_PER_KIND``), never the
-answered requests' or another module's.
+answered requests' or another module's; and its lines together are at most ``controller.loglimit.GROUP_LINES`` (5) per
+LOG_EVERY for its punt flow, the next saying how many were left out: a fresh MAC in every request is not a line each.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from controller.loglimit import log_limited
+from controller.loglimit import log_limited, log_limited_in
 from openflow import dhcp
 from openflow.compiler import egress_actions, to_vtep
 from openflow.flows import Owner, owner_kind_of
@@ -48,6 +49,14 @@ def _log(key: tuple, msg: str, *args) -> None:
     """An INFO line about a request, at most one per LOG_EVERY for ``key`` (module docstring); ``key[0]`` ("answered",
     "ignored") names the limiter's kind, so a flood of ignored requests never forgets the answered ones' limits."""
     log_limited(log, logging.INFO, (f"dhcp {key[0]}", *key[1:]), msg, *args)
+
+
+def _log_ignored(datapath_id: int, cookie: int, request, msg: str, *args) -> None:
+    """An ignored request's line, keyed by the client's MAC too (one MAC's flood hides no other's first line), at
+    most GROUP_LINES (controller/loglimit.py) lines per LOG_EVERY for the punt flow's port together: a VM asking under
+    a fresh MAC each time logs a few lines per interval and a count, not a line per request."""
+    log_limited_in(log, logging.INFO, ("dhcp ignored source", datapath_id, cookie),
+                   ("dhcp ignored", datapath_id, cookie, request.chaddr, request.message_type), msg, *args)
 
 
 class DhcpService:
@@ -78,8 +87,8 @@ class DhcpService:
         vport = self.state.policy.get("vport", vport_id) if vport_id else None
         endpoint = self.programmer.view.endpoints.get(vport_id) if vport_id else None
         if vport is None or endpoint is None or request.chaddr != vport["mac"]:
-            _log(("ignored", datapath_id, cookie, request.chaddr, request.message_type),
-                 "ignoring %s on datapath %016x: not from a known vport's own MAC", request.describe(), datapath_id)
+            _log_ignored(datapath_id, cookie, request, "ignoring %s on datapath %016x: not from a known vport's own MAC",
+                         request.describe(), datapath_id)
             return None
         subnet = self.state.policy.get("subnet", vport["subnet_id"])
         domain = self.state.policy.get("domain", subnet["domain_id"]) if subnet["domain_id"] else None
@@ -103,9 +112,9 @@ class DhcpService:
         subnet = policy.get("subnet", sid) if sid else None
         vport = bare_metal_vport(policy, sid, request.chaddr) if subnet else None
         if vport is None:
-            _log(("ignored", datapath_id, cookie, request.chaddr, request.message_type), "ignoring %s from a hardware "
-                 "VTEP on datapath %016x: no bare-metal vport of subnet %s has that MAC", request.describe(),
-                 datapath_id, policy.ref("subnet", subnet) or "?")
+            _log_ignored(datapath_id, cookie, request, "ignoring %s from a hardware VTEP on datapath %016x: no "
+                         "bare-metal vport of subnet %s has that MAC", request.describe(), datapath_id,
+                         policy.ref("subnet", subnet) or "?")
             return None
         domain = policy.get("domain", subnet["domain_id"]) if subnet["domain_id"] else None
         lease = dhcp.lease_for(subnet, vport, domain, self.underlay_mtu)

@@ -68,6 +68,7 @@ def test_a_vm_asking_under_macs_not_its_own_logs_a_line_per_mac_in_a_bounded_tab
     went unseen behind the first's). The ignored keys fill their own kind's table, bounded (KEYS_PER_KIND, the key
     logged longest ago forgotten), and the answered requests' limits stay as they were."""
     monkeypatch.setattr(loglimit, "KEYS_PER_KIND", 8)
+    monkeypatch.setattr(loglimit, "GROUP_LINES", 100)  # the port's lines together not capped here (the next test)
     state, prog = setup()
     service = dhcp_service(state, prog)
     vm1 = state.policy.find("vport", "acme/web/vm1")
@@ -89,3 +90,30 @@ def test_a_vm_asking_under_macs_not_its_own_logs_a_line_per_mac_in_a_bounded_tab
     assert len(loglimit._last_logged["dhcp ignored"]) == loglimit.KEYS_PER_KIND
     assert sum(line.startswith("DHCPDISCOVER") for line in lines(caplog)) == 1
     assert service.counters == {"requests": 24, "answered": 2, "ignored": 22}
+
+
+def test_a_vm_asking_under_a_fresh_mac_each_time_logs_a_few_lines_per_interval_and_their_count(caplog, clock):
+    """Each ignored MAC has its own line, but a port's ignored lines together are at most GROUP_LINES per LOG_EVERY
+    (review of rest47: with a line per MAC, a VM putting a fresh MAC in every request logged every request); the
+    port's next line, after the interval, says how many were left out, and another port is not held back by it."""
+    state, prog = setup()
+    service = dhcp_service(state, prog)
+    vm1, vm2 = state.policy.find("vport", "acme/web/vm1"), state.policy.find("vport", "acme/web/vm2")
+
+    def ask(vm, mac):
+        session = prog.view.endpoints[vm["id"]].session
+        cookie = vport_punt_cookie(prog, session, vm["id"])
+        return service.answer(int(HOSTS[session][0][-1]), cookie, frame(dhcp_payload(mac=mac), src_mac=mac))
+
+    with caplog.at_level(logging.INFO, logger="canopy.dhcp"):
+        for n in range(50):  # five seconds of vm1's meter, each request under a MAC never seen
+            assert ask(vm1, "02:00:00:00:0d:%02x" % n) is None
+            clock[0] += 0.1
+        assert len(lines(caplog)) == loglimit.GROUP_LINES
+        assert ask(vm2, "02:00:00:00:0e:01") is None  # another port: its own line at once
+        assert len(lines(caplog)) == loglimit.GROUP_LINES + 1
+        clock[0] += 6  # vm1's interval over: its next line counts the lines left out
+        assert ask(vm1, "02:00:00:00:0d:ff") is None
+    last = lines(caplog)[-1]
+    assert "02:00:00:00:0d:ff" in last and f"({50 - loglimit.GROUP_LINES} more lines of the same source left out)" in last
+    assert service.counters["ignored"] == 52
