@@ -13,7 +13,7 @@ import sys
 from controller.pacer import Pacer
 from controller.ryu_compat import hub
 from openflow import meters
-from openflow.flows import Owner
+from openflow.flows import Group, Owner
 from openflow.reconciler import SwitchReconciler
 from tests.benchmarks.meter_diff import (add_pass_with_deletes_waiting, meter_mods, one_port_added, owners, punt,
                                          settle)
@@ -280,3 +280,29 @@ def test_a_stale_meter_is_deleted_within_a_few_rounds_whatever_the_stream_of_cha
         worst = max(worst, oldest)
     print(f"a stale meter stayed at most {worst} rounds")
     assert worst <= STALE_ROUNDS, worst
+
+
+def test_a_meter_add_dropped_unsent_is_sent_before_the_flows_that_name_it():
+    """A groups-only change (a flood group's buckets, no owner changed) during the encoding of a meter add drops that
+    change set unsent (the book's version moved); the round must not go on to the flow naming the meter: at 9ddfb480
+    (meter47) it did, and the switch refused vm5's DHCP punt for its missing meter (left out until a retry)."""
+    switch = MeterSwitch(5)
+    changed = {"done": True}  # (not while the first sync adds vm3's meter)
+
+    def pause():
+        if not changed["done"] and called_from("_send_meters") and called_from("_transact"):
+            changed["done"] = True  # the meter add being encoded: a flood group changes, no owner
+            rec.set_desired_owners(owners((3, 5)), (Group(1, ((("output", 3),),)),), set())
+
+    rec = switch.rec = SwitchReconciler(switch, log=LOG, pacer=Pacer(pause, 1))
+    rec._request = switch.request
+    assert rec._read_back()
+    rec.set_desired_owners(owners((3,)), (), None)
+    settle(rec)
+    del switch.log[:]
+    changed["done"] = False
+    rec.set_desired_owners(owners((3, 5)), (), {Owner("vport", "vm5")})
+    settle(rec)
+    assert changed["done"] and rec.dropped >= 1
+    assert switch.violations == [] and switch.flows[punt(5).cookie] == meters.PORT_DHCP + 5
+    assert meter_mods(switch) == [("meter_add", meters.PORT_DHCP + 5)] and not rec._rejected
