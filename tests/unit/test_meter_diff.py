@@ -306,3 +306,33 @@ def test_a_meter_add_dropped_unsent_is_sent_before_the_flows_that_name_it():
     assert changed["done"] and rec.dropped >= 1
     assert switch.violations == [] and switch.flows[punt(5).cookie] == meters.PORT_DHCP + 5
     assert meter_mods(switch) == [("meter_add", meters.PORT_DHCP + 5)] and not rec._rejected
+
+
+def test_a_freed_ofport_handed_out_after_the_last_count_keeps_its_meter_under_its_new_flow():
+    """vm3 leaves ofport 3 and vm4 leaves too while the add pass looks at vm3's meter; vm9 is handed ofport 3 (vm3's
+    meter id) during the pass that looks at vm4's, after the last count before the plan: the plan sends vm9's flow
+    (its meter is on the switch), and the round's deletes must keep that meter. At 9ddfb480 (meter47) they deleted it
+    under vm9's new flow (Open vSwitch deletes the flow with it: no DHCP for vm9 until a read-back)."""
+    switch = MeterSwitch(5)
+    stage = {"at": None}
+    vm9 = {Owner("vport", "vm9"): frozenset({punt(3, "vm9")})}
+
+    def pause():
+        if stage["at"] == 0 and called_from("changes") and not called_from("_meters_ready"):
+            stage["at"] = 1  # vm3's meter looked at: vm4 leaves too
+            rec.set_desired_owners({}, (), {Owner("vport", "vm4")})
+        elif stage["at"] == 1 and called_from("changes") and called_from("_meters_ready"):
+            stage["at"] = 2  # vm4's meter looked at, after the last count: vm9 on ofport 3
+            rec.set_desired_owners(dict(vm9), (), set(vm9))
+
+    rec = switch.rec = SwitchReconciler(switch, log=LOG, pacer=Pacer(pause, 1))
+    rec._request = switch.request
+    assert rec._read_back()
+    rec.set_desired_owners(owners((3, 4)), (), None)
+    settle(rec)
+    stage["at"] = 0
+    rec.set_desired_owners(owners((4,)), (), {Owner("vport", "vm3")})
+    settle(rec)
+    assert stage["at"] == 2 and switch.violations == []
+    assert switch.flows == {punt(3, "vm9").cookie: meters.PORT_DHCP + 3}
+    assert switch.meters.keys() == {meters.PORT_DHCP + 3}
