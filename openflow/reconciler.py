@@ -515,11 +515,12 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
 
     def _meters_ready(self) -> bool:
         """Count the changes that came and send their meters' adds and modifies until a count finds nothing to send
-        (at most COUNTS_BEFORE_PLAN times); False if there still was."""
+        and no change came while it looked (its pauses: a port handed out then would be planned before its meter), at
+        most COUNTS_BEFORE_PLAN times; False if there still was."""
         for _ in range(COUNTS_BEFORE_PLAN):
             if not self._meters_counted():
                 return False
-            if not self._send_meters():
+            if not self._send_meters() and self._meter_dirty == set():
                 return True
         return False
 

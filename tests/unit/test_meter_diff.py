@@ -308,14 +308,12 @@ def test_a_meter_add_dropped_unsent_is_sent_before_the_flows_that_name_it():
     assert meter_mods(switch) == [("meter_add", meters.PORT_DHCP + 5)] and not rec._rejected
 
 
-def test_a_freed_ofport_handed_out_after_the_last_count_keeps_its_meter_under_its_new_flow():
-    """vm3 leaves ofport 3 and vm4 leaves too while the add pass looks at vm3's meter; vm9 is handed ofport 3 (vm3's
-    meter id) during the pass that looks at vm4's, after the last count before the plan: the plan sends vm9's flow
-    (its meter is on the switch), and the round's deletes must keep that meter. At 9ddfb480 (meter47) they deleted it
-    under vm9's new flow (Open vSwitch deletes the flow with it: no DHCP for vm9 until a read-back)."""
+def handed_after_the_last_count(port: int) -> tuple:
+    """vm3 and vm4 in sync; vm3 leaves, and vm4 too while the add pass looks at vm3's meter; vm9 is handed ``port``
+    during the last add pass before the plan (the one that looks at vm4's meter). (The switch, the reconciler.)"""
     switch = MeterSwitch(5)
     stage = {"at": None}
-    vm9 = {Owner("vport", "vm9"): frozenset({punt(3, "vm9")})}
+    vm9 = {Owner("vport", "vm9"): frozenset({punt(port, "vm9")})}
 
     def pause():
         if stage["at"] == 0 and called_from("changes") and not called_from("_meters_ready"):
@@ -333,6 +331,27 @@ def test_a_freed_ofport_handed_out_after_the_last_count_keeps_its_meter_under_it
     stage["at"] = 0
     rec.set_desired_owners(owners((4,)), (), {Owner("vport", "vm3")})
     settle(rec)
-    assert stage["at"] == 2 and switch.violations == []
+    assert stage["at"] == 2
+    return switch, rec
+
+
+def test_a_freed_ofport_handed_out_after_the_last_count_keeps_its_meter_under_its_new_flow():
+    """vm9 handed ofport 3 (vm3's meter id) after the last count before the plan: the plan may send vm9's flow (its
+    meter is on the switch), and the round's deletes must keep that meter. At 9ddfb480 (meter47) they deleted it under
+    vm9's new flow (Open vSwitch deletes the flow with it: no DHCP for vm9 until a read-back). Two guards, each enough
+    here: the deletes hold the meters of owners changed since the last count (meterdiff ``_meters_held``), and the
+    last add pass counts a change that came while it looked (``_meters_ready``)."""
+    switch, rec = handed_after_the_last_count(3)
+    assert switch.violations == [] and not rec._rejected
     assert switch.flows == {punt(3, "vm9").cookie: meters.PORT_DHCP + 3}
     assert switch.meters.keys() == {meters.PORT_DHCP + 3}
+
+
+def test_a_port_handed_out_during_the_last_add_pass_has_its_meter_added_before_its_flow():
+    """vm9 handed a new ofport (9: a meter the switch does not hold) while the last add pass before the plan looks at
+    the meters: counted and its meter added before the plan sends its flow. At 9ddfb480 (and stop 46) the plan sent
+    the flow first: the switch refused it (no such meter), left out until a retry: no DHCP for vm9."""
+    switch, rec = handed_after_the_last_count(9)
+    assert switch.violations == [] and not rec._rejected
+    assert switch.flows == {punt(9, "vm9").cookie: meters.PORT_DHCP + 9}
+    assert switch.meters.keys() == {meters.PORT_DHCP + 9}
