@@ -13,8 +13,8 @@ the deletes waiting (any change of an id puts it back in ``_meter_todo``).
 
 Deletes go in a change set of their own at the end of every round (``_send_meter_deletes``), after the round's flows:
 a meter's delete deletes the flows naming it, so a stale meter is left for a later round while a flow may still name it
-on the switch or be about to: the flows, installed or desired, of the owners changed since the last plan (``held``;
-any other owner's installed flows are its desired ones as last counted, which name no stale meter). A vport moved to
+on the switch or be about to: the flows, installed or desired, of the owners changed since the last plan or count
+(``held``; any other owner's installed flows are its desired ones as last counted, which name no stale meter). A vport moved to
 another ofport has its old flow replaced first, in the next plan. A port handed out during the delete pass's pauses
 (making, encoding) may name a meter it deletes (a freed ofport reused at once: the same meter id): the change set is
 dropped unsent (``_deletes_outdated``), the port counted, and the meter kept: no delete and add again; after
@@ -151,10 +151,11 @@ class MeterSync:
             self._deleting_meters = frozenset()
 
     def _meters_held(self) -> set:
-        """The meters named by the flows, installed or desired, of the owners changed since the last plan (those of the
-        kinds that punt, HELD_PART at a time, their flows looked at in C): what a meter's delete could take down with
-        it, or what is about to name it again."""
-        book, owners = self._book, meters.punting(list(self._book.dirty))
+        """The meters named by the flows, installed or desired, of the owners changed since the last plan or the last
+        count (those of the kinds that punt, HELD_PART at a time, their flows looked at in C): what a meter's delete
+        could take down with it, or what is about to name it again (an owner changed after the last count may have
+        been planned, its new flow installed, naming a meter the count still finds stale: a freed ofport reused)."""
+        book, owners = self._book, meters.punting(list(self._book.dirty | self._meter_dirty))
         held: set = set()
         for start in range(0, len(owners), HELD_PART):
             part = owners[start:start + HELD_PART]

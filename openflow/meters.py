@@ -60,7 +60,8 @@ KINDS = ("activation", "dhcp", "other")  # the kinds of punts (packet-ins are co
 IDS = {"activation": METER_BASE + 1, "dhcp": METER_BASE + 2, "other": METER_BASE + 3}  # the switch's own meters
 NAMES = {**{v: k for k, v in IDS.items()}, CONTROLLER: "switch"}
 PORT_BASES = {"dhcp": PORT_DHCP, "activation": PORT_ACTIVATION}  # the kinds metered per port
-MOST_PER_SWITCH = len(PORT_BASES) * MAX_OFPORT + 2  # a port's two kinds on every port, the switch's dhcp and other
+# a port's two kinds on every port, the switch's dhcp and other, and the controller meter (docs/vrs.md: 130,561)
+MOST_PER_SWITCH = len(PORT_BASES) * MAX_OFPORT + 3
 KIND_OF_OWNER = {"activation": "activation", "vport": "dhcp", "subnet": "dhcp", "uplink": "other"}  # a punt's owner
 
 DEFAULT_RATES = PUNT_METER_DEFAULTS  # kind -> (packets per second, burst): vrs.punt_meters' defaults (why: there)

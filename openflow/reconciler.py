@@ -479,8 +479,10 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
             if not self._meters_counted():
                 return True  # still changing: counted again, in the next round
             # a meter before the flows that name it: in a change set of its own, first; then the flows, in this round
-            # (a round of its own each time was a round without flows for as long as new meters kept coming)
-            if self._send_meters() and (self._need_read or self._not_master):
+            # (a round of its own each time was a round without flows for as long as new meters kept coming), unless
+            # it was dropped unsent (a groups-only change during its pauses: no owner to count, the flows would go)
+            dropped = self.dropped
+            if self._send_meters() and (self._need_read or self._not_master or self.dropped != dropped):
                 return True
         with collector_paused():
             with plan_slot(self._book.dirty):  # a small plan needs none (openflow/atonce.py)
@@ -513,11 +515,12 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
 
     def _meters_ready(self) -> bool:
         """Count the changes that came and send their meters' adds and modifies until a count finds nothing to send
-        (at most COUNTS_BEFORE_PLAN times); False if there still was."""
+        and no change came while it looked (its pauses: a port handed out then would be planned before its meter), at
+        most COUNTS_BEFORE_PLAN times; False if there still was."""
         for _ in range(COUNTS_BEFORE_PLAN):
             if not self._meters_counted():
                 return False
-            if not self._send_meters():
+            if not self._send_meters() and self._meter_dirty == set():
                 return True
         return False
 

@@ -13,7 +13,7 @@ import sys
 from controller.pacer import Pacer
 from controller.ryu_compat import hub
 from openflow import meters
-from openflow.flows import Owner
+from openflow.flows import Group, Owner
 from openflow.reconciler import SwitchReconciler
 from tests.benchmarks.meter_diff import (add_pass_with_deletes_waiting, meter_mods, one_port_added, owners, punt,
                                          settle)
@@ -280,3 +280,78 @@ def test_a_stale_meter_is_deleted_within_a_few_rounds_whatever_the_stream_of_cha
         worst = max(worst, oldest)
     print(f"a stale meter stayed at most {worst} rounds")
     assert worst <= STALE_ROUNDS, worst
+
+
+def test_a_meter_add_dropped_unsent_is_sent_before_the_flows_that_name_it():
+    """A groups-only change (a flood group's buckets, no owner changed) during the encoding of a meter add drops that
+    change set unsent (the book's version moved); the round must not go on to the flow naming the meter: at 9ddfb480
+    (meter47) it did, and the switch refused vm5's DHCP punt for its missing meter (left out until a retry)."""
+    switch = MeterSwitch(5)
+    changed = {"done": True}  # (not while the first sync adds vm3's meter)
+
+    def pause():
+        if not changed["done"] and called_from("_send_meters") and called_from("_transact"):
+            changed["done"] = True  # the meter add being encoded: a flood group changes, no owner
+            rec.set_desired_owners(owners((3, 5)), (Group(1, ((("output", 3),),)),), set())
+
+    rec = switch.rec = SwitchReconciler(switch, log=LOG, pacer=Pacer(pause, 1))
+    rec._request = switch.request
+    assert rec._read_back()
+    rec.set_desired_owners(owners((3,)), (), None)
+    settle(rec)
+    del switch.log[:]
+    changed["done"] = False
+    rec.set_desired_owners(owners((3, 5)), (), {Owner("vport", "vm5")})
+    settle(rec)
+    assert changed["done"] and rec.dropped >= 1
+    assert switch.violations == [] and switch.flows[punt(5).cookie] == meters.PORT_DHCP + 5
+    assert meter_mods(switch) == [("meter_add", meters.PORT_DHCP + 5)] and not rec._rejected
+
+
+def handed_after_the_last_count(port: int) -> tuple:
+    """vm3 and vm4 in sync; vm3 leaves, and vm4 too while the add pass looks at vm3's meter; vm9 is handed ``port``
+    during the last add pass before the plan (the one that looks at vm4's meter). (The switch, the reconciler.)"""
+    switch = MeterSwitch(5)
+    stage = {"at": None}
+    vm9 = {Owner("vport", "vm9"): frozenset({punt(port, "vm9")})}
+
+    def pause():
+        if stage["at"] == 0 and called_from("changes") and not called_from("_meters_ready"):
+            stage["at"] = 1  # vm3's meter looked at: vm4 leaves too
+            rec.set_desired_owners({}, (), {Owner("vport", "vm4")})
+        elif stage["at"] == 1 and called_from("changes") and called_from("_meters_ready"):
+            stage["at"] = 2  # vm4's meter looked at, after the last count: vm9 on ofport 3
+            rec.set_desired_owners(dict(vm9), (), set(vm9))
+
+    rec = switch.rec = SwitchReconciler(switch, log=LOG, pacer=Pacer(pause, 1))
+    rec._request = switch.request
+    assert rec._read_back()
+    rec.set_desired_owners(owners((3, 4)), (), None)
+    settle(rec)
+    stage["at"] = 0
+    rec.set_desired_owners(owners((4,)), (), {Owner("vport", "vm3")})
+    settle(rec)
+    assert stage["at"] == 2
+    return switch, rec
+
+
+def test_a_freed_ofport_handed_out_after_the_last_count_keeps_its_meter_under_its_new_flow():
+    """vm9 handed ofport 3 (vm3's meter id) after the last count before the plan: the plan may send vm9's flow (its
+    meter is on the switch), and the round's deletes must keep that meter. At 9ddfb480 (meter47) they deleted it under
+    vm9's new flow (Open vSwitch deletes the flow with it: no DHCP for vm9 until a read-back). Two guards, each enough
+    here: the deletes hold the meters of owners changed since the last count (meterdiff ``_meters_held``), and the
+    last add pass counts a change that came while it looked (``_meters_ready``)."""
+    switch, rec = handed_after_the_last_count(3)
+    assert switch.violations == [] and not rec._rejected
+    assert switch.flows == {punt(3, "vm9").cookie: meters.PORT_DHCP + 3}
+    assert switch.meters.keys() == {meters.PORT_DHCP + 3}
+
+
+def test_a_port_handed_out_during_the_last_add_pass_has_its_meter_added_before_its_flow():
+    """vm9 handed a new ofport (9: a meter the switch does not hold) while the last add pass before the plan looks at
+    the meters: counted and its meter added before the plan sends its flow. At 9ddfb480 (and stop 46) the plan sent
+    the flow first: the switch refused it (no such meter), left out until a retry: no DHCP for vm9."""
+    switch, rec = handed_after_the_last_count(9)
+    assert switch.violations == [] and not rec._rejected
+    assert switch.flows == {punt(9, "vm9").cookie: meters.PORT_DHCP + 9}
+    assert switch.meters.keys() == {meters.PORT_DHCP + 9}

@@ -373,7 +373,7 @@ def test_port_meter_ids_come_from_the_ofport_and_stay_in_canopys_range():
         assert mid in meters.METER_IDS
     assert meters.kind_of(0xCA02FEFF) == "activation" and meters.port_of(0xCA02FEFF) == 0xFEFF
     assert meters.kind_of(0xCA010000) == "?" and meters.port_of(meters.IDS["other"]) is None
-    assert meters.MOST_PER_SWITCH == 130560 < 262144  # Open vSwitch userspace's max_meter
+    assert meters.MOST_PER_SWITCH == 130561 < 262144  # Open vSwitch userspace's max_meter
 
 
 def test_the_meters_are_counted_pausing_and_a_change_meanwhile_is_counted_before_its_flows_are_sent():
