@@ -240,6 +240,7 @@ class Speaker(SpeakerApi, SpeakerThread):
                 "api_connected": book.connected, "api_silent_for": self._watchdog.silent_for(),
                 "api_resuming": self._watchdog.resuming,
                 "api_longest_wait": round(self._watchdog.longest_wait, 3),
+                "api_longest_quiet": round(self._watchdog.longest_quiet, 3),
                 "desired": len(book.desired),
                 "announced": len(book.announced), "refused": len(book.failed), "received": len(book.received),
                 "last_error": self._last_error, "failure": self._failure, "restart_in": waiting,

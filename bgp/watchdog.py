@@ -25,7 +25,9 @@ passed in (unit tests use their own, no wall clock).
 
 ``longest_wait`` (how close ExaBGP came to the timeout) leaves out the speaker's own pauses: it handles a burst of
 ExaBGP's lines a run at a time and gives the event loop a turn between runs (``paused``), and an acknowledgement
-handled after such a pause, or read late because of one, was not waited for meanwhile.
+handled after such a pause, or read late because of one, was not waited for meanwhile. The verdicts (``silent``,
+``restart``) count real time, pauses included: ``longest_quiet`` is the longest wait so measured, the figure to set
+beside ``timeout``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class ApiWatchdog:
     clock: object = time.monotonic
     silent: bool = False  # reported silent (peers reported down) and not answered since
     longest_wait: float = 0.0  # the longest wait for an acknowledgement that ended in one, the speaker's own pauses
-    # left out (how close to timeout)
+    # left out (how long ExaBGP itself took)
+    longest_quiet: float = 0.0  # the same in real time, the speaker's pauses in it: what ``timeout`` is set against
     _since: float | None = None  # when the current wait began: the last acknowledgement or the first command after
     _paused: float = 0.0  # seconds the speaker spent in its own pauses, in all (``paused``)
     _paused_before: float = 0.0  # ``_paused`` when the current wait began
@@ -87,6 +90,7 @@ class ApiWatchdog:
         was_silent = self.silent
         now = self.clock()
         if self._since is not None:
+            self.longest_quiet = max(self.longest_quiet, now - self._since)
             self.longest_wait = max(self.longest_wait, now - self._since - (self._paused - self._paused_before))
         self.silent, self._restarts_in_row = False, 0
         self._wait_from(now if waiting else None)

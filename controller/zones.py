@@ -18,14 +18,13 @@ from collections import Counter, defaultdict
 from itertools import compress, filterfalse, repeat
 from operator import add, and_, ne, not_
 
-from controller.pacer import NEVER, Pacer, runs
+from controller.pacer import C_PER_UNIT, NEVER, Pacer, c_ticks, runs
 from openflow.pacedsort import sorted_paced
 
 ZONE_LIMIT = 0xFF00  # vport zones are 1..0xFEFF; 0xFF00-0xFFFF are left to other stages (docs/pipeline.md)
 LOGGED_UNZONED = 20  # vports named in the line that says a switch has policed vports without a zone
 WALK_MASK = 7  # a key's walk over taken zones ticks the pacer every 8 zones walked
 KEYS_MASK = 7  # keys placed between two ticks of the pacer (of 8 units: a tick a key cost a third of the placing)
-C_PER_UNIT = 32  # items a C loop looks at (a key sorted, a vport's key tested) per pacer unit: a key hashed in Python
 
 _log = logging.getLogger("controller.security")  # (the name operators know these lines by: from before this module)
 
@@ -46,7 +45,7 @@ def allocate_zones(keys, held=None, pacer: Pacer = NEVER) -> dict[int, int]:
 
     ``pacer`` is ticked per key hashed or kept (every ``KEYS_MASK + 1``), and per ``C_PER_UNIT`` keys sorted or placed
     in C (openflow/pacedsort.py, ``_c_runs``)."""
-    ordered = sorted_paced(list(keys), lambda n: pacer.tick(-(-n // C_PER_UNIT)), int)
+    ordered = sorted_paced(list(keys), c_ticks(pacer, C_PER_UNIT), int)
     start, end = bisect_left(ordered, 1), bisect_left(ordered, ZONE_LIMIT)
     own, left = ordered[start:end], ordered[:start] + ordered[end:]
     zones: dict[int, int] = {}

@@ -24,6 +24,7 @@ import urllib.parse
 
 import eventlet
 import eventlet.wsgi
+from eventlet import patcher
 
 from controller import guard
 from controller.rest import ui
@@ -34,6 +35,8 @@ access_log = logging.getLogger("canopy.rest.access")
 BUSY_TIMEOUT = 1.0  # seconds to hand a refused connection its 503
 STOP_DRAIN = 2.0  # seconds ``stop`` waits at most for the requests being handled to finish
 STOP_POLL = 0.01  # seconds between two looks at them
+_select = patcher.original("select")  # a poll with no wait that gives no turn (eventlet's green select has none)
+_CLOSED = _select.POLLRDHUP | _select.POLLHUP | _select.POLLERR | _select.POLLNVAL  # the peer's FIN, a reset, gone
 
 
 class _HeaderTimeout(Exception):
@@ -158,6 +161,8 @@ class RestServer:
         first = _first_turn(protocol)  # taken by whatever the first request is: a page's answer has no header
         if ui.handles(req.path):
             return self._page(req, protocol, environ, start_response)
+        if protocol is not None:
+            req.gone = lambda: _peer_closed(protocol.connection)
         started, cpu = time.monotonic(), time.thread_time()
         resp = stopping() if self.api.stopping else self._read_body(environ, req)
         handled = time.monotonic()
@@ -213,6 +218,17 @@ class RestServer:
             if len(req.body) < length:
                 return _error(400, "bad_request", "the connection closed before the declared body arrived")
         return None
+
+
+def _peer_closed(sock) -> bool:
+    """Whether the client closed its connection (or reset it): its FIN arrived, bytes it sent before it unread or not
+    (a pipelined request is not a close). One poll that does not wait, of the kernel's socket under any TLS."""
+    try:
+        poll = _select.poll()
+        poll.register(sock.fileno(), _CLOSED)
+        return bool(poll.poll(0))
+    except (OSError, ValueError):  # (a socket closed on our side: fileno -1)
+        return True
 
 
 def _first_turn(protocol) -> list:

@@ -13,6 +13,10 @@ The cursor is an opaque number that only grows: State.version (every change of p
 bindings) plus the count of times a switch became equal to its desired flows. A client passes the
 cursor of its last reply as ``since``; any other value (or none) answers at once.
 
+A client that closes its connection while it waits (``Request.gone``, looked at every ``POLL``) or before its
+turn stops the wait: the answer is not made (a cheap 499 ``client_gone``, which nobody reads), nor a lane turn taken
+when it closed while waiting for a change.
+
 Only the active answers (``Route.active``): a standby sends no flows and reads its switches back once (when it
 becomes standby), so its ``programmed`` would stay false for every vport made since, and turn false for one whose
 flows changed (a client following a pair, networking_canopy, would mark such ports DOWN). A standby answers
@@ -85,11 +89,13 @@ class VportWatch:
         if wait > MAX_WAIT:
             raise ApiError(400, "bad_query", f"must be from 0 to {MAX_WAIT} (seconds)", "wait")
         deadline = self.clock() + wait
-        while since is not None and self.cursor() == since and self.clock() < deadline:
+        while since is not None and self.cursor() == since and self.clock() < deadline and not req.gone():
             self.sleep(POLL)
+        _unless_gone(req)
         prefix = req.query.get("prefix", "")
         pacer = answer_pacer(self.pause, WATCH_EVERY, self.budget)
         pacer.tick(WATCH_EVERY)  # waits for its turn (controller/rest/lane.py)
+        _unless_gone(req)  # (closed while it waited for its turn)
         cursor = self.cursor()  # before the answer's pauses (module docstring)
         items = self.items(prefix, pacer.tick)
         return Response(200, {"cursor": cursor, "items": items, "count": len(items)})
@@ -103,6 +109,12 @@ class VportWatch:
                              {"type": "integer", "minimum": 0, "maximum": MAX_WAIT}),
                             ("prefix", "only vports whose name starts with this")),
                      active=True)  # a standby's switches are read back once: it cannot tell what is programmed
+
+
+def _unless_gone(req) -> None:
+    """A cheap 499 for a client that closed its connection (module docstring): nobody reads the answer."""
+    if req.gone():
+        raise ApiError(499, "client_gone", "the client closed its connection before its answer was made")
 
 
 def _order(item: dict) -> tuple:

@@ -31,6 +31,8 @@ class Request:
     body: bytes = b""
     remote: str = "127.0.0.1"
     route: str | None = None  # the matched route's pattern, set by Api (metrics and logs)
+    gone: Callable[[], bool] = lambda: False  # the client closed its connection (rest/server.py: a look that never
+    # blocks at its socket); off a socket, never
 
 
 @dataclass

@@ -164,3 +164,52 @@ def test_a_change_in_the_answers_pauses_is_answered_at_the_next_poll_at_once(ctl
     status, body = watch(ctl, since=body["cursor"], wait=20)
     assert status == 200 and ctl.clock.slept == 0 and body["items"][0]["id"] == vport["id"]
     assert body["items"][0]["status"] == "bound"
+
+
+def test_a_long_poll_whose_client_closed_makes_no_answer_over_a_real_socket(ctl, monkeypatch):
+    """A client of ``?since=cursor&wait=25`` that closes its connection while the server waits for a change (curl
+    stopped, a driver restarted): the server's look at the socket (``Request.gone``, rest/server.py) ends the wait at
+    its next ``POLL`` and makes no answer (before, it waited the whole ``wait``, then built every vport's status, in
+    lane turns, for nobody). An open client is answered in full as before. Real sockets on loopback; the fake clock
+    advances a POLL per sleep, each a short green sleep; waits bounded."""
+    import eventlet
+    from eventlet.green import socket as green_socket
+
+    from controller.rest.server import RestServer
+    from controller.settings import Limits
+    from tests.unit.helpers import TOKEN
+    from tests.unit.test_rest_stop import answer_of
+
+    add_vport(ctl)
+    built, waiting = [], eventlet.Event()
+    items = VportWatch.items
+    monkeypatch.setattr(VportWatch, "items", lambda self, *a: built.append(1) or items(self, *a))
+
+    def sleep(seconds):
+        ctl.clock.now += seconds
+        if not waiting.ready():
+            waiting.send()
+        eventlet.sleep(0.005)
+
+    ctl.watch.sleep = sleep
+    server = RestServer("127.0.0.1", 0, ctl.api, Limits())
+    server.start()
+    try:
+        def request(query):
+            return (f"GET /v1/watch/vports?{query} HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {TOKEN}\r\n\r\n").encode()
+
+        sock = green_socket.create_connection(("127.0.0.1", server.port))
+        status, body = answer_of(sock, request("wait=0"))
+        assert status == 200 and body["count"] == 1 and built == [1]
+        sock.close()
+        gone = green_socket.create_connection(("127.0.0.1", server.port))
+        gone.sendall(request(f"since={body['cursor']}&wait={MAX_WAIT}"))
+        with eventlet.Timeout(20):
+            waiting.wait()  # the server waits for a change
+            gone.close()
+            while server.handling:
+                eventlet.sleep(0.01)
+        assert built == [1] and ctl.clock.now < MAX_WAIT  # no answer made; the wait ended well before wait seconds
+    finally:
+        server.stop(drain=0)

@@ -84,3 +84,4 @@ def test_the_speakers_own_pauses_are_no_wait_for_exabgp(tmp_path):
     speaker._handle([b"done"] * 6)
     assert speaker.pacer.pauses >= 2 and speaker._book.acks == 6 and not speaker._book.pending
     assert speaker.status()["api_longest_wait"] == 0.0
+    assert speaker.status()["api_longest_quiet"] == 1.0  # (real time, as the watchdog's verdicts count: a pause in it)
