@@ -203,8 +203,8 @@ def moving_files(directory: str):
 def reading_files(directory: str, wait: float = MOVES_WAIT, pause=time.sleep, clock=time.monotonic):
     """While a backup opens and copies the store in ``directory``, no renewal moves its files (``moving_files``: a
     shared ``flock`` on the directory). A renewal under way (milliseconds), or one a backup refused and so waiting
-    (``waiting_renewal``), is waited for, ``wait`` seconds at most (``pause`` between two looks), then FilesBusy: backups
-    back to back no longer starve a renewal, which waits for those already copying only."""
+    (``waiting_renewal``), is waited for, ``wait`` seconds at most (``pause`` between two looks), then FilesBusy:
+    backups back to back no longer starve a renewal, which waits for those already copying only."""
     deadline = clock() + wait
     while (fd := _readable_now(directory)) is None:
         if clock() >= deadline:
