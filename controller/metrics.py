@@ -197,6 +197,8 @@ def _core(state, service):
                  "I/O error: GET /v1/status says why)", (), [((), 0 if store.fault else 1)])
     yield _counter("canopy_store_write_failures", "write transactions (and markers) the store's disk refused", (),
                    [((), store.faults)])
+    yield _counter("canopy_store_renewals_deferred", "an HA standby's store renewals refused while a 'canopy backup' "
+                   "copied (tried again at the next tick; not write failures)", (), [((), store.deferrals)])
     yield _gauge("canopy_state_version", "grows with every change of anything the controller's State holds", (),
                  [((), state.version)])
     yield _gauge("canopy_policy_objects", "policy objects by kind", ("kind",),

@@ -48,11 +48,12 @@ import threading
 import time
 from functools import wraps
 
-from controller.loglimit import warn_limited
+from controller.loglimit import log_limited, warn_limited
 from controller.storerows import (  # noqa: F401 - imported from here too
     Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
 from controller.storefile import (
-    FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove, set_aside)
+    FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove, set_aside,
+    waiting_renewal)
 from controller import storetxn
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
 
@@ -100,6 +101,16 @@ class StoreFault(StoreError):
         super().__init__(f"the store {path} could not commit {what}: {self.reason}; nothing was written")
 
 
+class RenewalDeferred(StoreFault):
+    """A renewal refused while a ``canopy backup`` copies the store (storefile ``FilesBusy``): not the disk's fault,
+    counted apart (``deferrals``), tried again at the next tick; new backups wait for it meanwhile."""
+
+    def __init__(self, path: str, what: str, exc: BaseException):
+        super().__init__(path, what, exc)
+        self.args = (f"the store {path}: {what} deferred, a 'canopy backup' is copying the store (tried again at the "
+                     "next tick; backups begun from now on wait for it)",)
+
+
 def _direct(function, *args):
     return function(*args)
 
@@ -132,6 +143,9 @@ class Store:
         self.offload = offload  # (function, *args) -> its result: where the write transactions run
         self.fault: dict | None = None  # the last write the disk refused, until one succeeds: {what, reason, since}
         self.faults = 0  # write transactions (and markers) the disk refused since the start
+        self.deferral: dict | None = None  # a renewal a backup refused, until one succeeds: {reason, since, tries}
+        self.deferrals = 0  # renewals refused since the start while a ``canopy backup`` copied (not ``faults``)
+        self._waiting: int | None = None  # while deferred: storefile ``waiting_renewal`` (new backups give way)
         self._lock = threading.RLock()
         self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
         self._moved_own: list[str] = []  # this store's own files the renewal under way set aside (refused tries too)
@@ -189,6 +203,7 @@ class Store:
                 kept[KNOWN_DEVICES] = self._get_meta(KNOWN_DEVICES)
             old = self.reader
             self._db = self._written("a new file", self._renewed, {k: v for k, v in kept.items() if v is not None})
+            self._undeferred()
             self.file = FileWatch(self.path, self._db.backup, self._data_version)
             self.write_marker()
             self.reader = Reader(self.path)
@@ -251,6 +266,7 @@ class Store:
                 return
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
             flush_notes()
+            self._undeferred()
         if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
             self._db.close()  # the file put in place of ours, and the reader, closing last, cannot
             self.reader.close()
@@ -320,6 +336,8 @@ class Store:
         (SQLite rolled it back), and the store's ``fault`` follows: set by a refusal, cleared by a success."""
         try:
             result = self._work.run(self.offload, transaction, *args)
+        except FilesBusy as exc:  # a renewal while a backup copies: not the disk's fault
+            raise self._deferred(what, exc) from None
         except (sqlite3.DatabaseError, OSError) as exc:
             if isinstance(exc, _BUGS):  # a bug in how the store is used, not the disk: not a StoreFault
                 raise
@@ -344,6 +362,25 @@ class Store:
         self._faulty(what, fault.reason)
         warn_limited(log, ("store", self.path, what), "%s", fault)
         return fault
+
+    def _deferred(self, what: str, exc: FilesBusy) -> RenewalDeferred:
+        """Record a renewal a backup refused (``deferral``, ``deferrals``; not ``fault``) and mark it waiting, so that
+        backups begun from now on wait for it (storefile ``reading_files``): deferred while those copying end only."""
+        self.deferrals += 1
+        since = self.deferral["since"] if self.deferral is not None else time.time()
+        self.deferral = {"reason": "a 'canopy backup' is copying", "since": since, "tries": self.deferrals}
+        if self._waiting is None:
+            self._waiting = waiting_renewal(os.path.dirname(self.path))
+        deferred = RenewalDeferred(self.path, what, exc)
+        log_limited(log, logging.INFO, ("store", self.path, "deferred"), "%s", deferred)
+        return deferred
+
+    def _undeferred(self) -> None:
+        """The renewal went ahead (or the store closes): backups no longer wait for it."""
+        self.deferral = None
+        if self._waiting is not None:
+            os.close(self._waiting)
+            self._waiting = None
 
     def _faulty(self, what: str, reason: str):
         """Count a refusal and keep it as ``fault`` for status and metrics; ``since`` stays that of the first one."""

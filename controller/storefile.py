@@ -47,6 +47,8 @@ DATABASE_FILES = ("", "-wal", "-shm")  # a SQLite database's file, its write-ahe
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
 MOVES_WAIT = 10.0  # seconds a ``canopy backup`` waits for a standby's renewal to end moving the store's files
 MOVES_LOOK = 0.02  # seconds between two looks meanwhile
+WAITING_NAME = "canopy.renewal-waiting"  # a renewal a backup refused holds this file's flock: new backups give way
+DEFER_BOUND = 60.0  # seconds a renewal may stay deferred by backups before health says so (one backup's copy)
 
 
 class Moved(OSError):
@@ -200,13 +202,14 @@ def moving_files(directory: str):
 @contextlib.contextmanager
 def reading_files(directory: str, wait: float = MOVES_WAIT, pause=time.sleep, clock=time.monotonic):
     """While a backup opens and copies the store in ``directory``, no renewal moves its files (``moving_files``: a
-    shared ``flock`` on the directory). A renewal under way (milliseconds) is waited for, ``wait`` seconds at most
-    (``pause`` between two looks), then FilesBusy."""
+    shared ``flock`` on the directory). A renewal under way (milliseconds), or one a backup refused and so waiting
+    (``waiting_renewal``), is waited for, ``wait`` seconds at most (``pause`` between two looks), then FilesBusy:
+    backups back to back no longer starve a renewal, which waits for those already copying only."""
     deadline = clock() + wait
-    while (fd := _flocked(directory, fcntl.LOCK_SH)) is None:
+    while (fd := _readable_now(directory)) is None:
         if clock() >= deadline:
             raise FilesBusy(errno.EBUSY, f"an HA standby's renewal of the store in {directory} was still moving its "
-                                         f"files after {wait:.0f} s; try again")
+                                         f"files (or waiting to) after {wait:.0f} s; try again")
         pause(MOVES_LOOK)
     try:
         yield
@@ -214,9 +217,41 @@ def reading_files(directory: str, wait: float = MOVES_WAIT, pause=time.sleep, cl
         os.close(fd)
 
 
-def _flocked(directory: str, operation: int) -> int | None:
-    """A descriptor of ``directory`` holding ``flock(operation)``, or None when the other side holds it."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def _readable_now(directory: str) -> int | None:
+    """The directory's shared flock (``reading_files``), or None while a renewal holds it or waits for it."""
+    fd = _flocked(directory, fcntl.LOCK_SH)
+    if fd is not None and _renewal_waits(directory):
+        os.close(fd)
+        return None
+    return fd
+
+
+def waiting_renewal(directory: str) -> int | None:
+    """Mark a renewal a backup refused as waiting (``reading_files`` gives way to it): a descriptor holding an
+    exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None when it cannot be made."""
+    try:
+        os.close(os.open(os.path.join(directory, WAITING_NAME), os.O_WRONLY | os.O_CREAT, 0o640))
+        return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, 0)
+    except OSError:
+        return None  # (the disk refused it: the renewal is tried again as before, only not marked)
+
+
+def _renewal_waits(directory: str) -> bool:
+    """Whether a renewal holds ``WAITING_NAME``'s flock (a file left without it says nothing)."""
+    try:
+        fd = _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_SH, 0)
+    except FileNotFoundError:
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def _flocked(path: str, operation: int, kind: int = os.O_DIRECTORY) -> int | None:
+    """A descriptor of ``path`` (a directory unless ``kind`` says otherwise) holding ``flock(operation)``, or None
+    when the other side holds it."""
+    fd = os.open(path, os.O_RDONLY | kind)
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -31,6 +31,7 @@ from controller.rest.wire import (BOOL_SCHEMA, QUESTION_BODY, SEQ_SCHEMA, ApiErr
                                    _bool_param, _error, _int_param, _json_body, stopping)
 from controller.service import NotActive, NotFound
 from controller.store import StoreFault
+from controller.storefile import DEFER_BOUND
 from openflow.installed import paced
 
 log = logging.getLogger("canopy.rest")
@@ -345,11 +346,14 @@ class Api:
 
     def _store_status(self):
         """The store: ``state`` ok|failed, and while failed the last write its disk refused (``fault``: what, reason,
-        since, at); ``faults``: refused since the start (controller/store.py ``StoreFault``)."""
+        since, at); ``faults``: refused since the start (controller/store.py ``StoreFault``); ``renewal``: "deferred: a
+        backup is copying" while an HA standby's renewal waits for a ``canopy backup`` (``deferral``: reason, since,
+        tries), else null; ``renewals_deferred``: such refusals since the start."""
         store = self.service.store
-        fault = store.fault
+        fault, deferral = store.fault, store.deferral
         return {"path": store.path, "state": "failed" if fault else "ok", "fault": dict(fault) if fault else None,
-                "faults": store.faults}
+                "faults": store.faults, "renewal": "deferred: a backup is copying" if deferral else None,
+                "deferral": dict(deferral) if deferral else None, "renewals_deferred": store.deferrals}
 
     def _health(self):
         """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail. A store that
@@ -365,11 +369,20 @@ class Api:
         fault = self.service.store.fault
         if fault is not None:
             reasons.append(f"the store {self.service.store.path} refuses writes: {fault['reason']}")
+        reasons += self._deferred_too_long()
         reasons += [f"{what}: {reason}" for what, failing in self.faults.items() if (reason := failing())]
         if reasons:
             out["health"] = "degraded"
             out["degraded_reason"] = "; ".join(reasons)
         return out
+
+    def _deferred_too_long(self) -> list[str]:
+        """A standby's renewal deferred by backups for longer than one backup's copy (storefile DEFER_BOUND): degraded
+        (a shorter deferral is not: the renewal goes ahead once the backups copying end)."""
+        deferral = self.service.store.deferral
+        if deferral is None or (waited := time.time() - deferral["since"]) <= DEFER_BOUND:
+            return []
+        return [f"the store's renewal has been deferred by 'canopy backup' for {waited:.0f} s"]
 
     def switches(self, req):
         self.take_turn()

@@ -1,0 +1,100 @@
+"""An HA standby's renewal of its store refused while a ``canopy backup`` copies it (controller/store.py ``renew``,
+storefile ``moving_files``, ``reading_files``): deferred, never starved by backups back to back, and counted apart
+from the disk's refusals. Real files, real flocks and SQLite; a backup's waits are a pause of the test's (no sleeps)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import pytest
+
+from controller import storefile, storeguard
+from controller.store import RenewalDeferred
+from tests.unit.helpers import Controller
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
+from tests.unit.test_store_backup_renewal import _dump, _restored, _whole_store_at_the_path
+from tests.unit.test_store_setaside import committed_by_another
+
+BACKUPS = 5  # backups back to back in the starvation test
+
+
+def test_backups_back_to_back_no_longer_starve_a_renewal_they_refused(tmp_path, monkeypatch):
+    """A backup copies; the renewal is refused (deferred). Each next backup begins while the one before still copies
+    (back to back), and the standby tries again at every tick between. Before, every renewal was refused as long as
+    the backups went on (``BACKUPS`` refusals here, without end in the field). Now the backups begun after the
+    refusal wait for the renewal: it goes ahead once the backup copying at its refusal ends, and the next backup
+    copies the new store."""
+    store = _whole_store_at_the_path(tmp_path)
+    data, old = str(tmp_path / "data"), _dump(store.path)
+    copying, refusals, waits = contextlib.ExitStack(), [], []
+    copying.enter_context(storefile.reading_files(data))  # the first backup: copying
+    for number in range(BACKUPS):
+        with pytest.raises(RenewalDeferred):
+            store.renew()  # the standby's tick
+        refusals.append(number)
+        started = contextlib.ExitStack()
+
+        def look_again(seconds, ended=copying):  # the backup's wait: the one before ends, the standby ticks
+            waits.append(seconds)
+            assert len(waits) < 100, "the backup waits for ever"
+            ended.close()
+            store.renew()
+
+        monkeypatch.setattr(storeguard, "reading_files", functools.partial(storefile.reading_files, pause=look_again))
+        try:
+            started.enter_context(storeguard.reading_files(data))  # the next backup begins: back to back
+        except RenewalDeferred:
+            pass
+        copying = started
+        if store.deferral is None:
+            break
+    copying.close()
+    assert refusals == [0] and len(waits) == 1, (refusals, waits)
+    assert store.deferral is None and store.fault is None and _dump(store.path) != old
+    dest = str(tmp_path / "backup.db")
+    storeguard.backup(data, dest)
+    assert _restored(tmp_path, dest) == _dump(store.path), "the backup after the renewal is not the new store"
+
+
+def test_a_marker_left_without_its_lock_holds_no_backup_back(tmp_path):
+    """The waiting mark is a flock: a file left behind (a standby killed while deferred) makes no backup wait."""
+    store = _whole_store_at_the_path(tmp_path)
+    directory = os.path.dirname(store.path)
+    with storefile.reading_files(directory):
+        with pytest.raises(RenewalDeferred):
+            store.renew()
+    assert os.path.exists(os.path.join(directory, storefile.WAITING_NAME))
+    store._undeferred()  # (as the process's end lets go of its flock)
+    with storefile.reading_files(directory, pause=lambda seconds: pytest.fail("the backup waited")):
+        pass
+
+
+def test_a_deferred_renewal_is_counted_apart_from_write_failures_and_health_says_so_past_its_bound(tmp_path):
+    """While a backup refuses the renewal: ``canopy_store_renewals_deferred`` counts the refusals and
+    ``canopy_store_write_failures`` (the disk's refusals) does not move; /v1/status ``store`` says "deferred: a backup
+    is copying"; health does not name it until it lasted DEFER_BOUND (one backup's copy), then says so. Before, each
+    tick's refusal counted as a write failure and became the store's fault. (The file check's fault, the file gone,
+    is the store's until the renewal: it is what the renewal mends.)"""
+    ctl = Controller(tmp_path)
+    store = ctl.store
+    committed_by_another(store)
+    faults, fault = store.faults, dict(store.fault)
+    with storefile.reading_files(os.path.dirname(store.path)):
+        for _ in range(3):
+            with pytest.raises(RenewalDeferred):
+                store.renew()
+        text = ctl.api.metrics.exposition()[0].decode()
+        status = ctl.call("GET", "/v1/status")[1]
+        assert "canopy_store_renewals_deferred_total 3.0" in text, text
+        assert f"canopy_store_write_failures_total {float(faults)}" in text and store.fault == fault
+        assert status["store"]["renewal"] == "deferred: a backup is copying" and status["store"]["faults"] == faults
+        assert status["store"]["renewals_deferred"] == 3 and "deferred by" not in status["degraded_reason"], status
+        store.deferral["since"] -= storefile.DEFER_BOUND + 1
+        status = ctl.call("GET", "/v1/status")[1]
+        assert "deferred by 'canopy backup' for" in status["degraded_reason"], status
+    store.renew()  # the next tick, the backup ended
+    status = ctl.call("GET", "/v1/status")[1]
+    assert status["store"]["renewal"] is None and status["store"]["state"] == "ok" and status["health"] == "ok", status
+    ctl.close()
