@@ -41,8 +41,8 @@ class StateReport:
         loc = self.mismatched.get(vid)
         vport = self.policy.get("vport", vid)
         if loc is not None and vport is not None:
-            return {"status": "mac_mismatch", "location": loc.to_json(),
-                    "mac_mismatch": {"policy": vport["mac"], "hypervisor": loc.attached_mac}, "migration": None}
+            return {"status": "mac_mismatch", "location": loc.to_json(), "mac_mismatch": _mismatch(vport, loc),
+                    "migration": None}
         if vport is not None and (vport.get("binding") or {}).get("flavour") == "baremetal":
             places = self.vtep_places(vport)
             return {"status": "bound" if places else "unbound", "location": places[0] if places else None,
@@ -163,9 +163,14 @@ class _Briefs:
         status, mismatch = "bound", None
         if refused is not None:  # as ``vport_status``: a MAC mismatch while the vport exists, else unbound
             status = "mac_mismatch" if vport is not None else "unbound"
-            mismatch = {"policy": vport["mac"], "hypervisor": refused.attached_mac} if vport is not None else None
+            mismatch = _mismatch(vport, refused) if vport is not None else None
         return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status,
                 "mac_mismatch": mismatch}
+
+
+def _mismatch(vport: dict, loc) -> dict:
+    """A vport refused for its MAC at ``loc``: the MAC its policy gives and the one the hypervisor reports."""
+    return {"policy": vport["mac"], "hypervisor": loc.attached_mac}
 
 
 def _safety_view(snap):
