@@ -183,7 +183,8 @@ class HardwareVtep(NetnsHost):
         return {int(vlan): ls for vlan, ls in (line.split() for line in lines if line.strip())}
 
     def remote_macs(self, ls: str) -> tuple[dict[str, str], dict[str, list[str]]]:
-        """``vtep-ctl list-remote-macs``: ({MAC: locator IP}, {MAC: [locator IPs]} for multicast)."""
+        """``vtep-ctl list-remote-macs``: ({MAC: locator IP}, {MAC: [locator IPs]} for multicast); empty while the
+        logical switch does not exist."""
         return self._macs("list-remote-macs", ls)
 
     def local_macs(self, ls: str) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -191,7 +192,10 @@ class HardwareVtep(NetnsHost):
         return self._macs("list-local-macs", ls)
 
     def _macs(self, command: str, ls: str):
+        """A logical switch the controller has not made yet has no MACs (waits poll before it exists)."""
         ucast, mcast, section = {}, {}, None
+        if ls not in self.logical_switches():
+            return ucast, mcast
         for line in self.vtepctl(command, ls).splitlines():
             match = _REMOTE.match(line)
             if match is None:
