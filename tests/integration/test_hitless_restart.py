@@ -143,7 +143,8 @@ def losses(path) -> list[int]:
 
 def watch_switches(lab, hosts, tag) -> dict:
     """{hypervisor: (Watch of ``ovs-ofctl snoop`` on its br-int, Watch of ``ovs-ofctl monitor``)}, every line from
-    here on looked at."""
+    here on looked at; each monitor attached (a late one's initial flows would read as changes). A snoop attached
+    late cannot hide a write: the test waits for each restart's read-back request in it, and writes follow that."""
     watches = {}
     for name, hv in hosts.items():
         snoop, monitor = lab.workdir / f"snoop-{tag}-{name}.log", lab.workdir / f"monitor-{tag}-{name}.log"
@@ -151,6 +152,9 @@ def watch_switches(lab, hosts, tag) -> dict:
         lab.spawn(f"monitor-{tag}-{name}", ["ovs-ofctl", "-O", "OpenFlow13", "monitor", BR_INT, "watch:"], monitor,
                   None, hv.ovs.env)
         watches[name] = (Watch(snoop), Watch(monitor))
+    for name, (_, monitor) in watches.items():  # attached: its first reply (the flows held) is in before any take
+        lab.wait_until(lambda: "FLOW_MONITOR reply" in monitor.peek(), timeout=30, interval=0.05,
+                       what=f"ovs-ofctl monitor attached to {name}'s br-int")
     return watches
 
 
