@@ -17,7 +17,9 @@ Replication (controller/replication.py) uses the second half of this module: ``a
 the active's changes with their own seq/txn/ts, ``snapshot()``/``restore()`` copy the whole store, and
 ``history()`` names a position in the change history, (seq, ts of that change), so two stores can tell
 whether one is a prefix of the other. The connection is shared between threads (REST, the HA link), so
-every statement and transaction runs under one re-entrant lock, held through a commit's fsync.
+every statement and transaction runs under one re-entrant lock, held through a commit's fsync. The rows each write
+transaction writes are controller/storewrites.py's (SQL on the connection); this module keeps the lock, the file,
+the faults and a standby's renewal.
 
 The reads that answer REST (GET /v1/changes, GET /v1/ha and the /metrics lines built from it) use ``reader``, a
 second connection with a lock of its own: in WAL mode a reader sees the last committed transaction and never waits
@@ -43,7 +45,6 @@ import json
 import logging
 import os
 import sqlite3
-import uuid
 import threading
 import time
 from functools import wraps
@@ -56,34 +57,15 @@ from controller.storefile import (
     waiting_renewal)
 from controller import storetxn
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
+from controller.storewrites import (  # noqa: F401 - imported from here too
+    KEPT_META, KNOWN_DEVICES, LOCAL_META, RENEWED_META, SCHEMA_VERSION, committed_rows, made_tables, replicated_rows,
+    restored_rows, set_meta)
 
-SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
 # propagate as bugs (500, a log line with a traceback) rather than being reported as the store's fault.
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.NotSupportedError)
 
-_DDL = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS objects (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,"
-    " PRIMARY KEY (kind, id))",
-    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, txn INTEGER NOT NULL, ts REAL NOT NULL,"
-    " kind TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL, body TEXT)",
-)
-
-
-# the devices connected to this node (controller/startup_hold.py): each node of a pair holds, after its restart, for
-# the switches that connect to it, so neither a replicated batch nor a snapshot copies or replaces it
-KNOWN_DEVICES = "known_devices"
-# meta keys a snapshot restore keeps: the store's own identity and this node's own memory
-# ("active_ports": the live migrations' active ports this node holds, controller/state_activation.py: a standby's
-# snapshot restore deleted them before review41a, so a standby restarted after one lost them)
-KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES, "active_ports")
-# meta keys that describe this store's own log or this node, never copied from another store
-# when this store's file was renewed (an HA standby's: Store.renew), until a snapshot restore replaces it: a node
-# restarted on it meanwhile knows its store is empty (controller/replication.py Applier.renewed)
-RENEWED_META = "store_renewed"
 RENEWED_KEPT = 3  # a standby keeps the files of its newest renewals (renewed-, saved-, gone-<time>) beside its store
-LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", RENEWED_META)
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 
@@ -165,16 +147,7 @@ class Store:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             with Transaction(db):
-                for ddl in _DDL:
-                    db.execute(ddl)
-                version = _meta(db, "schema_version")
-                if version not in (None, SCHEMA_VERSION):
-                    raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
-                # a store id: new, or made before store ids existed
-                kept = {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, **kept}
-                for key, value in kept.items():
-                    if _meta(db, key) is None:
-                        db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+                made_tables(db, self.path, kept)
         except BaseException:
             db.close()  # not left to the garbage collector, a connection (and its files) per refused renewal
             raise
@@ -395,22 +368,7 @@ class Store:
             return self._commit_changes(changes, meta)
 
     def _commit_changes(self, changes, meta):
-        done = []
-        seq = self._last_seq()
-        txn = (self._get_meta("last_txn") or 0) + 1
-        ts = time.time()
-        for change in changes:
-            seq += 1
-            body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
-            self._write_object(change, body)
-            self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
-                             (seq, txn, ts, change.kind, change.id, change.op, body))
-            done.append(Change(change.kind, change.id, change.op, change.body, seq, txn, ts))
-        self._set_meta("last_txn", txn)
-        for key, value in (meta or {}).items():
-            self._set_meta(key, value)
-        self._trim(seq)
-        return done
+        return committed_rows(self._db, changes, meta, self.keep_changes)
 
     def set_meta(self, key, value):
         """One meta value in a transaction of its own, through ``offload`` as a commit is: its fsync held the
@@ -422,19 +380,7 @@ class Store:
         """set_meta's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
         with self._writing():
-            self._set_meta(key, value)
-
-    def _set_meta(self, key, value):
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
-
-    def _trim(self, seq):
-        cutoff = seq - self.keep_changes
-        if cutoff > 0:
-            row = self._db.execute("SELECT ts FROM changes WHERE seq = ?", (cutoff,)).fetchone()
-            if row is not None:  # history() still names the position once the log is empty
-                self._set_meta("compacted_ts", row[0])
-            self._db.execute("DELETE FROM changes WHERE seq <= ?", (cutoff,))
-            self._set_meta("compacted_seq", max(cutoff, self._get_meta("compacted_seq") or 0))
+            set_meta(self._db, key, value)
 
     def _txn(self):
         return Transaction(self._db, self._lock)
@@ -487,28 +433,7 @@ class Store:
         """The replicated batch's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
         with self._writing():
-            last = self._last_seq()
-            new = [c for c in changes if c.seq > last]
-            if changes and not new:
-                return last, new
-            expected = last + 1
-            for change in new:
-                if change.seq != expected:
-                    raise StoreError(f"replication gap: got change {change.seq}, expected {expected}")
-                expected += 1
-            for change in new:
-                body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
-                self._write_object(change, body)
-                self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
-                                 (change.seq, change.txn, change.ts, change.kind, change.id, change.op, body))
-            for key, value in (meta or {}).items():
-                if key not in LOCAL_META:
-                    self._set_meta(key, value)
-            txns = [c.txn for c in new] + [self._get_meta("last_txn") or 0]
-            self._set_meta("last_txn", max(txns))
-            last = new[-1].seq if new else last
-            self._trim(last)
-        return last, new
+            return replicated_rows(self._db, changes, meta, self.keep_changes)
 
     @_locked
     def write_marker(self):
@@ -534,17 +459,6 @@ class Store:
                 os.remove(tmp)
             except OSError:
                 pass
-
-    def _write_object(self, change: Change, body: str | None):
-        if change.op == "put":
-            if body is None:
-                raise StoreError(f"put of {change.kind} {change.id} without a body")
-            self._db.execute("INSERT OR REPLACE INTO objects (kind, id, body) VALUES (?, ?, ?)",
-                             (change.kind, change.id, body))
-        elif change.op == "delete":
-            self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (change.kind, change.id))
-        else:
-            raise StoreError(f"unknown change op {change.op!r}")
 
     def snapshot(self) -> dict:
         """The whole store as one value: {"objects": {kind: {id: body}}, "meta": {key: value} (all but
@@ -589,18 +503,4 @@ class Store:
         lock (this may run in another OS thread)."""
         self.file.check()
         with self._writing():
-            self._db.execute("DELETE FROM objects")
-            self._db.execute("DELETE FROM changes")
-            self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)
-            for kind, bodies in objects.items():
-                for oid, body in bodies.items():
-                    if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):
-                        raise StoreError(f"snapshot object {kind!r}/{oid!r} is not an object body")
-                    self._db.execute("INSERT INTO objects (kind, id, body) VALUES (?, ?, ?)",
-                                     (kind, oid, json.dumps(body, sort_keys=True)))
-            for key, value in meta.items():
-                if key not in LOCAL_META:
-                    self._set_meta(key, value)
-            self._set_meta("compacted_seq", last)
-            if ts is not None:
-                self._set_meta("compacted_ts", ts)
+            restored_rows(self._db, objects, meta, last, ts)
