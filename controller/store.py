@@ -132,6 +132,7 @@ class Store:
         self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
         self._moved_own: list[str] = []  # this store's own files the renewal under way set aside (refused tries too)
         self._work = InFlight()  # what runs through ``offload``, until it ended (a caller killed meanwhile: a stop)
+        self._closed = False  # both connections closed (``close``)
         self._db = self._connected({})
         self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
         self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
@@ -229,8 +230,12 @@ class Store:
     def close(self):
         """Close both connections, once a transaction a killed caller left in the thread pool ended (``InFlight``); if
         it still runs after ``ABANDONED_WAIT``, the writer's connection is left open (the process ends: SQLite keeps
-        the transaction whole or rolls it back at the next open), never closed under it."""
+        the transaction whole or rolls it back at the next open), never closed under it. Closing again does nothing
+        (before, it looked at the file the first close's checkpoint had written, took it for one overwritten in place
+        and logged so: ERROR lines, its log set aside)."""
         with self._lock:
+            if self._closed:
+                return
             if not self._work.wait():
                 log.error("the store %s: a transaction left in the thread pool by a stopped caller still runs after "
                           "%.0f s; its connection is left open (SQLite commits it whole or rolls it back at the next "
@@ -240,6 +245,7 @@ class Store:
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
             flush_notes()
             self._undeferred()
+            self._closed = True
         if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
             self._db.close()  # the file put in place of ours, and the reader, closing last, cannot
             self.reader.close()
