@@ -33,7 +33,7 @@ from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
 from controller.storefile import (
-    FilesBusy, PartlyMoved, copy_into, moving_files, put_back, reading_files, set_aside)
+    DATABASE_FILES, FilesBusy, PartlyMoved, copy_into, discard, moving_files, put_back, reading_files, set_aside)
 
 LOCK_NAME = "canopy.lock"
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
@@ -215,16 +215,34 @@ def lock(data_dir: str):
 def backup(data_dir: str, dest: str) -> StoreFacts:
     """Copy the live store to ``dest`` (SQLite online backup: consistent while the controller writes). An HA
     standby's renewal does not move the store's files while the copy is opened and made (storefile
-    ``reading_files``; one under way is waited for): the copy is of the old store or the new, whole."""
+    ``reading_files``; one under way is waited for): the copy is of the old store or the new, whole. A copy that
+    fails, or whose check fails (a damaged store copies as it is), is removed: no file named ``dest`` is left that
+    is not a whole store (before, a damaged copy stayed, for a later restore to refuse or an operator to trust)."""
     path, _ = _paths(data_dir)
     try:
-        with reading_files(data_dir):
-            _copied(path, dest)
+        return _checked_copy(data_dir, path, dest)
     except FileNotFoundError:  # (the data directory)
         raise StoreRefused(f"there is no store to back up at {path}") from None
     except FilesBusy as exc:
         raise StoreRefused(f"could not back up {path}: {exc.strerror}") from None
-    return inspect(dest)
+
+
+def _checked_copy(data_dir: str, path: str, dest: str) -> StoreFacts:
+    """The store at ``path`` copied to the new file ``dest`` (no renewal moving its files meanwhile) and the copy
+    checked; what this made removed when either fails."""
+    new = [suffix for suffix in DATABASE_FILES if not os.path.lexists(dest + suffix)]  # (``dest`` there: refused)
+    try:
+        with reading_files(data_dir):
+            _copied(path, dest)
+        try:
+            return inspect(dest)
+        except StoreRefused as exc:
+            raise StoreRefused(f"the copy of {path} is not a whole store, so it was removed ({exc}); if the store "
+                               "itself is damaged, back up the HA peer (docs/store.md)") from None
+    except BaseException:
+        if "" in new:
+            discard(dest, new)
+        raise
 
 
 def _copied(path: str, dest: str) -> None:

@@ -287,3 +287,28 @@ def test_a_restore_whose_move_of_the_log_failed_puts_the_database_back(data, tmp
     assert storeguard.verify(str(data)) is None and Store(str(data)).last_seq() == TENANTS
     monkeypatch.undo()
     assert storeguard.restore(str(data), str(backup))[0].seq == TENANTS
+
+
+def test_a_backup_whose_copy_is_damaged_leaves_no_file(tmp_path):
+    """A damaged store copies as it is (SQLite's online backup copies pages): the copy's check fails, the backup is
+    refused saying the copy was removed, and no file is left at the name given (before: the damaged copy, its -wal
+    and -shm stayed, for an operator to trust or a later restore to refuse)."""
+    store = Store(str(tmp_path / "data"))
+    for i in range(TENANTS * 3):
+        store.commit([Change("tenant", f"t{i}", "put", {"id": f"t{i}", "name": "x" * 100})])
+    store.close()
+    with open(tmp_path / "data" / "canopy.db", "r+b") as fh:
+        for page in (3, 5, 10):  # b-tree pages' headers garbled: the copy is made, its quick_check fails
+            fh.seek(4096 * page)
+            fh.write(b"\x07" * 8)
+    with pytest.raises(storeguard.StoreRefused, match="not a whole store, so it was removed"):
+        storeguard.backup(str(tmp_path / "data"), str(tmp_path / "b.db"))
+    assert sorted(name for name in os.listdir(tmp_path) if name.startswith("b.db")) == []
+
+
+def test_a_backup_to_a_file_that_exists_leaves_that_file(tmp_path, data):
+    """The name given is taken: refused, and the file there (someone's) is left as it was."""
+    (tmp_path / "b.db").write_bytes(b"mine")
+    with pytest.raises(storeguard.StoreRefused, match="exists; name a new file"):
+        storeguard.backup(str(data), str(tmp_path / "b.db"))
+    assert (tmp_path / "b.db").read_bytes() == b"mine"
