@@ -186,9 +186,12 @@ def cmd_run(args) -> int:
     logs.setup(settings.log_level, settings.log_format)
     log = logging.getLogger("canopy.lifecycle")
     try:
+        lifecycle.usable_data_dir(settings.data_dir)
+        # held while this process runs; first: no store another Canopy serves is judged, moved aside (--accept-store:
+        # before, it was, the lock refused only after) or opened
+        held = storeguard.lock(settings.data_dir)
         accepted = storeguard.verify(settings.data_dir, accept=args.accept_store)  # before anything opens it
         lifecycle.check_data_dir(settings.data_dir)
-        held = storeguard.lock(settings.data_dir)  # kept open (held) while this process runs
         settings = resttoken.resolved(settings)
         lifecycle.check_listeners(lifecycle.listeners(settings))
     except settings_mod.SettingsError as exc:

@@ -17,7 +17,8 @@ refused as ``StoreUnreadable`` saying so, even with ``accept``: it is not damage
 whole store aside.
 
 Recovery (docs/store.md): ``canopy restore FILE`` from a ``canopy backup`` (taken on this node or on the
-HA peer), or ``canopy run --accept-store`` to take the store as it is. ``backup()`` copies a live store
+HA peer), or ``canopy run --accept-store`` to take the store as it is (``canopy run`` takes the data directory's
+``lock()`` first: never while another Canopy serves it). ``backup()`` copies a live store
 consistently with SQLite's online backup; ``restore()`` needs the controller stopped (``lock()``).
 """
 
@@ -146,10 +147,26 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
     if not accept:
         raise StoreRefused(f"{problem}; {RECOVERY}")
     path, marker = _paths(data_dir)
-    set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
-    if not _readable(path):
-        set_aside(path, "replaced")
+    try:
+        with moving_files(data_dir):  # no backup opens the store while its files move (as for a restore)
+            set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
+            if not _readable(path):
+                _moved_aside(path)
+    except FilesBusy:
+        raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing accepted; start again once "
+                           "it ended") from None
     return f"accepted the store as it is (--accept-store): {problem}"
+
+
+def _moved_aside(path: str) -> list[str]:
+    """The store at ``path`` and its log moved aside (``replaced-<time>``), together or not at all: when its log
+    could not be moved after its database, the database is put back (before, in a restore: set aside, and the
+    controller refused to start on the log left alone); where they went."""
+    try:
+        return set_aside(path, "replaced")
+    except PartlyMoved as exc:
+        put_back(exc.moved)
+        raise
 
 
 def _readable(path) -> bool:
@@ -281,11 +298,7 @@ def _replaced(data_dir: str, source: str, facts: StoreFacts) -> str | None:
     """restore's file work: the store moved aside, the backup at its path, the marker rewritten; where the store
     it replaced went."""
     path, marker = _paths(data_dir)
-    try:
-        moved = set_aside(path, "replaced")  # two restores within one second: the first's no longer replaced
-    except PartlyMoved as exc:  # its log not moved after its database: put back, the store left as it was (before:
-        put_back(exc.moved)  # the database set aside, and the controller refused to start on the log left alone)
-        raise
+    moved = _moved_aside(path)  # two restores within one second: the first's no longer replaced
     kept = moved[0].removesuffix("-wal").removesuffix("-shm") if moved else None  # (the store moved, or its log)
     src = _read_only(source)
     try:

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from controller import cli, storeguard
+from controller import cli, storefile, storeguard
 from controller.core import build_core
 from controller.store import Change, Store
 
@@ -312,3 +312,33 @@ def test_a_backup_to_a_file_that_exists_leaves_that_file(tmp_path, data):
     with pytest.raises(storeguard.StoreRefused, match="exists; name a new file"):
         storeguard.backup(str(data), str(tmp_path / "b.db"))
     assert (tmp_path / "b.db").read_bytes() == b"mine"
+
+
+def test_accept_store_moves_nothing_while_another_canopy_holds_the_data_directory(data, tmp_path, capsys):
+    """``canopy run --accept-store`` beside a running Canopy (it holds the data directory's lock) is refused, naming
+    it, and moves nothing aside. Before, the store was judged and moved aside first, the lock refused only after:
+    the running controller's store (here: unreadable to the second) went from under it."""
+    checkpointed(data)
+    with open(data / "canopy.db", "r+b") as fh:
+        fh.write(b"\0" * 200)
+    held = storeguard.lock(str(data))
+    before = sorted(os.listdir(data))
+    try:
+        code = cli.main(["run", "--config", write_settings(tmp_path, data), "--accept-store"])
+    finally:
+        held.close()
+    assert code == cli.EXIT_START and "another Canopy process is using" in capsys.readouterr().err
+    assert sorted(os.listdir(data)) == before, "the store was moved aside"
+
+
+def test_accept_store_moves_nothing_while_a_backup_copies(data):
+    """Its moves exclude a backup's copy as a restore's do: refused while one copies, nothing moved."""
+    checkpointed(data)
+    with open(data / "canopy.db", "r+b") as fh:
+        fh.write(b"\0" * 200)
+    before = sorted(os.listdir(data))
+    with storefile.reading_files(str(data)):
+        with pytest.raises(storeguard.StoreRefused, match="a 'canopy backup' is copying"):
+            storeguard.verify(str(data), accept=True)
+    assert sorted(os.listdir(data)) == before
+    assert "damaged" in storeguard.verify(str(data), accept=True)
