@@ -261,11 +261,15 @@ def _data_dir(args):
 
 
 def cmd_backup(args) -> int:
+    notes: list[str] = []
     try:
-        facts = storeguard.backup(_data_dir(args), args.file)
+        settings = settings_mod.load(args.config)
+        facts = storeguard.backup(settings.data_dir, args.file, settings.ha.store_renewal_wait, notes)
     except (settings_mod.SettingsError, yamldoc.DocError, storeguard.StoreRefused, OSError) as exc:
         print(f"canopy: {exc}", file=sys.stderr)
         return EXIT_START
+    for note in notes:
+        print(f"canopy: note: {note}", file=sys.stderr)
     print(f"{args.file}: backup of the store up to change {facts.seq}")
     return EXIT_OK
 

@@ -53,8 +53,8 @@ from controller.loglimit import log_limited, warn_limited
 from controller.storerows import (  # noqa: F401 - imported from here too
     Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
 from controller.storefile import (
-    FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove, set_aside,
-    waiting_renewal)
+    DEFER_BOUND, FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove,
+    set_aside, waiting_renewal)
 from controller import storetxn
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
 from controller.storewrites import (  # noqa: F401 - imported from here too
@@ -114,7 +114,7 @@ def _locked(method):
 
 
 class Store:
-    def __init__(self, data_dir: str, keep_changes: int = 100_000, offload=_direct):
+    def __init__(self, data_dir: str, keep_changes: int = 100_000, offload=_direct, renewal_wait: float = DEFER_BOUND):
         os.makedirs(data_dir, mode=0o750, exist_ok=True)
         from controller.storeguard import verify  # imports this module
 
@@ -127,6 +127,7 @@ class Store:
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self.deferral: dict | None = None  # a renewal a backup refused, until one succeeds: {reason, since, tries}
         self.deferrals = 0  # renewals refused since the start while a ``canopy backup`` copied (not ``faults``)
+        self.renewal_wait = renewal_wait  # seconds a deferral may last before health names it (ha.store_renewal_wait_ms)
         self._waiting: int | None = None  # while deferred: storefile ``waiting_renewal`` (new backups give way)
         self._lock = threading.RLock()
         self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
@@ -338,7 +339,7 @@ class Store:
         most once per LOG_EVERY seconds for the same kind of write, with a count of those left out: an HA node tries
         its takeover at every tick, ten times a second, while the disk stays full."""
         fault = StoreFault(self.path, what, exc)
-        self._faulty(what, fault.reason)
+        self._faulty(what, fault.reason, isinstance(exc, Moved))
         warn_limited(log, ("store", self.path, what), "%s", fault)
         return fault
 
@@ -361,11 +362,26 @@ class Store:
             os.close(self._waiting)
             self._waiting = None
 
-    def _faulty(self, what: str, reason: str):
-        """Count a refusal and keep it as ``fault`` for status and metrics; ``since`` stays that of the first one."""
+    def _faulty(self, what: str, reason: str, file_gone: bool = False):
+        """Count a refusal and keep it as ``fault`` for status and metrics; ``since`` stays that of the first one;
+        ``file_gone``: refused as the store's file went (storefile ``Moved``), not by the disk."""
         self.faults += 1
         since = self.fault["since"] if self.fault is not None else time.time()
-        self.fault = {"what": what, "reason": reason, "since": since, "at": time.time()}
+        self.fault = {"what": what, "reason": reason, "since": since, "at": time.time(), "file_gone": file_gone}
+
+    @property
+    def refusing(self) -> dict | None:
+        """The fault status, health and metrics report as the store's (``fault``), but not while it is the file gone on
+        an HA standby whose renewal, which mends it, waits for a ``canopy backup`` (``deferral``): waiting for a backup
+        is no fault of the store's, and is reported as what it is (before stop 48: the store "failed" meanwhile,
+        ``canopy_store_ok`` 0 and health degraded by the file check's refusal)."""
+        if self.fault is not None and self.deferral is not None and self.fault["file_gone"]:
+            return None
+        return self.fault
+
+    def deferred_for(self) -> float:
+        """Seconds the renewal a backup deferred has waited (since its first refusal); 0 while none waits."""
+        return time.time() - self.deferral["since"] if self.deferral is not None else 0.0
 
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""

@@ -45,10 +45,11 @@ from controller.storetxn import note
 log = logging.getLogger("canopy.store")
 DATABASE_FILES = ("", "-wal", "-shm")  # a SQLite database's file, its write-ahead log and its index (one stem)
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
-MOVES_WAIT = 10.0  # seconds a ``canopy backup`` waits for a standby's renewal to end moving the store's files
-MOVES_LOOK = 0.02  # seconds between two looks meanwhile
+MOVES_LOOK = 0.02  # seconds between two looks while a ``canopy backup`` waits for a standby's renewal
 WAITING_NAME = "canopy.renewal-waiting"  # a renewal a backup refused holds this file's flock: new backups give way
-DEFER_BOUND = 60.0  # seconds a renewal may stay deferred by backups before health says so (one backup's copy)
+# seconds a renewal may stay deferred by backups before health says so, and a backup waits for one (the default of
+# the setting ha.store_renewal_wait_ms)
+DEFER_BOUND = 60.0
 
 
 class Moved(OSError):
@@ -200,30 +201,32 @@ def moving_files(directory: str):
 
 
 @contextlib.contextmanager
-def reading_files(directory: str, wait: float = MOVES_WAIT, pause=time.sleep, clock=time.monotonic):
+def reading_files(directory: str, wait: float = DEFER_BOUND, pause=time.sleep, clock=time.monotonic):
     """While a backup opens and copies the store in ``directory``, no renewal moves its files (``moving_files``: a
     shared ``flock`` on the directory). A renewal under way (milliseconds), or one a backup refused and so waiting
-    (``waiting_renewal``), is waited for, ``wait`` seconds at most (``pause`` between two looks), then FilesBusy:
-    backups back to back no longer starve a renewal, which waits for those already copying only."""
-    deadline = clock() + wait
-    while (fd := _readable_now(directory)) is None:
+    (``waiting_renewal``), is waited for, ``wait`` seconds at most (``pause`` between two looks): backups back to back
+    no longer starve a renewal, which waits for those already copying only. Past ``wait`` a renewal still waiting (for
+    the backups before this one: long copies) is passed, the copy made beside those backups (yields True: the
+    renewal waits on, and health names it), never refused (before stop 48: refused after 10 s, the backup failed);
+    one still moving the files raises FilesBusy."""
+    deadline, passed = clock() + wait, False
+    while True:
+        fd = _flocked(directory, fcntl.LOCK_SH)
+        if fd is not None and not _renewal_waits(directory):
+            break
         if clock() >= deadline:
-            raise FilesBusy(errno.EBUSY, f"an HA standby's renewal of the store in {directory} was still moving its "
-                                         f"files (or waiting to) after {wait:.0f} s; try again")
+            if fd is None:
+                raise FilesBusy(errno.EBUSY, f"an HA standby's renewal of the store in {directory} was still moving "
+                                             f"its files after {wait:.0f} s (its disk may hang); try again")
+            passed = True
+            break
+        if fd is not None:
+            os.close(fd)
         pause(MOVES_LOOK)
     try:
-        yield
+        yield passed
     finally:
         os.close(fd)
-
-
-def _readable_now(directory: str) -> int | None:
-    """The directory's shared flock (``reading_files``), or None while a renewal holds it or waits for it."""
-    fd = _flocked(directory, fcntl.LOCK_SH)
-    if fd is not None and _renewal_waits(directory):
-        os.close(fd)
-        return None
-    return fd
 
 
 def waiting_renewal(directory: str) -> int | None:

@@ -32,11 +32,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
+from controller.store import DB_NAME, MARKER_NAME, RENEWED_META, SCHEMA_VERSION, StoreError, free_bytes
 from controller.storefile import (
-    DATABASE_FILES, FilesBusy, PartlyMoved, copy_into, discard, moving_files, put_back, reading_files, set_aside)
+    DEFER_BOUND, DATABASE_FILES, FilesBusy, PartlyMoved, copy_into, discard, moving_files, put_back, reading_files, set_aside)
 
 LOCK_NAME = "canopy.lock"
+# what ``canopy backup`` says of a copy made beside a waiting renewal, or of a renewed store (notes)
+PASSED = ("an HA standby's renewal of this store waited for the backups begun before this one longer than "
+          "ha.store_renewal_wait_ms, and this backup as long: copied beside them what is at the path, the file the "
+          "renewal replaces (this node's store file went): back up the active for the pair's policy (docs/store.md)")
+RENEWED = ("this is an HA standby's store renewed at {} (its file went), empty until the active's snapshot fills it: "
+           "back up the active for the pair's policy (docs/store.md)")
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
             "or take the store as it is with 'canopy run --accept-store'")
 
@@ -69,11 +75,13 @@ def _remedy(errorname: str) -> str:
 
 @dataclass(frozen=True)
 class StoreFacts:
-    """What a database file holds: its store id and last change (seq) and when that change was made."""
+    """What a database file holds: its store id and last change (seq) and when that change was made; ``renewed``: when
+    an HA standby renewed it (its file went), while the active's snapshot has not filled it (empty until then)."""
 
     store_id: str | None
     seq: int
     ts: float | None
+    renewed: float | None = None
 
 
 def _paths(data_dir):
@@ -120,7 +128,7 @@ def inspect(path) -> StoreFacts:
                   json.loads(meta.get("compacted_seq", "0")) or 0)
         row = db.execute("SELECT ts FROM changes WHERE seq = ?", (seq,)).fetchone()
         ts = row[0] if row else json.loads(meta.get("compacted_ts", "null"))
-        return StoreFacts(json.loads(meta.get("store_id", "null")), seq, ts)
+        return StoreFacts(json.loads(meta.get("store_id", "null")), seq, ts, json.loads(meta.get(RENEWED_META, "null")))
     except sqlite3.Error as exc:
         if (getattr(exc, "sqlite_errorname", None) or "").startswith(DISK_ERRORS):
             free = free_bytes(path)
@@ -229,30 +237,34 @@ def lock(data_dir: str):
     return fh
 
 
-def backup(data_dir: str, dest: str) -> StoreFacts:
+def backup(data_dir: str, dest: str, wait: float = DEFER_BOUND, notes: list | None = None) -> StoreFacts:
     """Copy the live store to ``dest`` (SQLite online backup: consistent while the controller writes). An HA
     standby's renewal does not move the store's files while the copy is opened and made (storefile
-    ``reading_files``; one under way is waited for): the copy is of the old store or the new, whole. A copy that
+    ``reading_files``; one under way, or waiting for the backups before, is waited for, ``wait`` seconds at most):
+    the copy is of the old store or the new, whole. What the operator should know of the copy is added to ``notes``
+    (a waiting renewal passed; a renewed store, empty until the active's snapshot: back up the active). A copy that
     fails, or whose check fails (a damaged store copies as it is), is removed: no file named ``dest`` is left that
     is not a whole store (before, a damaged copy stayed, for a later restore to refuse or an operator to trust)."""
     path, _ = _paths(data_dir)
     try:
-        return _checked_copy(data_dir, path, dest)
+        return _checked_copy(data_dir, path, dest, wait, [] if notes is None else notes)
     except FileNotFoundError:  # (the data directory)
         raise StoreRefused(f"there is no store to back up at {path}") from None
     except FilesBusy as exc:
         raise StoreRefused(f"could not back up {path}: {exc.strerror}") from None
 
 
-def _checked_copy(data_dir: str, path: str, dest: str) -> StoreFacts:
+def _checked_copy(data_dir: str, path: str, dest: str, wait: float, notes: list) -> StoreFacts:
     """The store at ``path`` copied to the new file ``dest`` (no renewal moving its files meanwhile) and the copy
     checked; what this made removed when either fails."""
     new = [suffix for suffix in DATABASE_FILES if not os.path.lexists(dest + suffix)]  # (``dest`` there: refused)
     try:
-        with reading_files(data_dir):
+        with reading_files(data_dir, wait) as passed:
             _copied(path, dest)
+        if passed:
+            notes.append(PASSED)
         try:
-            return inspect(dest)
+            facts = inspect(dest)
         except StoreRefused as exc:
             raise StoreRefused(f"the copy of {path} is not a whole store, so it was removed ({exc}); if the store "
                                "itself is damaged, back up the HA peer (docs/store.md)") from None
@@ -260,6 +272,9 @@ def _checked_copy(data_dir: str, path: str, dest: str) -> StoreFacts:
         if "" in new:
             discard(dest, new)
         raise
+    if facts.renewed is not None:
+        notes.append(RENEWED.format(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(facts.renewed))))
+    return facts
 
 
 def _copied(path: str, dest: str) -> None:
