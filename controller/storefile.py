@@ -137,17 +137,36 @@ class PartlyMoved(OSError):
 
 
 def put_back(moved: list[tuple[str, str]]) -> list[str]:
-    """Files ``set_aside`` moved (``PartlyMoved.moved``) back where they were, never over a file there now (a hard
-    link to the old name, then the new one removed); where those that could not be are (left set aside)."""
+    """Files ``set_aside`` moved (``PartlyMoved.moved``) back where they were, never over a file there now
+    (``moved_back``); where those that could not be are (left set aside)."""
     left = []
     for went, was in reversed(moved):
         try:
-            os.link(went, was)
-            os.remove(went)
+            moved_back(went, was)
         except OSError as exc:
             note(log, logging.WARNING, "could not move %s back to %s: %s", went, was, exc)
             left.append(went)
     return left
+
+
+NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)  # link(2) on a file system without hard links (vfat, FUSE)
+
+
+def moved_back(went: str, was: str) -> None:
+    """The file at ``went`` moved to ``was``, never over a file there: a hard link to ``was`` (refused when one is
+    there), then ``went`` removed. On a file system without hard links (NO_LINKS: before stop 48 nothing was put
+    back there), a rename once nothing is at ``was`` (FileExistsError when something is): a file put there in the
+    moment between that look and the rename would be replaced, a window of two system calls."""
+    try:
+        os.link(went, was)
+    except OSError as exc:
+        if exc.errno not in NO_LINKS:
+            raise
+        if os.path.lexists(was):
+            raise FileExistsError(errno.EEXIST, "a file is there", was) from None
+        os.rename(went, was)
+        return
+    os.remove(went)
 
 
 def copy_into(backup, dest: str) -> None:
