@@ -30,7 +30,7 @@ import os
 import select
 import sys
 
-from controller import __version__, cli_health, cli_remote, policydoc, resttoken, show, storeguard, yamldoc
+from controller import __version__, cli_health, cli_remote, policydoc, resttoken, show, storedisk, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.cli_remote import rest_url  # noqa: F401 (part of this module's interface: tests, docs)
@@ -205,6 +205,8 @@ def cmd_run(args) -> int:
         return EXIT_START
     if accepted:
         logging.getLogger("canopy.store").warning("%s", accepted)
+    if network := storedisk.network_warning(settings.data_dir):
+        logging.getLogger("canopy.store").warning("%s", network)
     runtime.SETTINGS = settings
     runtime.DATA_LOCK = held
     runtime.STORE_ACCEPTED = bool(accepted)

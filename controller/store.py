@@ -56,6 +56,7 @@ from controller.storefile import (
     DEFER_BOUND, FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove,
     set_aside, waiting_renewal)
 from controller import storetxn
+from controller.storedisk import network_warning
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
 from controller.storewrites import (  # noqa: F401 - imported from here too
     KEPT_META, KNOWN_DEVICES, LOCAL_META, RENEWED_META, SCHEMA_VERSION, committed_rows, made_tables, replicated_rows,
@@ -120,6 +121,7 @@ class Store:
 
         verify(data_dir)  # StoreRefused: never turn an empty, damaged or older store into a served one
         self.path = os.path.join(data_dir, DB_NAME)
+        self.file_system_warning = network_warning(data_dir)  # a network file system: said at start and in status
         self.marker_path = os.path.join(data_dir, MARKER_NAME)
         self.keep_changes = keep_changes
         self.offload = offload  # (function, *args) -> its result: where the write transactions run

@@ -40,6 +40,7 @@ import os
 import sqlite3
 import time
 
+from controller.storedisk import network_warning
 from controller.storetxn import note
 
 log = logging.getLogger("canopy.store")
@@ -253,15 +254,17 @@ def waiting_renewal(directory: str) -> int | None:
     exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None when it cannot be made."""
     try:
         os.close(os.open(os.path.join(directory, WAITING_NAME), os.O_WRONLY | os.O_CREAT, 0o640))
-        return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, 0)
-    except OSError:
-        return None  # (the disk refused it: the renewal is tried again as before, only not marked)
+        return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, False)
+    except OSError as exc:  # (the disk refused it: the renewal is tried again as before, only not marked)
+        note(log, logging.WARNING, "the store in %s: a renewal a backup deferred could not mark itself waiting, so new "
+             "backups do not give way to it: %s", directory, exc.strerror or exc)
+        return None
 
 
 def _renewal_waits(directory: str) -> bool:
     """Whether a renewal holds ``WAITING_NAME``'s flock (a file left without it says nothing)."""
     try:
-        fd = _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_SH, 0)
+        fd = _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_SH, False)
     except FileNotFoundError:
         return False
     if fd is None:
@@ -270,19 +273,37 @@ def _renewal_waits(directory: str) -> bool:
     return False
 
 
-def _flocked(path: str, operation: int, kind: int = os.O_DIRECTORY) -> int | None:
-    """A descriptor of ``path`` (a directory unless ``kind`` says otherwise) holding ``flock(operation)``, or None
-    when the other side holds it."""
-    fd = os.open(path, os.O_RDONLY | kind)
+class LocksRefused(OSError):
+    """The file system refused a flock outright (not held by another: ENOLCK of an NFS mount without its lock service,
+    EBADF of an emulation): said naming the file system and what to do (controller/storedisk.py), never as a bare
+    errno (before stop 48, a standby's every renewal was refused with one)."""
+
+
+def _flocked(path: str, operation: int, directory: bool = True) -> int | None:
+    """A descriptor of ``path`` (a directory unless ``directory`` is false) holding ``flock(operation)``, or None
+    when the other side holds it. A file is opened for writing when the lock is exclusive: NFS emulates flock on files
+    with byte-range locks, and an exclusive one needs a descriptor open for writing (before, EBADF there)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY if directory else os.O_RDWR if operation == fcntl.LOCK_EX else os.O_RDONLY
+    fd = os.open(path, flags)
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
+    except OSError as exc:
+        os.close(fd)
+        raise LocksRefused(exc.errno, _refused_lock(path, exc)) from None
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _refused_lock(path: str, exc: OSError) -> str:
+    directory = path if os.path.isdir(path) else os.path.dirname(path)
+    return (f"the file system of {directory} refused a flock on {os.path.basename(path)} ({exc.strerror}), so 'canopy "
+            "backup' and an HA standby's renewal cannot exclude each other there: "
+            + (network_warning(directory) or "keep data_dir on a local file system (docs/operations.md)"))
 
 
 class FileWatch:

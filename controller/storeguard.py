@@ -34,7 +34,7 @@ from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, RENEWED_META, SCHEMA_VERSION, StoreError, free_bytes
 from controller.storefile import (
-    DEFER_BOUND, DATABASE_FILES, FilesBusy, PartlyMoved, copy_into, discard, moving_files, put_back, reading_files, set_aside)
+    DEFER_BOUND, DATABASE_FILES, FilesBusy, LocksRefused, PartlyMoved, copy_into, discard, moving_files, put_back, reading_files, set_aside)
 
 LOCK_NAME = "canopy.lock"
 # what ``canopy backup`` says of a copy made beside a waiting renewal, or of a renewed store (notes)
@@ -163,6 +163,8 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
     except FilesBusy:
         raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing accepted; start again once "
                            "it ended") from None
+    except LocksRefused as exc:
+        raise StoreRefused(f"nothing accepted: {exc.strerror}") from None
     return f"accepted the store as it is (--accept-store): {problem}"
 
 
@@ -250,7 +252,7 @@ def backup(data_dir: str, dest: str, wait: float = DEFER_BOUND, notes: list | No
         return _checked_copy(data_dir, path, dest, wait, [] if notes is None else notes)
     except FileNotFoundError:  # (the data directory)
         raise StoreRefused(f"there is no store to back up at {path}") from None
-    except FilesBusy as exc:
+    except (FilesBusy, LocksRefused) as exc:
         raise StoreRefused(f"could not back up {path}: {exc.strerror}") from None
 
 
@@ -304,6 +306,8 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
     except FilesBusy:
         raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing restored; restore once it "
                            "ended") from None
+    except LocksRefused as exc:
+        raise StoreRefused(f"nothing restored: {exc.strerror}") from None
     finally:
         held.close()
     return facts, kept

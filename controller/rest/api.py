@@ -348,13 +348,15 @@ class Api:
         since, at, file_gone); ``faults``: refused since the start (controller/store.py ``StoreFault``); ``renewal``:
         "deferred: a backup is copying" while an HA standby's renewal waits for a ``canopy backup`` (``deferral``:
         reason, since, tries), else null, and ``state`` deferred, not failed, when what it mends is the file gone
-        (``Store.refusing``); ``renewals_deferred``: such refusals since the start."""
+        (``Store.refusing``); ``renewals_deferred``: such refusals since the start; ``file_system_warning``: data_dir on
+        a network file system (controller/storedisk.py), else null."""
         store = self.service.store
         fault, deferral = store.fault, store.deferral
         state = "failed" if store.refusing else "deferred" if deferral else "ok"
         return {"path": store.path, "state": state, "fault": dict(fault) if fault else None,
                 "faults": store.faults, "renewal": "deferred: a backup is copying" if deferral else None,
-                "deferral": dict(deferral) if deferral else None, "renewals_deferred": store.deferrals}
+                "deferral": dict(deferral) if deferral else None, "renewals_deferred": store.deferrals,
+                "file_system_warning": store.file_system_warning}
 
     def _health(self):
         """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail. A store that
