@@ -120,6 +120,14 @@ def _waited(seconds):
     raise Waited(seconds)
 
 
+def _standby(children, data) -> Child:
+    """A standby's store in a process of its own, its file gone (its next tick renews it)."""
+    standby = children()
+    standby.tell(f"standby {data}")
+    standby.expect("gone")
+    return standby
+
+
 def _renewed(store) -> int:
     """The standby's ticks until its renewal went ahead (a backup that gives way holds the directory's shared lock
     for a moment at each look: a tick then is deferred once more); fails past TRIES."""
@@ -156,9 +164,7 @@ def test_a_renewal_in_another_process_holds_new_backups_back_until_it_went_ahead
     """The standby in a process of its own, deferred by a backup here: a backup begun here waits for it (the
     waiting mark is that process's flock), and copies the renewed store once the standby's next tick renewed it."""
     data, dest = tmp_path / "data", str(tmp_path / "backup.db")
-    standby = children()
-    standby.tell(f"standby {data}")
-    standby.expect("gone")
+    standby = _standby(children, data)
     first, looks = contextlib.ExitStack(), []
     first.enter_context(storefile.reading_files(str(data)))
     standby.tell("renew")
@@ -183,9 +189,7 @@ def test_a_standby_killed_while_deferred_holds_no_backup_back(tmp_path, children
     """The waiting mark is the standby process's flock: killed (-9) while deferred, it leaves the file but no lock,
     and a backup copies at once."""
     data, dest = tmp_path / "data", str(tmp_path / "backup.db")
-    standby = children()
-    standby.tell(f"standby {data}")
-    standby.expect("gone")
+    standby = _standby(children, data)
     with storefile.reading_files(str(data)):
         standby.tell("renew")
         standby.expect("deferred")
@@ -207,9 +211,7 @@ def test_canopy_backup_passes_a_renewal_waiting_longer_than_its_setting_and_copi
     data, dest = tmp_path / "data", tmp_path / "backup.db"
     config = tmp_path / "canopy.yaml"
     config.write_text(json.dumps({"data_dir": str(data), "ha": {"store_renewal_wait_ms": 1000}}))
-    standby = children()
-    standby.tell(f"standby {data}")
-    standby.expect("gone")
+    standby = _standby(children, data)
     with storefile.reading_files(str(data)):
         standby.tell("renew")
         standby.expect("deferred")
