@@ -193,8 +193,8 @@ def _core(state, service):
     yield _gauge("canopy_store_sequence", "sequence number of the last committed policy change", (),
                  [((), state.last_seq)])
     store = service.store
-    yield _gauge("canopy_store_ok", "1 while the store takes writes (or an HA standby's renewal of its file waits for a "
-                 "'canopy backup'), 0 while its disk refuses them (full, read-only, I/O error) or its file went: GET "
+    yield _gauge("canopy_store_ok", "1 while the store takes writes (or an HA standby's renewal of its file waits for "
+                 "a 'canopy backup'), 0 while its disk refuses them (full, read-only, I/O error) or its file went: GET "
                  "/v1/status says why", (), [((), 0 if store.refusing else 1)])
     yield _counter("canopy_store_write_failures", "write transactions (and markers) the store's disk refused", (),
                    [((), store.faults)])

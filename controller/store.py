@@ -129,7 +129,7 @@ class Store:
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self.deferral: dict | None = None  # a renewal a backup refused, until one succeeds: {reason, since, tries}
         self.deferrals = 0  # renewals refused since the start while a ``canopy backup`` copied (not ``faults``)
-        self.renewal_wait = renewal_wait  # seconds a deferral may last before health names it (ha.store_renewal_wait_ms)
+        self.renewal_wait = renewal_wait  # seconds a deferral may last, health ok (ha.store_renewal_wait_ms)
         self._waiting: int | None = None  # while deferred: storefile ``waiting_renewal`` (new backups give way)
         self._lock = threading.RLock()
         self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it

@@ -34,13 +34,14 @@ from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, RENEWED_META, SCHEMA_VERSION, StoreError, free_bytes
 from controller.storefile import (
-    DEFER_BOUND, DATABASE_FILES, FilesBusy, LocksRefused, PartlyMoved, copy_into, discard, moving_files, put_back, reading_files, set_aside)
+    DEFER_BOUND, DATABASE_FILES, FilesBusy, LocksRefused, PartlyMoved, copy_into, discard, moving_files, put_back,
+    reading_files, set_aside)
 
 LOCK_NAME = "canopy.lock"
 # what ``canopy backup`` says of a copy made beside a waiting renewal, or of a renewed store (notes)
-PASSED = ("an HA standby's renewal of this store waited for the backups begun before this one longer than "
-          "ha.store_renewal_wait_ms, and this backup as long: copied beside them what is at the path, the file the "
-          "renewal replaces (this node's store file went): back up the active for the pair's policy (docs/store.md)")
+PASSED = ("an HA standby's renewal of this store waited for the backups begun before this one, and this backup for it "
+          "as long as ha.store_renewal_wait_ms: copied beside them what is at the path, the file the renewal will "
+          "replace (this node's store file went): back up the active for the pair's policy (docs/store.md)")
 RENEWED = ("this is an HA standby's store renewed at {} (its file went), empty until the active's snapshot fills it: "
            "back up the active for the pair's policy (docs/store.md)")
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
