@@ -230,8 +230,12 @@ def _describe(marker) -> str:
 def lock(data_dir: str):
     """Take this data directory for one process (held until the returned file is closed or the process
     ends); StoreRefused when another Canopy holds it."""
-    os.makedirs(data_dir, mode=0o750, exist_ok=True)
-    fh = open(os.path.join(data_dir, LOCK_NAME), "a+")
+    try:
+        os.makedirs(data_dir, mode=0o750, exist_ok=True)
+        fh = open(os.path.join(data_dir, LOCK_NAME), "a+")
+    except OSError as exc:  # (``canopy run`` takes it first: not a REST token file's error)
+        raise StoreRefused(f"data_dir: cannot open its lock file {os.path.join(data_dir, LOCK_NAME)}: "
+                           f"{exc.strerror or exc}") from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -342,3 +342,12 @@ def test_accept_store_moves_nothing_while_a_backup_copies(data):
             storeguard.verify(str(data), accept=True)
     assert sorted(os.listdir(data)) == before
     assert "damaged" in storeguard.verify(str(data), accept=True)
+
+
+def test_a_lock_file_that_cannot_be_made_is_refused_naming_it(tmp_path):
+    """``canopy run`` takes the lock first now: a data directory that cannot hold its lock file is refused as the
+    store's (naming the file), not reported as the REST token's error that follows it in ``canopy run``."""
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(storeguard.StoreRefused, match=r"^data_dir: cannot open its lock file .*/file/below/canopy.lock"):
+        storeguard.lock(str(afile / "below"))
