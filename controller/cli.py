@@ -30,7 +30,7 @@ import os
 import select
 import sys
 
-from controller import __version__, cli_health, cli_remote, policydoc, resttoken, show, storeguard, yamldoc
+from controller import __version__, cli_health, cli_remote, policydoc, resttoken, show, storedisk, storeguard, yamldoc
 from controller import policy as pol
 from controller import settings as settings_mod
 from controller.cli_remote import rest_url  # noqa: F401 (part of this module's interface: tests, docs)
@@ -186,9 +186,12 @@ def cmd_run(args) -> int:
     logs.setup(settings.log_level, settings.log_format)
     log = logging.getLogger("canopy.lifecycle")
     try:
+        lifecycle.usable_data_dir(settings.data_dir)
+        # held while this process runs; first: no store another Canopy serves is judged, moved aside (--accept-store:
+        # before, it was, the lock refused only after) or opened
+        held = storeguard.lock(settings.data_dir)
         accepted = storeguard.verify(settings.data_dir, accept=args.accept_store)  # before anything opens it
         lifecycle.check_data_dir(settings.data_dir)
-        held = storeguard.lock(settings.data_dir)  # kept open (held) while this process runs
         settings = resttoken.resolved(settings)
         lifecycle.check_listeners(lifecycle.listeners(settings))
     except settings_mod.SettingsError as exc:
@@ -202,6 +205,8 @@ def cmd_run(args) -> int:
         return EXIT_START
     if accepted:
         logging.getLogger("canopy.store").warning("%s", accepted)
+    if network := storedisk.network_warning(settings.data_dir):
+        logging.getLogger("canopy.store").warning("%s", network)
     runtime.SETTINGS = settings
     runtime.DATA_LOCK = held
     runtime.STORE_ACCEPTED = bool(accepted)
@@ -258,11 +263,15 @@ def _data_dir(args):
 
 
 def cmd_backup(args) -> int:
+    notes: list[str] = []
     try:
-        facts = storeguard.backup(_data_dir(args), args.file)
+        settings = settings_mod.load(args.config)
+        facts = storeguard.backup(settings.data_dir, args.file, settings.ha.store_renewal_wait, notes)
     except (settings_mod.SettingsError, yamldoc.DocError, storeguard.StoreRefused, OSError) as exc:
         print(f"canopy: {exc}", file=sys.stderr)
         return EXIT_START
+    for note in notes:
+        print(f"canopy: note: {note}", file=sys.stderr)
     print(f"{args.file}: backup of the store up to change {facts.seq}")
     return EXIT_OK
 

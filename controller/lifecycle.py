@@ -95,6 +95,15 @@ def check_data_dir(path: str) -> None:
     """The data directory exists (or can be made) and its store opens."""
     from controller.store import Store, StoreError
 
+    usable_data_dir(path)
+    try:
+        Store(path).close()
+    except (OSError, sqlite3.Error, StoreError) as exc:  # StoreError: refused by controller/storeguard.py
+        raise StartError(f"data_dir: cannot open the store in {path}: {exc}") from None
+
+
+def usable_data_dir(path: str) -> None:
+    """The data directory exists (or can be made), readable and writable by this user."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise StartError(f"data_dir: {path} is not a directory")
     try:
@@ -103,10 +112,6 @@ def check_data_dir(path: str) -> None:
         raise StartError(f"data_dir: cannot create {path}: {exc.strerror}") from None
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise StartError(f"data_dir: {path} is not readable and writable by this user")
-    try:
-        Store(path).close()
-    except (OSError, sqlite3.Error, StoreError) as exc:  # StoreError: refused by controller/storeguard.py
-        raise StartError(f"data_dir: cannot open the store in {path}: {exc}") from None
 
 
 # -------------------------------------------------------------------------------------------- signals

@@ -193,12 +193,16 @@ def _core(state, service):
     yield _gauge("canopy_store_sequence", "sequence number of the last committed policy change", (),
                  [((), state.last_seq)])
     store = service.store
-    yield _gauge("canopy_store_ok", "1 while the store takes writes, 0 while its disk refuses them (full, read-only, "
-                 "I/O error: GET /v1/status says why)", (), [((), 0 if store.fault else 1)])
+    yield _gauge("canopy_store_ok", "1 while the store takes writes (or an HA standby's renewal of its file waits for "
+                 "a 'canopy backup'), 0 while its disk refuses them (full, read-only, I/O error) or its file went: GET "
+                 "/v1/status says why", (), [((), 0 if store.refusing else 1)])
     yield _counter("canopy_store_write_failures", "write transactions (and markers) the store's disk refused", (),
                    [((), store.faults)])
     yield _counter("canopy_store_renewals_deferred", "an HA standby's store renewals refused while a 'canopy backup' "
                    "copied (tried again at the next tick; not write failures)", (), [((), store.deferrals)])
+    yield _gauge("canopy_store_renewal_deferred_seconds", "how long an HA standby's store renewal has been waiting for "
+                 "'canopy backup's (0: none waits; health degraded past ha.store_renewal_wait_ms)", (),
+                 [((), round(store.deferred_for(), 3))])
     yield _gauge("canopy_state_version", "grows with every change of anything the controller's State holds", (),
                  [((), state.version)])
     yield _gauge("canopy_policy_objects", "policy objects by kind", ("kind",),

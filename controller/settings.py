@@ -199,6 +199,10 @@ SETTINGS = (
               values.path("leave secret_file out and give ha.secret")),
         Field("solo", "boolean", "start in solo mode: acknowledge writes the standby did not confirm (they are "
               "lost if this node dies before the standby catches up)", f.boolean, default=False, nullable=False),
+        _limit("store_renewal_wait_ms", "how long a standby's renewal of its store (its file went: docs/store.md) "
+               "may wait for 'canopy backup's copying the store before health says degraded; a backup begun "
+               "meanwhile waits for the renewal at most this long, then copies beside those before it", 1000, 3600000,
+               60000),
     ), default=dict, nullable=False),
 )
 
@@ -222,6 +226,7 @@ class HaSettings:
     secret: str | None = field(default=None, repr=False)  # authenticates the HA link (HMAC-SHA256)
     secret_from: str = "ha.secret"  # the setting it came from, which /v1/ha names (ha.secret_file: its path)
     solo: bool = False  # start in solo mode (writes acknowledged without the standby's confirmation)
+    store_renewal_wait: float = 60.0  # seconds: ha.store_renewal_wait_ms (storefile DEFER_BOUND)
 
     @property
     def enabled(self) -> bool:
@@ -464,7 +469,7 @@ def _ha(raw) -> HaSettings:
                       port=raw["port"],
                       priority=raw["priority"], heartbeat_interval=raw["heartbeat_interval_ms"] / 1000,
                       dead_interval=raw["dead_interval_ms"] / 1000, ack_timeout=raw["ack_timeout_ms"] / 1000,
-                      secret=raw["secret"], solo=raw["solo"],
+                      secret=raw["secret"], solo=raw["solo"], store_renewal_wait=raw["store_renewal_wait_ms"] / 1000,
                       secret_from=f"ha.secret_file {raw['secret_file']}" if raw["secret_file"] else "ha.secret")
 
 

@@ -17,7 +17,9 @@ Replication (controller/replication.py) uses the second half of this module: ``a
 the active's changes with their own seq/txn/ts, ``snapshot()``/``restore()`` copy the whole store, and
 ``history()`` names a position in the change history, (seq, ts of that change), so two stores can tell
 whether one is a prefix of the other. The connection is shared between threads (REST, the HA link), so
-every statement and transaction runs under one re-entrant lock, held through a commit's fsync.
+every statement and transaction runs under one re-entrant lock, held through a commit's fsync. The rows each write
+transaction writes are controller/storewrites.py's (SQL on the connection); this module keeps the lock, the file,
+the faults and a standby's renewal.
 
 The reads that answer REST (GET /v1/changes, GET /v1/ha and the /metrics lines built from it) use ``reader``, a
 second connection with a lock of its own: in WAL mode a reader sees the last committed transaction and never waits
@@ -43,7 +45,6 @@ import json
 import logging
 import os
 import sqlite3
-import uuid
 import threading
 import time
 from functools import wraps
@@ -52,38 +53,20 @@ from controller.loglimit import log_limited, warn_limited
 from controller.storerows import (  # noqa: F401 - imported from here too
     Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
 from controller.storefile import (
-    FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove, set_aside,
-    waiting_renewal)
+    DEFER_BOUND, FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove,
+    set_aside, waiting_renewal)
 from controller import storetxn
+from controller.storedisk import network_warning
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
+from controller.storewrites import (  # noqa: F401 - imported from here too
+    KEPT_META, KNOWN_DEVICES, LOCAL_META, RENEWED_META, SCHEMA_VERSION, committed_rows, made_tables, replicated_rows,
+    restored_rows, set_meta)
 
-SCHEMA_VERSION = 1
 # SQLite errors that are Canopy's bugs (a constraint, a misused cursor or connection, bad SQL), not the disk's: they
 # propagate as bugs (500, a log line with a traceback) rather than being reported as the store's fault.
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.NotSupportedError)
 
-_DDL = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS objects (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,"
-    " PRIMARY KEY (kind, id))",
-    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, txn INTEGER NOT NULL, ts REAL NOT NULL,"
-    " kind TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL, body TEXT)",
-)
-
-
-# the devices connected to this node (controller/startup_hold.py): each node of a pair holds, after its restart, for
-# the switches that connect to it, so neither a replicated batch nor a snapshot copies or replaces it
-KNOWN_DEVICES = "known_devices"
-# meta keys a snapshot restore keeps: the store's own identity and this node's own memory
-# ("active_ports": the live migrations' active ports this node holds, controller/state_activation.py: a standby's
-# snapshot restore deleted them before review41a, so a standby restarted after one lost them)
-KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES, "active_ports")
-# meta keys that describe this store's own log or this node, never copied from another store
-# when this store's file was renewed (an HA standby's: Store.renew), until a snapshot restore replaces it: a node
-# restarted on it meanwhile knows its store is empty (controller/replication.py Applier.renewed)
-RENEWED_META = "store_renewed"
 RENEWED_KEPT = 3  # a standby keeps the files of its newest renewals (renewed-, saved-, gone-<time>) beside its store
-LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", RENEWED_META)
 DB_NAME = "canopy.db"
 MARKER_NAME = DB_NAME + ".marker"
 
@@ -132,12 +115,13 @@ def _locked(method):
 
 
 class Store:
-    def __init__(self, data_dir: str, keep_changes: int = 100_000, offload=_direct):
+    def __init__(self, data_dir: str, keep_changes: int = 100_000, offload=_direct, renewal_wait: float = DEFER_BOUND):
         os.makedirs(data_dir, mode=0o750, exist_ok=True)
         from controller.storeguard import verify  # imports this module
 
         verify(data_dir)  # StoreRefused: never turn an empty, damaged or older store into a served one
         self.path = os.path.join(data_dir, DB_NAME)
+        self.file_system_warning = network_warning(data_dir)  # a network file system: said at start and in status
         self.marker_path = os.path.join(data_dir, MARKER_NAME)
         self.keep_changes = keep_changes
         self.offload = offload  # (function, *args) -> its result: where the write transactions run
@@ -145,11 +129,13 @@ class Store:
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self.deferral: dict | None = None  # a renewal a backup refused, until one succeeds: {reason, since, tries}
         self.deferrals = 0  # renewals refused since the start while a ``canopy backup`` copied (not ``faults``)
+        self.renewal_wait = renewal_wait  # seconds a deferral may last, health ok (ha.store_renewal_wait_ms)
         self._waiting: int | None = None  # while deferred: storefile ``waiting_renewal`` (new backups give way)
         self._lock = threading.RLock()
         self._renewals: list[list[str]] = []  # per renewal (``renew``), the files set aside and saved for it
         self._moved_own: list[str] = []  # this store's own files the renewal under way set aside (refused tries too)
         self._work = InFlight()  # what runs through ``offload``, until it ended (a caller killed meanwhile: a stop)
+        self._closed = False  # both connections closed (``close``)
         self._db = self._connected({})
         self._store_id = self.get_meta("store_id")  # local meta: never replaced by replication or restore
         self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
@@ -165,16 +151,7 @@ class Store:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             with Transaction(db):
-                for ddl in _DDL:
-                    db.execute(ddl)
-                version = _meta(db, "schema_version")
-                if version not in (None, SCHEMA_VERSION):
-                    raise StoreError(f"{self.path} has store schema {version}; this Canopy reads {SCHEMA_VERSION}")
-                # a store id: new, or made before store ids existed
-                kept = {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, **kept}
-                for key, value in kept.items():
-                    if _meta(db, key) is None:
-                        db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+                made_tables(db, self.path, kept)
         except BaseException:
             db.close()  # not left to the garbage collector, a connection (and its files) per refused renewal
             raise
@@ -256,8 +233,12 @@ class Store:
     def close(self):
         """Close both connections, once a transaction a killed caller left in the thread pool ended (``InFlight``); if
         it still runs after ``ABANDONED_WAIT``, the writer's connection is left open (the process ends: SQLite keeps
-        the transaction whole or rolls it back at the next open), never closed under it."""
+        the transaction whole or rolls it back at the next open), never closed under it. Closing again does nothing
+        (before, it looked at the file the first close's checkpoint had written, took it for one overwritten in place
+        and logged so: ERROR lines, its log set aside)."""
         with self._lock:
+            if self._closed:
+                return
             if not self._work.wait():
                 log.error("the store %s: a transaction left in the thread pool by a stopped caller still runs after "
                           "%.0f s; its connection is left open (SQLite commits it whole or rolls it back at the next "
@@ -267,6 +248,7 @@ class Store:
             self.file.closing()  # a file gone since the last write: what it held saved before the connection goes
             flush_notes()
             self._undeferred()
+            self._closed = True
         if self.file.overwritten:  # the writer first: with the (read-only) reader open it checkpoints nothing into
             self._db.close()  # the file put in place of ours, and the reader, closing last, cannot
             self.reader.close()
@@ -359,7 +341,7 @@ class Store:
         most once per LOG_EVERY seconds for the same kind of write, with a count of those left out: an HA node tries
         its takeover at every tick, ten times a second, while the disk stays full."""
         fault = StoreFault(self.path, what, exc)
-        self._faulty(what, fault.reason)
+        self._faulty(what, fault.reason, isinstance(exc, Moved))
         warn_limited(log, ("store", self.path, what), "%s", fault)
         return fault
 
@@ -382,11 +364,26 @@ class Store:
             os.close(self._waiting)
             self._waiting = None
 
-    def _faulty(self, what: str, reason: str):
-        """Count a refusal and keep it as ``fault`` for status and metrics; ``since`` stays that of the first one."""
+    def _faulty(self, what: str, reason: str, file_gone: bool = False):
+        """Count a refusal and keep it as ``fault`` for status and metrics; ``since`` stays that of the first one;
+        ``file_gone``: refused as the store's file went (storefile ``Moved``), not by the disk."""
         self.faults += 1
         since = self.fault["since"] if self.fault is not None else time.time()
-        self.fault = {"what": what, "reason": reason, "since": since, "at": time.time()}
+        self.fault = {"what": what, "reason": reason, "since": since, "at": time.time(), "file_gone": file_gone}
+
+    @property
+    def refusing(self) -> dict | None:
+        """The fault status, health and metrics report as the store's (``fault``), but not while it is the file gone on
+        an HA standby whose renewal, which mends it, waits for a ``canopy backup`` (``deferral``): waiting for a backup
+        is no fault of the store's, and is reported as what it is (before stop 48: the store "failed" meanwhile,
+        ``canopy_store_ok`` 0 and health degraded by the file check's refusal)."""
+        if self.fault is not None and self.deferral is not None and self.fault["file_gone"]:
+            return None
+        return self.fault
+
+    def deferred_for(self) -> float:
+        """Seconds the renewal a backup deferred has waited (since its first refusal); 0 while none waits."""
+        return time.time() - self.deferral["since"] if self.deferral is not None else 0.0
 
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""
@@ -395,22 +392,7 @@ class Store:
             return self._commit_changes(changes, meta)
 
     def _commit_changes(self, changes, meta):
-        done = []
-        seq = self._last_seq()
-        txn = (self._get_meta("last_txn") or 0) + 1
-        ts = time.time()
-        for change in changes:
-            seq += 1
-            body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
-            self._write_object(change, body)
-            self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
-                             (seq, txn, ts, change.kind, change.id, change.op, body))
-            done.append(Change(change.kind, change.id, change.op, change.body, seq, txn, ts))
-        self._set_meta("last_txn", txn)
-        for key, value in (meta or {}).items():
-            self._set_meta(key, value)
-        self._trim(seq)
-        return done
+        return committed_rows(self._db, changes, meta, self.keep_changes)
 
     def set_meta(self, key, value):
         """One meta value in a transaction of its own, through ``offload`` as a commit is: its fsync held the
@@ -422,19 +404,7 @@ class Store:
         """set_meta's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
         with self._writing():
-            self._set_meta(key, value)
-
-    def _set_meta(self, key, value):
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
-
-    def _trim(self, seq):
-        cutoff = seq - self.keep_changes
-        if cutoff > 0:
-            row = self._db.execute("SELECT ts FROM changes WHERE seq = ?", (cutoff,)).fetchone()
-            if row is not None:  # history() still names the position once the log is empty
-                self._set_meta("compacted_ts", row[0])
-            self._db.execute("DELETE FROM changes WHERE seq <= ?", (cutoff,))
-            self._set_meta("compacted_seq", max(cutoff, self._get_meta("compacted_seq") or 0))
+            set_meta(self._db, key, value)
 
     def _txn(self):
         return Transaction(self._db, self._lock)
@@ -487,28 +457,7 @@ class Store:
         """The replicated batch's transaction; the caller holds the lock (this may run in another OS thread)."""
         self.file.check()
         with self._writing():
-            last = self._last_seq()
-            new = [c for c in changes if c.seq > last]
-            if changes and not new:
-                return last, new
-            expected = last + 1
-            for change in new:
-                if change.seq != expected:
-                    raise StoreError(f"replication gap: got change {change.seq}, expected {expected}")
-                expected += 1
-            for change in new:
-                body = json.dumps(change.body, sort_keys=True) if change.body is not None else None
-                self._write_object(change, body)
-                self._db.execute("INSERT INTO changes (seq, txn, ts, kind, id, op, body) VALUES (?,?,?,?,?,?,?)",
-                                 (change.seq, change.txn, change.ts, change.kind, change.id, change.op, body))
-            for key, value in (meta or {}).items():
-                if key not in LOCAL_META:
-                    self._set_meta(key, value)
-            txns = [c.txn for c in new] + [self._get_meta("last_txn") or 0]
-            self._set_meta("last_txn", max(txns))
-            last = new[-1].seq if new else last
-            self._trim(last)
-        return last, new
+            return replicated_rows(self._db, changes, meta, self.keep_changes)
 
     @_locked
     def write_marker(self):
@@ -534,17 +483,6 @@ class Store:
                 os.remove(tmp)
             except OSError:
                 pass
-
-    def _write_object(self, change: Change, body: str | None):
-        if change.op == "put":
-            if body is None:
-                raise StoreError(f"put of {change.kind} {change.id} without a body")
-            self._db.execute("INSERT OR REPLACE INTO objects (kind, id, body) VALUES (?, ?, ?)",
-                             (change.kind, change.id, body))
-        elif change.op == "delete":
-            self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (change.kind, change.id))
-        else:
-            raise StoreError(f"unknown change op {change.op!r}")
 
     def snapshot(self) -> dict:
         """The whole store as one value: {"objects": {kind: {id: body}}, "meta": {key: value} (all but
@@ -589,18 +527,4 @@ class Store:
         lock (this may run in another OS thread)."""
         self.file.check()
         with self._writing():
-            self._db.execute("DELETE FROM objects")
-            self._db.execute("DELETE FROM changes")
-            self._db.execute("DELETE FROM meta WHERE key NOT IN (%s)" % ",".join("?" * len(KEPT_META)), KEPT_META)
-            for kind, bodies in objects.items():
-                for oid, body in bodies.items():
-                    if not (isinstance(kind, str) and isinstance(oid, str) and isinstance(body, dict)):
-                        raise StoreError(f"snapshot object {kind!r}/{oid!r} is not an object body")
-                    self._db.execute("INSERT INTO objects (kind, id, body) VALUES (?, ?, ?)",
-                                     (kind, oid, json.dumps(body, sort_keys=True)))
-            for key, value in meta.items():
-                if key not in LOCAL_META:
-                    self._set_meta(key, value)
-            self._set_meta("compacted_seq", last)
-            if ts is not None:
-                self._set_meta("compacted_ts", ts)
+            restored_rows(self._db, objects, meta, last, ts)

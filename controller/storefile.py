@@ -40,15 +40,17 @@ import os
 import sqlite3
 import time
 
+from controller.storedisk import network_warning
 from controller.storetxn import note
 
 log = logging.getLogger("canopy.store")
 DATABASE_FILES = ("", "-wal", "-shm")  # a SQLite database's file, its write-ahead log and its index (one stem)
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
-MOVES_WAIT = 10.0  # seconds a ``canopy backup`` waits for a standby's renewal to end moving the store's files
-MOVES_LOOK = 0.02  # seconds between two looks meanwhile
+MOVES_LOOK = 0.02  # seconds between two looks while a ``canopy backup`` waits for a standby's renewal
 WAITING_NAME = "canopy.renewal-waiting"  # a renewal a backup refused holds this file's flock: new backups give way
-DEFER_BOUND = 60.0  # seconds a renewal may stay deferred by backups before health says so (one backup's copy)
+# seconds a renewal may stay deferred by backups before health says so, and a backup waits for one (the default of
+# the setting ha.store_renewal_wait_ms)
+DEFER_BOUND = 60.0
 
 
 class Moved(OSError):
@@ -136,17 +138,36 @@ class PartlyMoved(OSError):
 
 
 def put_back(moved: list[tuple[str, str]]) -> list[str]:
-    """Files ``set_aside`` moved (``PartlyMoved.moved``) back where they were, never over a file there now (a hard
-    link to the old name, then the new one removed); where those that could not be are (left set aside)."""
+    """Files ``set_aside`` moved (``PartlyMoved.moved``) back where they were, never over a file there now
+    (``moved_back``); where those that could not be are (left set aside)."""
     left = []
     for went, was in reversed(moved):
         try:
-            os.link(went, was)
-            os.remove(went)
+            moved_back(went, was)
         except OSError as exc:
             note(log, logging.WARNING, "could not move %s back to %s: %s", went, was, exc)
             left.append(went)
     return left
+
+
+NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)  # link(2) on a file system without hard links (vfat, FUSE)
+
+
+def moved_back(went: str, was: str) -> None:
+    """The file at ``went`` moved to ``was``, never over a file there: a hard link to ``was`` (refused when one is
+    there), then ``went`` removed. On a file system without hard links (NO_LINKS: before stop 48 nothing was put
+    back there), a rename once nothing is at ``was`` (FileExistsError when something is): a file put there in the
+    moment between that look and the rename would be replaced, a window of two system calls."""
+    try:
+        os.link(went, was)
+    except OSError as exc:
+        if exc.errno not in NO_LINKS:
+            raise
+        if os.path.lexists(was):
+            raise FileExistsError(errno.EEXIST, "a file is there", was) from None
+        os.rename(went, was)
+        return
+    os.remove(went)
 
 
 def copy_into(backup, dest: str) -> None:
@@ -200,30 +221,32 @@ def moving_files(directory: str):
 
 
 @contextlib.contextmanager
-def reading_files(directory: str, wait: float = MOVES_WAIT, pause=time.sleep, clock=time.monotonic):
+def reading_files(directory: str, wait: float = DEFER_BOUND, pause=time.sleep, clock=time.monotonic):
     """While a backup opens and copies the store in ``directory``, no renewal moves its files (``moving_files``: a
     shared ``flock`` on the directory). A renewal under way (milliseconds), or one a backup refused and so waiting
-    (``waiting_renewal``), is waited for, ``wait`` seconds at most (``pause`` between two looks), then FilesBusy:
-    backups back to back no longer starve a renewal, which waits for those already copying only."""
-    deadline = clock() + wait
-    while (fd := _readable_now(directory)) is None:
+    (``waiting_renewal``), is waited for, ``wait`` seconds at most (``pause`` between two looks): backups back to back
+    no longer starve a renewal, which waits for those already copying only. Past ``wait`` a renewal still waiting (for
+    the backups before this one: long copies) is passed, the copy made beside those backups (yields True: the
+    renewal waits on, and health names it), never refused (before stop 48: refused after 10 s, the backup failed);
+    one still moving the files raises FilesBusy."""
+    deadline, passed = clock() + wait, False
+    while True:
+        fd = _flocked(directory, fcntl.LOCK_SH)
+        if fd is not None and not _renewal_waits(directory):
+            break
         if clock() >= deadline:
-            raise FilesBusy(errno.EBUSY, f"an HA standby's renewal of the store in {directory} was still moving its "
-                                         f"files (or waiting to) after {wait:.0f} s; try again")
+            if fd is None:
+                raise FilesBusy(errno.EBUSY, f"an HA standby's renewal of the store in {directory} was still moving "
+                                             f"its files after {wait:.0f} s (its disk may hang); try again")
+            passed = True
+            break
+        if fd is not None:
+            os.close(fd)
         pause(MOVES_LOOK)
     try:
-        yield
+        yield passed
     finally:
         os.close(fd)
-
-
-def _readable_now(directory: str) -> int | None:
-    """The directory's shared flock (``reading_files``), or None while a renewal holds it or waits for it."""
-    fd = _flocked(directory, fcntl.LOCK_SH)
-    if fd is not None and _renewal_waits(directory):
-        os.close(fd)
-        return None
-    return fd
 
 
 def waiting_renewal(directory: str) -> int | None:
@@ -231,15 +254,17 @@ def waiting_renewal(directory: str) -> int | None:
     exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None when it cannot be made."""
     try:
         os.close(os.open(os.path.join(directory, WAITING_NAME), os.O_WRONLY | os.O_CREAT, 0o640))
-        return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, 0)
-    except OSError:
-        return None  # (the disk refused it: the renewal is tried again as before, only not marked)
+        return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, False)
+    except OSError as exc:  # (the disk refused it: the renewal is tried again as before, only not marked)
+        note(log, logging.WARNING, "the store in %s: a renewal a backup deferred could not mark itself waiting, so new "
+             "backups do not give way to it: %s", directory, exc.strerror or exc)
+        return None
 
 
 def _renewal_waits(directory: str) -> bool:
     """Whether a renewal holds ``WAITING_NAME``'s flock (a file left without it says nothing)."""
     try:
-        fd = _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_SH, 0)
+        fd = _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_SH, False)
     except FileNotFoundError:
         return False
     if fd is None:
@@ -248,19 +273,37 @@ def _renewal_waits(directory: str) -> bool:
     return False
 
 
-def _flocked(path: str, operation: int, kind: int = os.O_DIRECTORY) -> int | None:
-    """A descriptor of ``path`` (a directory unless ``kind`` says otherwise) holding ``flock(operation)``, or None
-    when the other side holds it."""
-    fd = os.open(path, os.O_RDONLY | kind)
+class LocksRefused(OSError):
+    """The file system refused a flock outright (not held by another: ENOLCK of an NFS mount without its lock service,
+    EBADF of an emulation): said naming the file system and what to do (controller/storedisk.py), never as a bare
+    errno (before stop 48, a standby's every renewal was refused with one)."""
+
+
+def _flocked(path: str, operation: int, directory: bool = True) -> int | None:
+    """A descriptor of ``path`` (a directory unless ``directory`` is false) holding ``flock(operation)``, or None
+    when the other side holds it. A file is opened for writing when the lock is exclusive: NFS emulates flock on files
+    with byte-range locks, and an exclusive one needs a descriptor open for writing (before, EBADF there)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY if directory else os.O_RDWR if operation == fcntl.LOCK_EX else os.O_RDONLY
+    fd = os.open(path, flags)
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
+    except OSError as exc:
+        os.close(fd)
+        raise LocksRefused(exc.errno, _refused_lock(path, exc)) from None
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _refused_lock(path: str, exc: OSError) -> str:
+    directory = path if os.path.isdir(path) else os.path.dirname(path)
+    return (f"the file system of {directory} refused a flock on {os.path.basename(path)} ({exc.strerror}), so 'canopy "
+            "backup' and an HA standby's renewal cannot exclude each other there: "
+            + (network_warning(directory) or "keep data_dir on a local file system (docs/operations.md)"))
 
 
 class FileWatch:

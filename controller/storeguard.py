@@ -17,7 +17,8 @@ refused as ``StoreUnreadable`` saying so, even with ``accept``: it is not damage
 whole store aside.
 
 Recovery (docs/store.md): ``canopy restore FILE`` from a ``canopy backup`` (taken on this node or on the
-HA peer), or ``canopy run --accept-store`` to take the store as it is. ``backup()`` copies a live store
+HA peer), or ``canopy run --accept-store`` to take the store as it is (``canopy run`` takes the data directory's
+``lock()`` first: never while another Canopy serves it). ``backup()`` copies a live store
 consistently with SQLite's online backup; ``restore()`` needs the controller stopped (``lock()``).
 """
 
@@ -31,11 +32,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.store import DB_NAME, MARKER_NAME, SCHEMA_VERSION, StoreError, free_bytes
+from controller.store import DB_NAME, MARKER_NAME, RENEWED_META, SCHEMA_VERSION, StoreError, free_bytes
 from controller.storefile import (
-    FilesBusy, PartlyMoved, copy_into, moving_files, put_back, reading_files, set_aside)
+    DEFER_BOUND, DATABASE_FILES, FilesBusy, LocksRefused, PartlyMoved, copy_into, discard, moving_files, put_back,
+    reading_files, set_aside)
 
 LOCK_NAME = "canopy.lock"
+# what ``canopy backup`` says of a copy made beside a waiting renewal, or of a renewed store (notes)
+PASSED = ("an HA standby's renewal of this store waited for the backups begun before this one, and this backup for it "
+          "as long as ha.store_renewal_wait_ms: copied beside them what is at the path, the file the renewal will "
+          "replace (this node's store file went): back up the active for the pair's policy (docs/store.md)")
+RENEWED = ("this is an HA standby's store renewed at {} (its file went), empty until the active's snapshot fills it: "
+           "back up the active for the pair's policy (docs/store.md)")
 RECOVERY = ("restore a backup with 'canopy restore FILE' (a 'canopy backup' from this node or the HA peer), "
             "or take the store as it is with 'canopy run --accept-store'")
 
@@ -68,11 +76,13 @@ def _remedy(errorname: str) -> str:
 
 @dataclass(frozen=True)
 class StoreFacts:
-    """What a database file holds: its store id and last change (seq) and when that change was made."""
+    """What a database file holds: its store id and last change (seq) and when that change was made; ``renewed``: when
+    an HA standby renewed it (its file went), while the active's snapshot has not filled it (empty until then)."""
 
     store_id: str | None
     seq: int
     ts: float | None
+    renewed: float | None = None
 
 
 def _paths(data_dir):
@@ -119,7 +129,7 @@ def inspect(path) -> StoreFacts:
                   json.loads(meta.get("compacted_seq", "0")) or 0)
         row = db.execute("SELECT ts FROM changes WHERE seq = ?", (seq,)).fetchone()
         ts = row[0] if row else json.loads(meta.get("compacted_ts", "null"))
-        return StoreFacts(json.loads(meta.get("store_id", "null")), seq, ts)
+        return StoreFacts(json.loads(meta.get("store_id", "null")), seq, ts, json.loads(meta.get(RENEWED_META, "null")))
     except sqlite3.Error as exc:
         if (getattr(exc, "sqlite_errorname", None) or "").startswith(DISK_ERRORS):
             free = free_bytes(path)
@@ -146,10 +156,28 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
     if not accept:
         raise StoreRefused(f"{problem}; {RECOVERY}")
     path, marker = _paths(data_dir)
-    set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
-    if not _readable(path):
-        set_aside(path, "replaced")
+    try:
+        with moving_files(data_dir):  # no backup opens the store while its files move (as for a restore)
+            set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
+            if not _readable(path):
+                _moved_aside(path)
+    except FilesBusy:
+        raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing accepted; start again once "
+                           "it ended") from None
+    except LocksRefused as exc:
+        raise StoreRefused(f"nothing accepted: {exc.strerror}") from None
     return f"accepted the store as it is (--accept-store): {problem}"
+
+
+def _moved_aside(path: str) -> list[str]:
+    """The store at ``path`` and its log moved aside (``replaced-<time>``), together or not at all: when its log
+    could not be moved after its database, the database is put back (before, in a restore: set aside, and the
+    controller refused to start on the log left alone); where they went."""
+    try:
+        return set_aside(path, "replaced")
+    except PartlyMoved as exc:
+        put_back(exc.moved)
+        raise
 
 
 def _readable(path) -> bool:
@@ -202,8 +230,12 @@ def _describe(marker) -> str:
 def lock(data_dir: str):
     """Take this data directory for one process (held until the returned file is closed or the process
     ends); StoreRefused when another Canopy holds it."""
-    os.makedirs(data_dir, mode=0o750, exist_ok=True)
-    fh = open(os.path.join(data_dir, LOCK_NAME), "a+")
+    try:
+        os.makedirs(data_dir, mode=0o750, exist_ok=True)
+        fh = open(os.path.join(data_dir, LOCK_NAME), "a+")
+    except OSError as exc:  # (``canopy run`` takes it first: not a REST token file's error)
+        raise StoreRefused(f"data_dir: cannot open its lock file {os.path.join(data_dir, LOCK_NAME)}: "
+                           f"{exc.strerror or exc}") from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -212,19 +244,44 @@ def lock(data_dir: str):
     return fh
 
 
-def backup(data_dir: str, dest: str) -> StoreFacts:
+def backup(data_dir: str, dest: str, wait: float = DEFER_BOUND, notes: list | None = None) -> StoreFacts:
     """Copy the live store to ``dest`` (SQLite online backup: consistent while the controller writes). An HA
     standby's renewal does not move the store's files while the copy is opened and made (storefile
-    ``reading_files``; one under way is waited for): the copy is of the old store or the new, whole."""
+    ``reading_files``; one under way, or waiting for the backups before, is waited for, ``wait`` seconds at most):
+    the copy is of the old store or the new, whole. What the operator should know of the copy is added to ``notes``
+    (a waiting renewal passed; a renewed store, empty until the active's snapshot: back up the active). A copy that
+    fails, or whose check fails (a damaged store copies as it is), is removed: no file named ``dest`` is left that
+    is not a whole store (before, a damaged copy stayed, for a later restore to refuse or an operator to trust)."""
     path, _ = _paths(data_dir)
     try:
-        with reading_files(data_dir):
-            _copied(path, dest)
+        return _checked_copy(data_dir, path, dest, wait, [] if notes is None else notes)
     except FileNotFoundError:  # (the data directory)
         raise StoreRefused(f"there is no store to back up at {path}") from None
-    except FilesBusy as exc:
+    except (FilesBusy, LocksRefused) as exc:
         raise StoreRefused(f"could not back up {path}: {exc.strerror}") from None
-    return inspect(dest)
+
+
+def _checked_copy(data_dir: str, path: str, dest: str, wait: float, notes: list) -> StoreFacts:
+    """The store at ``path`` copied to the new file ``dest`` (no renewal moving its files meanwhile) and the copy
+    checked; what this made removed when either fails."""
+    new = [suffix for suffix in DATABASE_FILES if not os.path.lexists(dest + suffix)]  # (``dest`` there: refused)
+    try:
+        with reading_files(data_dir, wait) as passed:
+            _copied(path, dest)
+        if passed:
+            notes.append(PASSED)
+        try:
+            facts = inspect(dest)
+        except StoreRefused as exc:
+            raise StoreRefused(f"the copy of {path} is not a whole store, so it was removed ({exc}); if the store "
+                               "itself is damaged, back up the HA peer (docs/store.md)") from None
+    except BaseException:
+        if "" in new:
+            discard(dest, new)
+        raise
+    if facts.renewed is not None:
+        notes.append(RENEWED.format(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(facts.renewed))))
+    return facts
 
 
 def _copied(path: str, dest: str) -> None:
@@ -254,6 +311,8 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
     except FilesBusy:
         raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing restored; restore once it "
                            "ended") from None
+    except LocksRefused as exc:
+        raise StoreRefused(f"nothing restored: {exc.strerror}") from None
     finally:
         held.close()
     return facts, kept
@@ -263,11 +322,7 @@ def _replaced(data_dir: str, source: str, facts: StoreFacts) -> str | None:
     """restore's file work: the store moved aside, the backup at its path, the marker rewritten; where the store
     it replaced went."""
     path, marker = _paths(data_dir)
-    try:
-        moved = set_aside(path, "replaced")  # two restores within one second: the first's no longer replaced
-    except PartlyMoved as exc:  # its log not moved after its database: put back, the store left as it was (before:
-        put_back(exc.moved)  # the database set aside, and the controller refused to start on the log left alone)
-        raise
+    moved = _moved_aside(path)  # two restores within one second: the first's no longer replaced
     kept = moved[0].removesuffix("-wal").removesuffix("-shm") if moved else None  # (the store moved, or its log)
     src = _read_only(source)
     try:

@@ -31,7 +31,6 @@ from controller.rest.wire import (BOOL_SCHEMA, QUESTION_BODY, SEQ_SCHEMA, ApiErr
                                    _bool_param, _error, _int_param, _json_body, stopping)
 from controller.service import NotActive, NotFound
 from controller.store import StoreFault
-from controller.storefile import DEFER_BOUND
 from openflow.installed import paced
 
 log = logging.getLogger("canopy.rest")
@@ -345,15 +344,19 @@ class Api:
             **{key: part() for key, part in self.status_parts.items()}})
 
     def _store_status(self):
-        """The store: ``state`` ok|failed, and while failed the last write its disk refused (``fault``: what, reason,
-        since, at); ``faults``: refused since the start (controller/store.py ``StoreFault``); ``renewal``: "deferred: a
-        backup is copying" while an HA standby's renewal waits for a ``canopy backup`` (``deferral``: reason, since,
-        tries), else null; ``renewals_deferred``: such refusals since the start."""
+        """The store: ``state`` ok|deferred|failed, and while not ok the last write refused (``fault``: what, reason,
+        since, at, file_gone); ``faults``: refused since the start (controller/store.py ``StoreFault``); ``renewal``:
+        "deferred: a backup is copying" while an HA standby's renewal waits for a ``canopy backup`` (``deferral``:
+        reason, since, tries), else null, and ``state`` deferred, not failed, when what it mends is the file gone
+        (``Store.refusing``); ``renewals_deferred``: such refusals since the start; ``file_system_warning``: data_dir on
+        a network file system (controller/storedisk.py), else null."""
         store = self.service.store
         fault, deferral = store.fault, store.deferral
-        return {"path": store.path, "state": "failed" if fault else "ok", "fault": dict(fault) if fault else None,
+        state = "failed" if store.refusing else "deferred" if deferral else "ok"
+        return {"path": store.path, "state": state, "fault": dict(fault) if fault else None,
                 "faults": store.faults, "renewal": "deferred: a backup is copying" if deferral else None,
-                "deferral": dict(deferral) if deferral else None, "renewals_deferred": store.deferrals}
+                "deferral": dict(deferral) if deferral else None, "renewals_deferred": store.deferrals,
+                "file_system_warning": store.file_system_warning}
 
     def _health(self):
         """``health`` ok|degraded and, when degraded, ``degraded_reason``; ``programming`` in detail. A store that
@@ -366,7 +369,7 @@ class Api:
             out = {"health": programming["state"], "programming": programming}
             if programming["state"] != "ok":
                 reasons.append("programming switches failed: %s" % programming["reason"])
-        fault = self.service.store.fault
+        fault = self.service.store.refusing
         if fault is not None:
             reasons.append(f"the store {self.service.store.path} refuses writes: {fault['reason']}")
         reasons += self._deferred_too_long()
@@ -377,10 +380,10 @@ class Api:
         return out
 
     def _deferred_too_long(self) -> list[str]:
-        """A standby's renewal deferred by backups for longer than one backup's copy (storefile DEFER_BOUND): degraded
-        (a shorter deferral is not: the renewal goes ahead once the backups copying end)."""
-        deferral = self.service.store.deferral
-        if deferral is None or (waited := time.time() - deferral["since"]) <= DEFER_BOUND:
+        """A standby's renewal deferred by backups for longer than ``ha.store_renewal_wait_ms``: degraded (a shorter
+        deferral is not: the renewal goes ahead once the backups copying end)."""
+        store = self.service.store
+        if store.deferral is None or (waited := store.deferred_for()) <= store.renewal_wait:
             return []
         return [f"the store's renewal has been deferred by 'canopy backup' for {waited:.0f} s"]
 

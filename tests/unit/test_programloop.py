@@ -167,7 +167,8 @@ def _api(loop):
     from types import SimpleNamespace
 
     state = loop.programmer.state
-    store = SimpleNamespace(path="canopy.db", fault=None, faults=0, deferral=None, deferrals=0)
+    store = SimpleNamespace(path="canopy.db", fault=None, refusing=None, faults=0, deferral=None, deferrals=0,
+                            deferred_for=lambda: 0.0, file_system_warning=None)
     service = SimpleNamespace(counts=lambda: {}, store=store)
     return Api(service, state, SimpleNamespace(open_reads="always"), programming=loop.status)
 

@@ -56,6 +56,8 @@ def test_a_hold_time_raised_before_hold_max_existed_still_loads(tmp_path):
     ("openflow: {port: 6653}\nbogus: 1\n", "canopy.yaml:2: bogus: unknown field"),
     ("allocation: {vni_min: 500, vni_max: 100}\n", "canopy.yaml:1: allocation.vni_min: must not be above vni_max"),
     ("log_level: loud\n", "canopy.yaml:1: log_level: must be one of debug, info, warning, error"),
+    ("ha:\n  store_renewal_wait_ms: 500\n", "canopy.yaml:2: ha.store_renewal_wait_ms: must be between 1000 and 3600000"),
+    ("ha: {store_renewal_wait_ms: 1.5}\n", "canopy.yaml:1: ha.store_renewal_wait_ms: must be an integer"),
     ("vrs:\n  tunnel_probe_rate: 0\n", "canopy.yaml:2: vrs.tunnel_probe_rate: must be between 1 and 100000"),
     ("vrs: {tunnel_probe_retry_ms: -1}\n", "canopy.yaml:1: vrs.tunnel_probe_retry_ms: must be between 0 and 3600000"),
     ("data_dir: /tmp\nrestart:\n  hold_time: 601\n", "canopy.yaml:3: restart.hold_time: must be between 0 and 600"),
@@ -420,3 +422,18 @@ def test_an_md5_password_too_long_is_refused_naming_its_limit(tmp_path):
         with pytest.raises(settings_mod.SettingsError) as info:
             load(tmp_path, NEIGHBOR + "p" * length + "\n")
         assert "canopy.yaml:6: bgp.neighbors[0].md5_password: must be at most 80 characters" in str(info.value)
+
+
+def test_the_store_renewal_wait_reaches_the_store_and_defaults_to_a_minute(tmp_path):
+    """ha.store_renewal_wait_ms (was the constant DEFER_BOUND): how long a standby's renewal may wait for backups
+    before health says so, and a backup waits for it (controller/storefile.py)."""
+    from controller.core import build_core
+
+    assert load(tmp_path, "ha: {store_renewal_wait_ms: 5000}\n").ha.store_renewal_wait == 5.0
+    settings = load(tmp_path, f"data_dir: {tmp_path / 'data'}\nha: {{store_renewal_wait_ms: 2500}}\n")
+    store, _, _ = build_core(settings)
+    try:
+        assert store.renewal_wait == 2.5
+    finally:
+        store.close()
+    assert load(tmp_path, "{}\n").ha.store_renewal_wait == 60.0

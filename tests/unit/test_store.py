@@ -368,3 +368,16 @@ def test_a_restore_keeps_the_node_s_live_migration_records(tmp_path):
     assert "active_ports" not in source.replicated_meta()
     replica.restore(source.snapshot())
     assert replica.get_meta("active_ports") == {"v1": ["s1", "tap1"]}
+
+
+def test_closing_twice_says_nothing_and_sets_nothing_aside(tmp_path, caplog):
+    """A store closed twice (a stop after a failed start, a test's clean-up): the second close does nothing. Before,
+    it looked at the file the first close's checkpoint had written, took it for one overwritten in place, logged
+    ERROR lines and moved aside what it took for the store's log."""
+    store = Store(str(tmp_path))
+    store.commit([Change("tenant", "a", "put", {"id": "a"})])
+    store.close()
+    store.close()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    assert sorted(os.listdir(tmp_path)) == ["canopy.db", "canopy.db.marker"]
+    assert Store(str(tmp_path)).load_objects() == {"tenant": {"a": {"id": "a"}}}

@@ -147,7 +147,7 @@ def test_a_backup_that_begins_while_a_renewal_moves_the_files_copies_the_new_sto
 
 
 def test_a_backup_waits_for_a_renewal_at_most_its_bound_then_fails_saying_so(tmp_path, monkeypatch, capsys):
-    """A renewal holding the store's files (here: never letting go) is waited for MOVES_WAIT seconds of the backup's
+    """A renewal holding the store's files (here: never letting go) is waited for DEFER_BOUND seconds of the backup's
     clock (a clock of the test's, moved by each pause: no sleep), then ``canopy backup`` exits with 4 naming it, and
     makes no file at the name given (docs/store.md, Recovery)."""
     store = _whole_store_at_the_path(tmp_path)
@@ -164,7 +164,7 @@ def test_a_backup_waits_for_a_renewal_at_most_its_bound_then_fails_saying_so(tmp
     config.write_text(f'{{"data_dir": "{tmp_path / "data"}"}}')
     with storefile.moving_files(os.path.dirname(store.path)):
         assert cli.main(["backup", str(dest), "--config", str(config)]) == cli.EXIT_START
-    assert now[0] >= storefile.MOVES_WAIT and pauses and not dest.exists()
+    assert now[0] >= storefile.DEFER_BOUND and pauses and not dest.exists()
     assert "renewal of the store" in capsys.readouterr().err
     assert cli.main(["backup", str(dest), "--config", str(config)]) == cli.EXIT_OK  # let go: the backup is made
 

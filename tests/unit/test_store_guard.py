@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from controller import cli, storeguard
+from controller import cli, storefile, storeguard
 from controller.core import build_core
 from controller.store import Change, Store
 
@@ -287,3 +287,67 @@ def test_a_restore_whose_move_of_the_log_failed_puts_the_database_back(data, tmp
     assert storeguard.verify(str(data)) is None and Store(str(data)).last_seq() == TENANTS
     monkeypatch.undo()
     assert storeguard.restore(str(data), str(backup))[0].seq == TENANTS
+
+
+def test_a_backup_whose_copy_is_damaged_leaves_no_file(tmp_path):
+    """A damaged store copies as it is (SQLite's online backup copies pages): the copy's check fails, the backup is
+    refused saying the copy was removed, and no file is left at the name given (before: the damaged copy, its -wal
+    and -shm stayed, for an operator to trust or a later restore to refuse)."""
+    store = Store(str(tmp_path / "data"))
+    for i in range(TENANTS * 3):
+        store.commit([Change("tenant", f"t{i}", "put", {"id": f"t{i}", "name": "x" * 100})])
+    store.close()
+    with open(tmp_path / "data" / "canopy.db", "r+b") as fh:
+        for page in (3, 5, 10):  # b-tree pages' headers garbled: the copy is made, its quick_check fails
+            fh.seek(4096 * page)
+            fh.write(b"\x07" * 8)
+    with pytest.raises(storeguard.StoreRefused, match="not a whole store, so it was removed"):
+        storeguard.backup(str(tmp_path / "data"), str(tmp_path / "b.db"))
+    assert sorted(name for name in os.listdir(tmp_path) if name.startswith("b.db")) == []
+
+
+def test_a_backup_to_a_file_that_exists_leaves_that_file(tmp_path, data):
+    """The name given is taken: refused, and the file there (someone's) is left as it was."""
+    (tmp_path / "b.db").write_bytes(b"mine")
+    with pytest.raises(storeguard.StoreRefused, match="exists; name a new file"):
+        storeguard.backup(str(data), str(tmp_path / "b.db"))
+    assert (tmp_path / "b.db").read_bytes() == b"mine"
+
+
+def test_accept_store_moves_nothing_while_another_canopy_holds_the_data_directory(data, tmp_path, capsys):
+    """``canopy run --accept-store`` beside a running Canopy (it holds the data directory's lock) is refused, naming
+    it, and moves nothing aside. Before, the store was judged and moved aside first, the lock refused only after:
+    the running controller's store (here: unreadable to the second) went from under it."""
+    checkpointed(data)
+    with open(data / "canopy.db", "r+b") as fh:
+        fh.write(b"\0" * 200)
+    held = storeguard.lock(str(data))
+    before = sorted(os.listdir(data))
+    try:
+        code = cli.main(["run", "--config", write_settings(tmp_path, data), "--accept-store"])
+    finally:
+        held.close()
+    assert code == cli.EXIT_START and "another Canopy process is using" in capsys.readouterr().err
+    assert sorted(os.listdir(data)) == before, "the store was moved aside"
+
+
+def test_accept_store_moves_nothing_while_a_backup_copies(data):
+    """Its moves exclude a backup's copy as a restore's do: refused while one copies, nothing moved."""
+    checkpointed(data)
+    with open(data / "canopy.db", "r+b") as fh:
+        fh.write(b"\0" * 200)
+    before = sorted(os.listdir(data))
+    with storefile.reading_files(str(data)):
+        with pytest.raises(storeguard.StoreRefused, match="a 'canopy backup' is copying"):
+            storeguard.verify(str(data), accept=True)
+    assert sorted(os.listdir(data)) == before
+    assert "damaged" in storeguard.verify(str(data), accept=True)
+
+
+def test_a_lock_file_that_cannot_be_made_is_refused_naming_it(tmp_path):
+    """``canopy run`` takes the lock first now: a data directory that cannot hold its lock file is refused as the
+    store's (naming the file), not reported as the REST token's error that follows it in ``canopy run``."""
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(storeguard.StoreRefused, match=r"^data_dir: cannot open its lock file .*/file/below/canopy.lock"):
+        storeguard.lock(str(afile / "below"))

@@ -74,9 +74,8 @@ def test_a_marker_left_without_its_lock_holds_no_backup_back(tmp_path):
 def test_a_deferred_renewal_is_counted_apart_from_write_failures_and_health_says_so_past_its_bound(tmp_path):
     """While a backup refuses the renewal: ``canopy_store_renewals_deferred`` counts the refusals and
     ``canopy_store_write_failures`` (the disk's refusals) does not move; /v1/status ``store`` says "deferred: a backup
-    is copying"; health does not name it until it lasted DEFER_BOUND (one backup's copy), then says so. Before, each
-    tick's refusal counted as a write failure and became the store's fault. (The file check's fault, the file gone,
-    is the store's until the renewal: it is what the renewal mends.)"""
+    is copying"; health does not name it until it lasted ``ha.store_renewal_wait_ms`` (one backup's copy), then says
+    so. Before, each tick's refusal counted as a write failure and became the store's fault."""
     ctl = Controller(tmp_path)
     store = ctl.store
     committed_by_another(store)
@@ -90,11 +89,51 @@ def test_a_deferred_renewal_is_counted_apart_from_write_failures_and_health_says
         assert "canopy_store_renewals_deferred_total 3.0" in text, text
         assert f"canopy_store_write_failures_total {float(faults)}" in text and store.fault == fault
         assert status["store"]["renewal"] == "deferred: a backup is copying" and status["store"]["faults"] == faults
-        assert status["store"]["renewals_deferred"] == 3 and "deferred by" not in status["degraded_reason"], status
-        store.deferral["since"] -= storefile.DEFER_BOUND + 1
+        assert status["store"]["renewals_deferred"] == 3 and "deferred by" not in status.get("degraded_reason", "")
+        store.deferral["since"] -= store.renewal_wait + 1
         status = ctl.call("GET", "/v1/status")[1]
         assert "deferred by 'canopy backup' for" in status["degraded_reason"], status
     store.renew()  # the next tick, the backup ended
     status = ctl.call("GET", "/v1/status")[1]
     assert status["store"]["renewal"] is None and status["store"]["state"] == "ok" and status["health"] == "ok", status
+    ctl.close()
+
+
+def _store_said(ctl):
+    """(/v1/status store state, health, its reason, canopy_store_ok, canopy_store_renewal_deferred_seconds)."""
+    status = ctl.call("GET", "/v1/status")[1]
+    lines = ctl.api.metrics.exposition()[0].decode().splitlines()
+    ok, waited = (float(next(line.split()[1] for line in lines if line.startswith(name + " ")))
+                  for name in ("canopy_store_ok", "canopy_store_renewal_deferred_seconds"))
+    return status["store"]["state"], status["health"], status.get("degraded_reason", ""), ok, waited
+
+
+def test_waiting_for_a_backup_is_reported_as_a_deferral_not_as_the_store_failing(tmp_path):
+    """A standby's store file went: until the renewal that mends it, the store refuses writes (failed, health
+    degraded, ``canopy_store_ok`` 0), as the renewal is at the next tick. While that renewal waits for a backup, the
+    store is reported as what it is: ``state`` deferred, ``canopy_store_ok`` 1, health ok until the wait passes
+    ``ha.store_renewal_wait_ms`` (then degraded naming the deferral, not the file check), and
+    ``canopy_store_renewal_deferred_seconds`` says how long. Before, the file check's refusal stood for the whole
+    wait: ``canopy_store_ok`` 0 and health degraded by "the store refuses writes" from the first tick. A disk fault
+    during the wait is still the store's."""
+    ctl = Controller(tmp_path)
+    store = ctl.store
+    committed_by_another(store)
+    state, health, reason, ok, waited = _store_said(ctl)
+    assert (state, health, ok, waited) == ("failed", "degraded", 0.0, 0.0) and "refuses writes" in reason
+    with storefile.reading_files(os.path.dirname(store.path)):
+        with pytest.raises(RenewalDeferred):
+            store.renew()
+        store.deferral["since"] -= 5
+        state, health, reason, ok, waited = _store_said(ctl)
+        assert (state, health, ok) == ("deferred", "ok", 1.0) and waited >= 5, (state, health, reason, ok)
+        store.deferral["since"] -= store.renewal_wait
+        state, health, reason, ok, waited = _store_said(ctl)
+        assert (state, health, ok) == ("deferred", "degraded", 1.0) and "refuses writes" not in reason, reason
+        assert "deferred by 'canopy backup' for" in reason and waited > store.renewal_wait
+        store._refused("its marker", OSError(28, "No space left on device"))  # the disk's own refusal meanwhile
+        state, health, reason, ok, waited = _store_said(ctl)
+        assert (state, ok) == ("failed", 0.0) and "No space left" in reason, reason
+    store.renew()
+    assert _store_said(ctl)[:4] == ("ok", "ok", "", 1.0)
     ctl.close()

@@ -156,6 +156,24 @@ def _failing_the_logs_move(monkeypatch, store, label: str = "renewed") -> list:
     return failed
 
 
+def _log_move_failing(tmp_path, monkeypatch, link_refusal: int):
+    """(data directory, a standby's store there whose file went) with its renewal's move of the log refused once and
+    every hard link refused with ``link_refusal``; renewal files named one per call of ``stamp``."""
+    ticks = iter(range(1, 1000))
+    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T%06dZ" % next(ticks))
+    data = tmp_path / "data"
+    store = Store(str(data))
+    _put(store, "t0")
+    committed_by_another(store)
+    _failing_the_logs_move(monkeypatch, store)
+    monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(link_refusal, "refused")))
+    return data, store
+
+
+def _inodes(store) -> dict:
+    return {suffix: os.stat(store.path + suffix).st_ino for suffix in ("", "-wal", "-shm")}
+
+
 def _renewed_files(data) -> list[str]:
     return sorted(name for name in os.listdir(data) if ".renewed-" in name)
 
@@ -193,14 +211,7 @@ def test_a_file_that_cannot_be_put_back_is_pruned_with_the_renewal_that_succeeds
     refused): it stays set aside, and goes with the renewal that succeeds once RENEWED_KEPT newer ones kept theirs;
     so does its log, which the next try moved alone (before stop 47's review, that log was never removed: no
     database among the files moved, it was not taken for the store's)."""
-    ticks = iter(range(1, 1000))
-    monkeypatch.setattr(storefile, "stamp", lambda: "20261207T%06dZ" % next(ticks))
-    data = tmp_path / "data"
-    store = Store(str(data))
-    _put(store, "t0")
-    committed_by_another(store)
-    _failing_the_logs_move(monkeypatch, store)
-    monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(errno.EPERM, "refused")))
+    data, store = _log_move_failing(tmp_path, monkeypatch, errno.EIO)
     with pytest.raises(StoreFault):
         store.renew()
     [left] = _renewed_files(data)
@@ -214,3 +225,25 @@ def test_a_file_that_cannot_be_put_back_is_pruned_with_the_renewal_that_succeeds
         assert store.file_failed()
         store.renew()
     assert not set(first) & set(_renewed_files(data)), _renewed_files(data)
+
+
+@pytest.mark.parametrize("refusal", [errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS])
+def test_a_file_system_without_hard_links_still_has_the_moved_file_put_back(tmp_path, monkeypatch, refusal):
+    """On a file system without hard links (vfat, some FUSE: link(2) refused), a renewal whose log's move failed
+    after its database's still puts the database back (a rename, nothing being at its old name), so that the next
+    try moves the three together. Before, the hard link was refused and the database stayed set aside."""
+    data, store = _log_move_failing(tmp_path, monkeypatch, refusal)
+    before = _inodes(store)
+    with pytest.raises(StoreFault, match="Input/output error"):
+        store.renew()
+    assert _renewed_files(data) == [] and _inodes(store) == before
+
+
+def test_a_file_put_at_the_old_name_is_never_replaced_by_a_move_back(tmp_path, monkeypatch):
+    """Without hard links the move back is a rename: refused while a file is at the old name (someone's, put there
+    since), which stays as it was; the file moved is left set aside."""
+    monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(errno.EPERM, "no links")))
+    (tmp_path / "went").write_text("ours")
+    (tmp_path / "was").write_text("theirs")
+    assert storefile.put_back([(str(tmp_path / "went"), str(tmp_path / "was"))]) == [str(tmp_path / "went")]
+    assert (tmp_path / "was").read_text() == "theirs" and (tmp_path / "went").read_text() == "ours"

@@ -1,0 +1,55 @@
+"""What the data directory's file system gives the store (controller/store.py, storefile.py): whether it is a network
+file system, on which SQLite's write-ahead log and the flocks between ``canopy backup`` and an HA standby's renewal are
+not what they are on a local one (docs/operations.md "The data directory's file system").
+
+SQLite's WAL mode keeps its index in shared memory (``canopy.db-shm``, mapped by every connection): it needs every
+process using the database on one host, and its own documentation says WAL does not work over a network file system.
+On NFS, Linux emulates ``flock`` on regular files with byte-range locks held by the server (an exclusive one needs the
+file open for writing), and a mount without its lock service refuses them (ENOLCK). Canopy says so at start (a
+warning line) and in ``GET /v1/status`` ``store.file_system``; a flock refused is reported naming the file system and
+what to do (storefile ``LocksRefused``), never as an unexplained I/O error."""
+
+from __future__ import annotations
+
+import os
+
+MOUNTINFO = "/proc/self/mountinfo"
+# file system types that are not local disks (as /proc/self/mountinfo names them)
+NETWORK = frozenset(("nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.glusterfs", "fuse.sshfs",
+                     "sshfs", "9p", "afs", "lustre", "gpfs", "fuse.s3fs", "davfs", "fuse.davfs2", "ocfs2", "gfs2"))
+
+
+def file_system(path: str, mountinfo: str | None = None) -> tuple[str, str] | None:
+    """(mount point, file system type) of the mount holding ``path`` (the longest mount point that is a prefix of its
+    real path), or None when the mount table cannot be read."""
+    try:
+        with open(mountinfo or MOUNTINFO, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    real, best = os.path.realpath(path), None
+    for line in lines:
+        fields, _, after = line.partition(" - ")
+        fields, after = fields.split(), after.split()
+        if len(fields) < 5 or not after:
+            continue
+        point = _unescaped(fields[4])
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and (best is None or len(point) >= len(best[0])):
+            best = (point, after[0])
+    return best
+
+
+def _unescaped(field: str) -> str:
+    """A mountinfo path with its octal escapes (``\\040`` for a space) undone."""
+    return field.encode("latin-1", "replace").decode("unicode_escape") if "\\" in field else field
+
+
+def network_warning(data_dir: str, mountinfo: str | None = None) -> str | None:
+    """One line for the operator when ``data_dir`` is on a network file system; None on a local one (or unknown)."""
+    found = file_system(data_dir, mountinfo)
+    if found is None or found[1] not in NETWORK:
+        return None
+    point, kind = found
+    return (f"data_dir {data_dir} is on a network file system ({kind} at {point}): SQLite's write-ahead log needs a "
+            "local one (its index is shared memory), and the locks between 'canopy backup' and an HA standby's "
+            "renewal may be emulated or refused there; keep data_dir on a local file system (docs/operations.md)")

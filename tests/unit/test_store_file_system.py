@@ -1,0 +1,91 @@
+"""The data directory's file system (controller/storedisk.py, storefile ``LocksRefused``): a network one said at start
+and in ``GET /v1/status``; a flock it refuses said naming it and what to do; NFS's emulation of flock on files
+(byte-range locks: an exclusive one needs the file open for writing) does not unmark a deferred renewal."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+
+import pytest
+
+from controller import storedisk, storefile, storeguard
+from controller.store import StoreFault
+from tests.unit.helpers import Controller
+from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
+from tests.unit.test_store_backup_renewal import _whole_store_at_the_path
+
+
+def _mounts(tmp_path, *mounts) -> str:
+    """A mountinfo file with ``mounts``: (mount point as mountinfo writes it, file system type)."""
+    path = tmp_path / "mountinfo"
+    path.write_text("".join(f"{n} 1 0:{n} / {point} rw,relatime - {kind} src rw\n"
+                            for n, (point, kind) in enumerate((("/", "ext4"),) + mounts, 20)))
+    return str(path)
+
+
+def test_a_data_directory_on_nfs_is_named_and_a_local_one_is_not(tmp_path):
+    mounts = _mounts(tmp_path, ("/srv/nfs", "nfs4"), ("/srv/nfs/local", "xfs"), ("/mnt/my\\040share", "cifs"))
+    assert storedisk.network_warning("/var/lib/canopy", mounts) is None
+    line = storedisk.network_warning("/srv/nfs/canopy", mounts)
+    assert "network file system (nfs4 at /srv/nfs)" in line and "keep data_dir on a local file system" in line
+    assert storedisk.network_warning("/srv/nfs/local/canopy", mounts) is None  # the longest mount point holds it
+    assert storedisk.network_warning("/srv/nfsx", mounts) is None  # (a prefix of the name is not the mount)
+    assert "cifs at /mnt/my share" in storedisk.network_warning("/mnt/my share/canopy", mounts)
+    assert storedisk.network_warning("/srv/nfs/canopy", str(tmp_path / "none")) is None  # no mount table: unknown
+
+
+def test_status_says_so_for_a_data_directory_on_a_network_file_system(tmp_path, monkeypatch):
+    monkeypatch.setattr(storedisk, "MOUNTINFO", _mounts(tmp_path, (str(tmp_path), "nfs")))
+    ctl = Controller(tmp_path)
+    status = ctl.call("GET", "/v1/status")[1]
+    assert "is on a network file system (nfs at" in status["store"]["file_system_warning"], status["store"]
+    ctl.close()
+    monkeypatch.setattr(storedisk, "MOUNTINFO", _mounts(tmp_path))
+    ctl = Controller(tmp_path / "local")
+    assert ctl.call("GET", "/v1/status")[1]["store"]["file_system_warning"] is None
+    ctl.close()
+
+
+def _refusing_flock(monkeypatch, code=errno.ENOLCK):
+    def flock(fd, operation):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+
+
+def test_a_flock_the_file_system_refuses_is_said_naming_it_and_what_to_do(tmp_path, monkeypatch):
+    """An NFS mount without its lock service refuses every flock (ENOLCK). Before, a standby's every renewal was
+    refused with the bare errno ("No locks available") and a backup failed with it; now both say the file system
+    refused the lock and to keep data_dir on a local file system, and nothing is moved."""
+    store = _whole_store_at_the_path(tmp_path)
+    data = os.path.dirname(store.path)
+    _refusing_flock(monkeypatch)
+    with pytest.raises(StoreFault, match="refused a flock .*keep data_dir on a local file system"):
+        store.renew()
+    assert store.fault["reason"].startswith("the file system of"), store.fault
+    with pytest.raises(storeguard.StoreRefused, match="could not back up .* refused a flock"):
+        storeguard.backup(data, str(tmp_path / "b.db"))
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_nfs_s_emulated_flock_still_marks_a_deferred_renewal_waiting(tmp_path, monkeypatch):
+    """NFS emulates flock on a file with a byte-range lock (fcntl's), whose exclusive kind needs a descriptor open
+    for writing; directories keep the local flock. The waiting mark (an exclusive lock on canopy.renewal-waiting) was
+    taken on a read-only descriptor: EBADF there, the renewal left unmarked and backups back to back starving it
+    again. It is taken on a descriptor open for writing now."""
+    real = fcntl.flock
+
+    def emulated(fd, operation):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return real(fd, operation)
+        if operation & fcntl.LOCK_EX and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return fcntl.lockf(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", emulated)
+    fd = storefile.waiting_renewal(str(tmp_path))
+    assert fd is not None, "the renewal is not marked waiting"
+    os.close(fd)
