@@ -1,4 +1,4 @@
-"""Group-description entries as a read-back parses them: the fixed fields at once, the buckets a bucket at a time on use.
+"""Group-description entries as a read-back parses them: the fixed fields at once, the buckets one at a time on use.
 
 Part of the door to Ryu (controller/ryu_compat.py installs ``LazyGroupDesc`` as each OpenFlow version's
 group-description body: ``lazy_group_desc``), as flow stats are (controller/flowstats.py). Ryu's parser built every

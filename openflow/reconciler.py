@@ -48,10 +48,10 @@ parts first, so that a group is on the switch before one that names it, and dele
 Pauses: planning, the read-back's diff, encoding and counting (``status``) call ``pacer.tick`` (a
 controller/pacer.py ``Pacer``, one unit a flow or group, ``BUCKET_UNITS`` a bucket of a group read back, whose buckets
 are parsed one at a time as they are decoded; the app's pauses with ``hub.sleep(0)``), so one switch's change of
-10,000 owners or read-back of 100,000 flows or of a flood group of 1,000 buckets does not hold the event loop. A change set is planned from
-the desired flows and groups as they were when it began (the compiler's immutable frozensets and Flows), encoded
-whole, and only then written (one bundle, or one batch and its barrier, as before). What may happen during its
-pauses, and what becomes of it:
+10,000 owners or read-back of 100,000 flows or of a flood group of 1,000 buckets does not hold the event loop. A
+change set is planned from the desired flows and groups as they were when it began (the compiler's immutable
+frozensets and Flows), encoded whole, and only then written (one bundle, or one batch and its barrier, as before).
+What may happen during its pauses, and what becomes of it:
 
 - a newer desired state (``set_desired_owners``) for one of its owners (or an owner whose 20-bit hint collides with
   one of theirs: a flow of the same content is one key, ``FlowBook._outdates``), or new groups: the change set is
