@@ -19,6 +19,7 @@ from __future__ import annotations
 import operator
 import struct
 
+from controller.flowstats import lazy_entry
 from controller.ofcheck import checked_buckets
 
 
@@ -38,12 +39,7 @@ class LazyGroupDesc(tuple):
     def parser(cls, buf, offset: int):
         """The entry at ``offset`` of a reply's bytes; ValueError if its length is below its fixed part or beyond the
         message (controller/ofcheck.py refuses such a message before: this holds without it too)."""
-        fixed = cls.HEADER.unpack_from(buf, offset)
-        length = fixed[0]
-        if not cls.HEADER.size <= length <= len(buf) - offset:
-            raise ValueError(f"group description at byte {offset}: length {length} is not between its fixed part's "
-                             f"{cls.HEADER.size} bytes and the {len(buf) - offset} left in the message")
-        return tuple.__new__(cls, (*fixed, bytes(buf[offset:offset + length])))
+        return lazy_entry(cls, buf, offset, "group description")
 
     def each_bucket(self):
         """Ryu's OFPBucket of each bucket, in order, each parsed (its length and actions checked first) when the

@@ -8,6 +8,7 @@ the hand-over and then those changes give, one after the other."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -92,6 +93,25 @@ def test_the_hand_over_carrying_9_000_routes_pauses_and_its_stretches_do_not_gro
     assert big_pauses >= 40, big_pauses
 
 
+@contextlib.contextmanager
+def _flagging(inside: list):
+    """``Federation._hand_over`` setting ``inside[0]`` while it runs, for the block."""
+    import bgp.federation as federation_module
+
+    real = federation_module.Federation._hand_over
+
+    def flagged(self, *args):
+        inside[0] = True
+        try:
+            return real(self, *args)
+        finally:
+            inside[0] = False
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(federation_module.Federation, "_hand_over", flagged)
+        yield
+
+
 class _SeenLock:
     """The Federation's lock, telling when a thread waits for it (``waiting``) or holds it."""
 
@@ -132,7 +152,6 @@ def _after(case: str, at_pause: int | None) -> tuple:
     hand-over's pause ``at_pause`` (in another thread, waiting for the lock while the hand-over goes on), or after the
     publish (None). What the speaker holds then, what the Origins says of every route and vport, and after the next
     pass's publish the speaker's routes and what a publish from scratch makes."""
-    import bgp.federation as federation_module
     from bgp.evpn import originate
     from bgp.mobility import Mobility
     from controller.pacer import Pacer
@@ -155,18 +174,8 @@ def _after(case: str, at_pause: int | None) -> tuple:
             lock.waiting.wait(WAIT)  # (or it ended: a change the Federation was not told of would not wait)
             assert lock.waiting.is_set() or not thread.is_alive()
 
-    hand_over = federation_module.Federation._hand_over
-
-    def flagged(self, *args):
-        inside[0] = True
-        try:
-            return hand_over(self, *args)
-        finally:
-            inside[0] = False
-
     federation.pacer = Pacer(pause, 50)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(federation_module.Federation, "_hand_over", flagged)
+    with _flagging(inside):
         federation.publish(view, complete=False)
     for thread in threads:
         thread.join(WAIT)
@@ -220,20 +229,11 @@ class _Killed(BaseException):
 def test_a_hand_over_killed_at_a_pause_finishes_first():
     """A pause of the hand-over that raises (its thread killed) ends its pauses: the hand-over goes on to its end
     (``Finishing``), the speaker told all of it, then the publish raises: nothing is left half handed over."""
-    import bgp.federation as federation_module
     from controller.pacer import Pacer
 
     def hand_over(kill: bool) -> dict:
         state, programmer, federation, view = _world(1_000, 100, 1_000)
         inside, raised = [False], []
-        real = federation_module.Federation._hand_over
-
-        def flagged(self, *args):
-            inside[0] = True
-            try:
-                return real(self, *args)
-            finally:
-                inside[0] = False
 
         def pause():
             if inside[0] and kill:
@@ -241,8 +241,7 @@ def test_a_hand_over_killed_at_a_pause_finishes_first():
                 raise _Killed()
 
         federation.pacer = Pacer(pause, 50)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(federation_module.Federation, "_hand_over", flagged)
+        with _flagging(inside):
             try:
                 federation.publish(view, complete=False)
             except _Killed:
