@@ -105,7 +105,7 @@ class EarlyAnnounce:
                 key = route.key
                 out[key] = route
                 self._routes[key] = _Early(route, endpoint, True)
-                origins.add(key, (endpoint,))
+                origins.add_vport(key, endpoint.vport_id)
         return out
 
     def _endpoint(self, ctx: Context, vid, vtep_ips: dict, mobility: Mobility):
@@ -152,7 +152,7 @@ class EarlyAnnounce:
                 endpoint = early.endpoint
                 if loc is not None and loc.session == endpoint.session:  # the route depends on the switch only
                     into[key] = early.route
-                    origins.add(key, (endpoint,))
+                    origins.add_vport(key, endpoint.vport_id)
                     early.fresh = False
                     kept[key] = early
             pacer.tick(len(run))

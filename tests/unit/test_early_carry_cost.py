@@ -143,13 +143,16 @@ class _Endpoint:
 
 
 class _Recorded:
-    """Origins' ``add`` as ``carry`` calls it, recorded."""
+    """Origins' ``add`` (c1a85d3's ``carry``) and ``add_vport`` (``carry`` now), recorded alike: (key, vport ids)."""
 
     def __init__(self):
         self.added = []
 
     def add(self, key, endpoints):
-        self.added.append((key, endpoints))
+        self.added.append((key, tuple(endpoint.vport_id for endpoint in endpoints)))
+
+    def add_vport(self, key, vport_id):
+        self.added.append((key, (vport_id,)))
 
 
 class _View:

@@ -1,8 +1,8 @@
 """The federation's hand-over pauses (bgp/federation.py ``_hand_over``, bgp/early.py ``carry``): the publish whose View
 took only some of the vports bound while its pass ran carries the routes announced at bind of the others, ~170
 bytecodes a route, in one stretch under ``_origins_lock`` (10,000 ports, 9,000 carried: 1,534,786 bytecodes, ~30 ms of
-CPU, the longest stretch of evpn_routes' announce and of the bursts' ports, docs/benchmarks.md "Branch perf47"). Now it
-pauses a pacer's run at a time, holding the lock: State's changes during its pauses reach the Federation's subscriber
+CPU, the longest stretch of evpn_routes' announce and of the bursts' ports, docs/benchmarks.md "Branch perf47"; ~130 a
+route now, ``Origins.add_vport``). Now it pauses a pacer's run at a time, holding the lock: State's changes during its pauses reach the Federation's subscriber
 (which waits for the lock) after it, and it reads State's locations before its first pause, so the result is what
 the hand-over and then those changes give, one after the other."""
 
@@ -85,8 +85,8 @@ def _longest_hand_over_stretch(n: int, every: int = 200) -> tuple:
 
 def test_the_hand_over_carrying_9_000_routes_pauses_and_its_stretches_do_not_grow_with_them():
     """1,000 and 10,000 ports, 9 in 10 carried: the longest stretch of the hand-over is the same, a pacer's run of
-    routes (~170 bytecodes a route carried, 200 a run) and the rest of the hand-over. On main (95a4b671) one stretch:
-    153,452 and 1,534,802 bytecodes."""
+    routes (~130 bytecodes a route carried, 200 a run) and the rest of the hand-over: 26,137 bytecodes. On main
+    (95a4b671) one stretch: 154,186 and 1,534,786 bytecodes."""
     small, small_pauses = _longest_hand_over_stretch(1_000)
     big, big_pauses = _longest_hand_over_stretch(10_000)
     assert big <= 60_000 and big <= small + 10_000, (small, big)
