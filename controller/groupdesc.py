@@ -19,7 +19,7 @@ from __future__ import annotations
 import operator
 import struct
 
-from controller.flowstats import lazy_entry
+from controller.flowstats import entry_parser
 from controller.ofcheck import checked_buckets
 
 
@@ -35,11 +35,9 @@ class LazyGroupDesc(tuple):
     type = property(operator.itemgetter(1))
     group_id = property(operator.itemgetter(2))
 
-    @classmethod
-    def parser(cls, buf, offset: int):
-        """The entry at ``offset`` of a reply's bytes; ValueError if its length is below its fixed part or beyond the
-        message (controller/ofcheck.py refuses such a message before: this holds without it too)."""
-        return lazy_entry(cls, buf, offset, "group description")
+    # the entry at an offset of a reply's bytes; ValueError if its length is below its fixed part or beyond the message
+    # (controller/ofcheck.py refuses such a message before: this holds without it too)
+    parser = entry_parser("group description")
 
     def each_bucket(self):
         """Ryu's OFPBucket of each bucket, in order, each parsed (its length and actions checked first) when the
