@@ -117,6 +117,18 @@ class Origins:
         if behind:
             self._count[key] = self._left(key) + behind
 
+    def add_vport(self, key: tuple, vport_id) -> None:
+        """``add`` of one vport's endpoint (a route announced at bind or carried: bgp/early.py), without the loop over
+        sources and its kind test (~54 bytecodes of its own a route instead of ~86: 10,000 bindings announce 10,000,
+        and the next publish may carry 9,000 of them)."""
+        keys_of = self._keys_of
+        held = keys_of.get(vport_id)
+        if held is None:
+            held = keys_of[vport_id] = list(self._base.keys_of(vport_id))
+        held.append(key)
+        left = self._count.get(key)
+        self._count[key] = (left if left is not None else self._base.behind(key)) + 1
+
     def has(self, vport_id) -> bool:
         """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
         keys = self._keys_of.get(vport_id)  # (``_keys``, without its call: asked of every vport bound)

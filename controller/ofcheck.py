@@ -23,7 +23,8 @@ and wrote three lines for others, each time).
 
 Flow-stats entries are not walked here (a read-back's 16,000 entries would cost a walk each): their lengths are
 checked as they are parsed and their match and instructions at first use (controller/flowstats.py), with
-``check_actions`` below.
+``check_actions`` below. Nor are a group description's buckets: its groups' lengths are checked here, each bucket's
+length and actions as it is parsed, at first use (controller/groupdesc.py, ``checked_buckets``).
 """
 
 from __future__ import annotations
@@ -156,9 +157,17 @@ def _check_port14(raw, at: int, end: int) -> int:
 
 
 def _check_group_desc(raw, at: int, end: int) -> None:
-    for start, stop in _length_first(raw, at, end, "group description", _GROUP):
-        for bucket, bucket_end in _length_first(raw, start + _GROUP, stop, "bucket", _BUCKET):
-            check_actions(raw, bucket + _BUCKET, bucket_end)
+    """The groups' lengths only: their buckets are checked as they are parsed, at first use (``checked_buckets``)."""
+    for _ in _length_first(raw, at, end, "group description", _GROUP):
+        pass
+
+
+def checked_buckets(raw, at: int, end: int):
+    """(start, end) of each bucket in ``raw[at:end]`` (a group description's), its length and its actions checked
+    as it is reached (Refused at the first that would spin Ryu's parser): controller/groupdesc.py."""
+    for bucket, bucket_end in _length_first(raw, at, end, "bucket", _BUCKET):
+        check_actions(raw, bucket + _BUCKET, bucket_end)
+        yield bucket, bucket_end
 
 
 def _check_meter_config(raw, at: int, end: int) -> None:

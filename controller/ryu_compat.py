@@ -16,7 +16,8 @@ the process exits with controller.guard.EXIT_FATAL instead of 0. And a switch's 
 controller/ofcheck.py ``error_received``, not by Ryu's handler (which raised on some and flooded the log with others).
 
 Flow-stats replies are parsed lazily (controller/flowstats.py ``LazyFlowStats``): an entry's fixed fields at once,
-its match and instructions only when asked for.
+its match and instructions only when asked for; group-description replies too (controller/groupdesc.py
+``LazyGroupDesc``): a group's fixed fields at once, its buckets a bucket at a time when asked for.
 
 A switch's connection gives the event loop a turn every ``READ_PAUSE_BYTES`` read, or earlier once a piece has run
 ``pacer.BUDGET`` of wall clock (``PacedSocket``, its clock read every ``READ_CHECK_BYTES``): Ryu's receive loop
@@ -29,8 +30,9 @@ on a machine at load 13-27, not seen again at 128 KB at load 11-14 (docs/benchma
 "Branch vrslag2"). The clock is read every ``READ_CHECK_BYTES`` (16 KB: at about every message of a read-back), when
 a message's body is read, before Ryu parses it: a piece is the budget and at most a check's bytes and a message past
 it (tests/unit/test_openflow_read_pacing.py); how many pieces a read-back takes follows its parsing's wall clock, ~20
-for 2.5 MB at a quarter of a CPU (branch perf47). One message is never split: a group description reply of up to
-64 KB, which Ryu parses whole (not lazily as flow stats), is 10-20 ms of CPU in vrs_scale's restart.
+for 2.5 MB at a quarter of a CPU (branch perf47). One message is never split, but no message is parsed whole any more:
+a group description reply of up to 64 KB, which Ryu parsed whole (10-20 ms of CPU in vrs_scale's restart), is parsed
+to its groups' fixed fields, and the reconciler parses and decodes the buckets one at a time, pausing between.
 
 Multipart replies of several messages (the read-backs' flow stats) are parsed by at most ``STREAMS_AT_ONCE``
 connections at a time (``StreamGate``): eight switches read back at once (openflow/atonce.py) each parsed a 512 KB
@@ -50,6 +52,7 @@ from dataclasses import dataclass
 
 from controller import ofcheck
 from controller.flowstats import LazyFlowStats, lazy_flow_stats
+from controller.groupdesc import LazyGroupDesc, lazy_group_desc
 from controller.pacer import BUDGET, BoundedPacer, Pacer
 from controller.tls import TlsFiles, server_context
 
@@ -143,6 +146,8 @@ _FLOW_STATS_13 = ("length", "table_id", "duration_sec", "duration_nsec", "priori
                   "hard_timeout", "flags", "cookie", "packet_count", "byte_count")
 lazy_flow_stats(ofproto_v1_3, ofproto_v1_3_parser, _FLOW_STATS_13)
 lazy_flow_stats(ofproto_v1_4, ofproto_v1_4_parser, _FLOW_STATS_13[:8] + ("importance",) + _FLOW_STATS_13[8:])
+lazy_group_desc(ofproto_v1_3, ofproto_v1_3_parser)
+lazy_group_desc(ofproto_v1_4, ofproto_v1_4_parser)
 ofcheck.install()  # every message a switch sends is checked before Ryu parses it (controller/ofcheck.py)
 
 __all__ = [
@@ -171,6 +176,7 @@ __all__ = [
     "probe_datapaths",
     "drop_datapath",
     "LazyFlowStats",
+    "LazyGroupDesc",
     "PacedSocket",
     "FifoSlots",
     "StreamGate",

@@ -71,15 +71,23 @@ def _decode_ct_nat(a):
     return "ct_nat", a.zone_ofs_nbits, table, bool(a.flags & NX_CT_F_COMMIT), spec
 
 
-def decode_group(ofp, desc) -> Group | None:
+def decode_group(ofp, desc, tick=None) -> Group | None:
     """A group-desc entry read back as a Group, to compare with the desired one; None if it is not an ALL
-    group or holds an action outside Canopy's vocabulary (its buckets then cannot be trusted)."""
+    group, holds an action outside Canopy's vocabulary (its buckets then cannot be trusted) or a bucket that cannot be
+    parsed. ``tick()`` after each bucket: a read-back's entries (controller/groupdesc.py) parse a bucket at a time
+    (``each_bucket``), so a caller that pauses there never parses a flood group of 1,000 buckets in one stretch."""
     if desc.type != ofp.OFPGT_ALL:
         return None
+    each = getattr(desc, "each_bucket", None)
+    decoded = []
     try:
-        return Group(desc.group_id, tuple(tuple(decode_action(ofp, a) for a in b.actions) for b in desc.buckets))
-    except (EncodeError, AttributeError, KeyError, ValueError):
+        for bucket in each() if each is not None else desc.buckets:
+            decoded.append(tuple(decode_action(ofp, a) for a in bucket.actions))
+            if tick is not None:
+                tick()
+    except Exception:  # noqa: BLE001 - Canopy's vocabulary (EncodeError...), or Ryu's parser on a switch's bytes
         return None
+    return Group(desc.group_id, tuple(decoded))
 
 
 def decode_match(match) -> tuple:

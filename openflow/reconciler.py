@@ -46,11 +46,12 @@ parts first, so that a group is on the switch before one that names it, and dele
 (``floods.send_rank``).
 
 Pauses: planning, the read-back's diff, encoding and counting (``status``) call ``pacer.tick`` (a
-controller/pacer.py ``Pacer``, one unit a flow or group; the app's pauses with ``hub.sleep(0)``), so one switch's
-change of 10,000 owners or read-back of 100,000 flows does not hold the event loop. A change set is planned from
-the desired flows and groups as they were when it began (the compiler's immutable frozensets and Flows), encoded
-whole, and only then written (one bundle, or one batch and its barrier, as before). What may happen during its
-pauses, and what becomes of it:
+controller/pacer.py ``Pacer``, one unit a flow or group, ``BUCKET_UNITS`` a bucket of a group read back, whose buckets
+are parsed one at a time as they are decoded; the app's pauses with ``hub.sleep(0)``), so one switch's change of
+10,000 owners or read-back of 100,000 flows or of a flood group of 1,000 buckets does not hold the event loop. A
+change set is planned from the desired flows and groups as they were when it began (the compiler's immutable
+frozensets and Flows), encoded whole, and only then written (one bundle, or one batch and its barrier, as before).
+What may happen during its pauses, and what becomes of it:
 
 - a newer desired state (``set_desired_owners``) for one of its owners (or an owner whose 20-bit hint collides with
   one of theirs: a flow of the same content is one key, ``FlowBook._outdates``), or new groups: the change set is
@@ -78,6 +79,7 @@ errors by xid (steps 3 and 4), is ``openflow/reconciler_send.py``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import operator
@@ -107,6 +109,7 @@ REPLY_EVENTS = [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescSta
 ROLE_TIMEOUT = 5.0  # seconds for a role request's answer
 COUNTS_BEFORE_PLAN = 4  # counts of the desired meters a round makes at most before it plans (``_sync``)
 COUNT_PART = 500  # owners whose meters are counted between two ticks (``_count_owners``: their flows looked at in C)
+BUCKET_UNITS = 10  # pacer units of a group's bucket read back (parsed and decoded: ~2,000 bytecodes, ten flows' worth)
 RETRY_DELAY = 5.0  # seconds before reading back again after the switch did not answer
 MAX_REPLANS = 2  # change sets dropped in a row because a newer desired state came during their pauses (docstring)
 
@@ -447,8 +450,10 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         if len(installed) < len(flows):
             self._warn_shared_keys(flows)
         self._book.read_back(installed)
-        self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g) for g in paced(groups, self.pacer.tick)
-                                  if g.group_id in self._owned}
+        bucket = functools.partial(self.pacer.tick, BUCKET_UNITS)  # (a group's buckets parsed and decoded one at a
+        # time: controller/groupdesc.py)
+        self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g, bucket)
+                                  for g in paced(groups, self.pacer.tick) if g.group_id in self._owned}
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
         self._rejected_as.clear()
         self._need_read = False

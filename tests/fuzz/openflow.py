@@ -12,8 +12,9 @@ field set to 0, 1, 4 and 0xffff: the lengths a parse loop steps by; cut at every
 random byte changes per seed). Each parse runs under an interval timer (``--budget-ms``): one that runs out is a
 spin, reported with the line of Ryu's parser it was in. Outcomes: ``parsed``, ``dropped`` (Ryu logged and dropped
 it: a refusal), ``raised`` (an exception left ``ofproto_parser.msg``: it ends the switch's connection), ``spin``, and
-for flow-stats entries, whose match and instructions are parsed on first use, ``use-refused`` (a ValueError) and
-``use-raised`` (another exception; Canopy's uses, openflow/decode.py ``describe_stats``, catch every one).
+for flow-stats entries, whose match and instructions are parsed on first use, and group descriptions, whose buckets
+are, ``use-refused`` (a ValueError) and ``use-raised`` (another exception; Canopy's uses, openflow/decode.py
+``describe_stats`` and ``decode_group``, catch every one).
 Exit status 0 only when no spin was found (``raised`` is reported, not failed: Ryu raises OFPTruncatedMessage on
 purpose, and a connection ending is bounded).
 """
@@ -32,6 +33,7 @@ from collections import Counter
 
 from controller import ofcheck
 from controller.flowstats import LazyFlowStats
+from controller.groupdesc import LazyGroupDesc
 from controller.ryu_compat import (ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_v1_3_parser,
                                    ofproto_v1_4, ofproto_v1_4_parser)
 from ryu.exception import OFPTruncatedMessage  # noqa: E402 - after the door (controller.ryu_compat)
@@ -98,10 +100,11 @@ def parse(buf: bytes, budget: float = BUDGET_MS / 1000, lines: int | None = None
         return "dropped", ""
     body = getattr(msg, "body", None)
     for entry in body if isinstance(body, list) else ():
-        if isinstance(entry, LazyFlowStats):  # first used as Canopy uses it (a stale flow's delete, a listing)
+        if isinstance(entry, (LazyFlowStats, LazyGroupDesc)):  # first used as Canopy uses it (a stale flow's delete,
+            # a listing; a read-back's groups decoded)
             try:
                 with _bound():
-                    entry.instructions, entry.match  # noqa: B018
+                    _first_use(entry)
             except Spin as spin:
                 return "spin", "first use: " + _where(spin)
             except ValueError:  # a use that fails with a ValueError is a refusal (docs/limits.md)
@@ -109,6 +112,13 @@ def parse(buf: bytes, budget: float = BUDGET_MS / 1000, lines: int | None = None
             except Exception as exc:  # noqa: BLE001
                 return "use-raised", type(exc).__name__
     return ("parsed" if msg is not None else "dropped"), ""
+
+
+def _first_use(entry) -> None:
+    if isinstance(entry, LazyGroupDesc):
+        entry.buckets  # noqa: B018
+    else:
+        entry.instructions, entry.match  # noqa: B018
 
 
 def _where(spin: Spin) -> str:

@@ -1,8 +1,9 @@
 """Flood groups split into parts (openflow/floods.py) against real Open vSwitch (userspace datapath).
 
 - 2,000 local ports of one subnet (and two VTEPs): the groups, each under OpenFlow's 64 KiB, are taken by the
-  switch (dump-groups), a restart's read-back sends nothing, and the subnet shrinks and grows across part
-  boundaries (OpenFlow 1.3: messages and a barrier; 1.4: one bundle).
+  switch (dump-groups), read back over the bridge's management socket as Ryu parses them (controller/groupdesc.py's
+  lazy entries against Ryu's own parser, on OVS's bytes), a restart's read-back sends nothing, and the subnet shrinks
+  and grows across part boundaries (OpenFlow 1.3: messages and a barrier; 1.4: one bundle).
 - A broadcast from one VM reaches the VMs in the first and in the last part, with the part size lowered to 2
   buckets by the test hook ``CANOPY_FLOOD_PART_BUCKETS`` (5 VMs of one subnet on one hypervisor: 3 parts).
 """
@@ -64,6 +65,7 @@ def test_two_thousand_local_ports_are_flooded_by_groups_the_switch_takes_and_a_r
     entry = started(rig, FLOWS + FLOODS, GROUPS + groups)
     assert entry["status"]["rejected"] == 0, rig.log()[-2000:]
     assert dumped(rig) == expect(groups) and len(rig.flows()) == len(FLOWS) + len(FLOODS)
+    read_back_as_ryu_parses(rig, GROUPS + groups)
     rig.hv.set_max_backoff(1000)  # back within a second of the driver's start, not after 1, 2, 4 s (docs/vrs.md)
     rig.stop_driver()
     rig.start_driver()
@@ -78,6 +80,24 @@ def test_two_thousand_local_ports_are_flooded_by_groups_the_switch_takes_and_a_r
         changed = mods(entry, before)
         assert (changed["group_add"], changed["group_delete"], changed["flow_add"]) == (added, deleted, 0), locals_
     assert len(rig.flows()) == len(FLOWS) + len(FLOODS)  # no flood flow went with a group deleted
+
+
+def read_back_as_ryu_parses(rig, groups) -> None:
+    """The bridge's group-description reply, as OVS writes it (its 1,000-bucket parts a message each): Canopy's lazy
+    entries (controller/groupdesc.py) say what Ryu's whole parse says, bucket by bucket, and decode to ``groups``."""
+    from controller.ryu_compat import ofproto_protocol
+    from openflow import decode
+    from tests.integration.ofcapture import MP_GROUP_DESC, multipart
+    from tests.unit.test_group_desc_lazy import parsed, same_as_ryus
+
+    version = 5 if rig.mode == "bundle" else 4
+    replies = multipart(rig.hv.ovs.rundir, "br-int", version, MP_GROUP_DESC)
+    assert len(replies) >= 2 and min(map(len, replies)) > 45_000, [len(r) for r in replies]  # (a part per message)
+    ofp, read = ofproto_protocol.ProtocolDesc(version).ofproto, {}
+    for message in replies:
+        same_as_ryus(version, message)
+        read.update({entry.group_id: decode.decode_group(ofp, entry) for entry in parsed(version, message)})
+    assert read == {g.group_id: g for g in groups}
 
 
 BROADCAST_PORT = 9999

@@ -143,13 +143,16 @@ class _Endpoint:
 
 
 class _Recorded:
-    """Origins' ``add`` as ``carry`` calls it, recorded."""
+    """Origins' ``add`` (c1a85d3's ``carry``) and ``add_vport`` (``carry`` now), recorded alike: (key, vport ids)."""
 
     def __init__(self):
         self.added = []
 
     def add(self, key, endpoints):
-        self.added.append((key, endpoints))
+        self.added.append((key, tuple(endpoint.vport_id for endpoint in endpoints)))
+
+    def add_vport(self, key, vport_id):
+        self.added.append((key, (vport_id,)))
 
 
 class _View:
@@ -232,9 +235,9 @@ def test_carry_keeps_forgets_and_records_what_the_loop_it_replaced_did(seed):
 def _publish_binding_in_mobility(first: int, then: int, in_pause: bool) -> tuple:
     """evpn_announce's world: ``first`` ports bound and a pass's View of them; kvm1's report changed to ``then`` ports
     (more: bound and announced at bind; fewer: unbound) before its publish, or (``in_pause``) in the first pause MAC
-    mobility takes inside ``_ours_again`` (a Pacer pausing every 25 units), every pause checked to be outside the
-    Federation's lock. The speaker's routes after that publish, then after the next pass's, and that pass's routes
-    from scratch."""
+    mobility takes inside ``_ours_again`` (a Pacer pausing every 25 units), each of those checked to be outside the
+    Federation's lock (the hand-over pauses holding it: tests/unit/test_hand_over_pauses.py). The speaker's routes
+    after that publish, then after the next pass's, and that pass's routes from scratch."""
     import bgp.federation as federation_module
     from bgp.evpn import originate
     from bgp.mobility import Mobility
@@ -253,8 +256,8 @@ def _publish_binding_in_mobility(first: int, then: int, in_pause: bool) -> tuple
             walking[0] = False
 
     def pause():
-        assert not federation._origins_lock.locked()  # (a binding meanwhile takes it: bgp/federation.py)
         if walking[0]:
+            assert not federation._origins_lock.locked()  # (a binding in this pause takes it: bgp/federation.py)
             paused[0] += 1
             if paused[0] == 1:
                 state.vrs_update(ea.report(then))

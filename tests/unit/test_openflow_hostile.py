@@ -63,18 +63,20 @@ ZERO = struct.pack("!HHII4x", 25, 0, 0x80000004, 3)  # a set-field action (in_po
 
 _PORT14 = struct.pack("!IH2x", 3, 48) + b"\0" * 32 + struct.pack("!HH4x", 0x1234, 0)  # a property of length 0
 _FEATURES = struct.pack("!HB5x32sQQII", 64, 0, b"t", 0, 0, 0, 1) + b"\0" * 8
+GROUP_SPINS = {  # name: (message, what the refusal at first use names: a byte of the group's entry)
+    "bucket of length 0":
+        (_msg(4, 19, struct.pack("!HH4x", 7, 0) + struct.pack("!HBxI", 24, 1, 5) + b"\0" * 16),
+         "bucket at byte 8 has a length of 0"),
+    "bucket action of length 0": (_group_desc(4, ZERO), "action at byte 24 has a length of 0"),
+    "action nested in ct of length 0 (group)": (_group_desc(4, _ct(ZERO)), "action at byte 48 has a length of 0"),
+    "controller2 property of length 0 (group)":
+        (_group_desc(4, _controller2(struct.pack("!HH", 3, 0))), "controller2 property at byte 40 has a length of 0"),
+}
 SPINS = {  # name: (message, what the refusal names)
     "hello element of length 0":
         (_msg(4, 0, struct.pack("!HHI", 1, 0, 0x30)), "hello element at byte 8 has a length of 0"),
     "group description of length 0":
         (_msg(4, 19, struct.pack("!HH4x", 7, 0) + b"\0" * 8), "group description at byte 16 has a length of 0"),
-    "bucket of length 0":
-        (_msg(4, 19, struct.pack("!HH4x", 7, 0) + struct.pack("!HBxI", 24, 1, 5) + b"\0" * 16),
-         "bucket at byte 24 has a length of 0"),
-    "bucket action of length 0": (_group_desc(4, ZERO), "action at byte 40 has a length of 0"),
-    "action nested in ct of length 0 (group)": (_group_desc(4, _ct(ZERO)), "action at byte 64 has a length of 0"),
-    "controller2 property of length 0 (group)":
-        (_group_desc(4, _controller2(struct.pack("!HH", 3, 0))), "controller2 property at byte 56 has a length of 0"),
     "OpenFlow 1.4 port of length 0":
         (_msg(5, 19, struct.pack("!HH4x", 13, 0) + b"\0" * 40), "port at byte 16 has a length of 0"),
     "OpenFlow 1.4 port property of length 0":
@@ -102,10 +104,34 @@ def test_a_message_that_spun_ryus_parser_is_refused_naming_its_field(name, caplo
 @pytest.mark.parametrize("name", sorted(SPINS))
 def test_ryus_parser_alone_spins_on_it_or_raises(name):
     """Why each guard is there (and that the line budget finds a spin): without it, Ryu spins, except on a table
-    features reply of a length it reads safely (refused anyway: nothing asked for it)."""
+    features reply of a length it reads safely (refused anyway: nothing asked for it), and on a group description of
+    length 0, which its entry's own parser refuses as well (controller/groupdesc.py, installed without the guard)."""
     with ofcheck.uninstalled():
         outcome, _ = parse(SPINS[name][0])
-    assert outcome == ("dropped" if name.startswith("table features") else "spin")
+    assert outcome == ("dropped" if name.startswith(("table features", "group description")) else "spin")
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_SPINS))
+def test_a_group_whose_bucket_spun_ryus_parser_is_refused_at_first_use_naming_its_field(name):
+    """A group description's buckets are parsed at first use (controller/groupdesc.py), each checked first: the
+    message parses, its group's buckets are refused (a ValueError naming the field), with the guard or without it;
+    the read-back decodes such a group as one it cannot trust (None: modified), and Ryu's own parser spins on it."""
+    from controller.ryu_compat import ofproto_parser, ofproto_protocol
+    from openflow import decode
+
+    message, named = GROUP_SPINS[name]
+    assert parse(message) == ("use-refused", "")
+    with ofcheck.uninstalled():
+        assert parse(message) == ("use-refused", "")
+    dp = ofproto_protocol.ProtocolDesc(4)
+    msg = ofproto_parser.msg(dp, 4, 19, len(message), 9, message)
+    with pytest.raises(ValueError, match=named):
+        msg.body[0].buckets  # noqa: B018
+    assert decode.decode_group(dp.ofproto, ofproto_parser.msg(dp, 4, 19, len(message), 9, message).body[0]) is None
+    ryus = dp.ofproto_parser.OFPGroupDescStats
+    with ofcheck.uninstalled(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dp.ofproto_parser.OFPGroupDescStatsReply, "cls_stats_body_cls", ryus)
+        assert parse(message)[0] == "spin"
 
 
 def test_a_truncated_packet_in_match_is_refused_instead_of_ending_the_connection():
@@ -162,7 +188,7 @@ def test_ct_actions_nested_too_deep_are_refused():
     nested = OUTPUT
     for _ in range(ofcheck.NESTED_DEPTH + 1):
         nested = _ct(nested)
-    assert parse(_group_desc(4, nested)) == ("dropped", "")
+    assert parse(_group_desc(4, nested)) == ("use-refused", "")  # (a group's buckets: at first use)
     assert parse(_group_desc(4, _ct(_ct(OUTPUT)))) == ("parsed", "")
 
 
