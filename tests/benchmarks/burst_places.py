@@ -1,0 +1,71 @@
+"""The bursts' longest stretches at their places, counted in bytecodes (issue 15, "Bounded lag"; docs/benchmarks.md
+"Branch burst48"): the places perf47's hunt found in the apply of 10,000 vports (tests/benchmarks/bursts.py
+--stretches), each run in-process with the pacer the controller wires there (a ``BoundedPacer`` whose clock is the
+bytecodes run at a quarter of a CPU, as tests/unit/test_paced_wiring.py), the longest run of bytecodes between two
+pauses printed with the pauses made. Load-independent; for a "before", run it with ``PYTHONPATH`` on a ``git
+archive`` of the older code (this file and tests/unit/test_paced_wiring.py copied in).
+
+    .venv/bin/python -m tests.benchmarks.burst_places [--count 10000] [--only commit,...]
+
+Places:
+- commit: ``State.policy_committed`` of the apply's ``--count`` vports, their ports shown already (the binding index
+  updated from the commit: ``_take_changes``, ``binding.crossed``), State's pacer;
+Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from controller import policy as pol
+from controller import policydoc
+from controller.pacer import collector_paused, loop_pacer
+from controller.state import State
+from tests.benchmarks.bursts import document
+from tests.benchmarks.stretches import ports, snapshot
+from tests.unit.test_paced_wiring import STATE_EVERY, Stretches
+
+
+def _planned(count: int):
+    """(State holding the base document with the apply's ports shown on kvm1, the apply's plan)."""
+    allocator = pol.Allocator({}, 65000, (10000, 20000))
+    base = policydoc.plan(pol.Policy(), document(count, applied=False), "bench", allocator)
+    state = State(base.policy)
+    state.vrs_update(snapshot(ports(count, "o", 100) + ports(count, "a", 100 + count)))
+    return state, policydoc.plan(state.policy, document(count, applied=True), "bench", allocator)
+
+
+def commit(count: int) -> tuple[int, int]:
+    """(longest stretch in bytecodes, pauses) of State taking the apply's commit."""
+    state, plan = _planned(count)
+    stretches = Stretches()
+    state.pacer = stretches.bind(loop_pacer(stretches.pause, STATE_EVERY))
+    with collector_paused():
+        most = stretches.run(lambda: state.policy_committed(plan.policy, plan.changes))
+    assert len(state.locations) == 2 * count, len(state.locations)
+    return most, stretches.pauses
+
+
+PLACES = {"commit": commit}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--only", default=",".join(PLACES), help="the places, comma-separated")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=open(os.devnull, "w"))  # the controller's level, logged nowhere
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}, Python "
+          f"{sys.version.split()[0]}, count {args.count:,}: the longest stretch in bytecodes (pauses)")
+    for name in args.only.split(","):
+        most, pauses = PLACES[name](args.count)
+        print(f"{name:10} {most:>12,} ({pauses} pauses)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
