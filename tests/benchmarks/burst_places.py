@@ -10,6 +10,9 @@ archive`` of the older code (this file and tests/unit/test_paced_wiring.py copie
 Places:
 - commit: ``State.policy_committed`` of the apply's ``--count`` vports, their ports shown already (the binding index
   updated from the commit: ``_take_changes``, ``binding.crossed``), State's pacer;
+- import: the federation's import from scratch after a policy commit (a new ``RouteImport``) of ``--count`` type-2
+  routes received into subnet ``in`` and held by State (``refresh_import``: the import, its table, State comparing
+  it with what it holds), the programming pass's pacer;
 Not collected by pytest.
 """
 
@@ -25,7 +28,7 @@ from controller import policy as pol
 from controller import policydoc
 from controller.pacer import collector_paused, loop_pacer
 from controller.state import State
-from tests.benchmarks.bursts import document
+from tests.benchmarks.bursts import CANOPY_ASN, IN_VNI, L3_VNI, document
 from tests.benchmarks.stretches import ports, snapshot
 from tests.unit.test_paced_wiring import STATE_EVERY, Stretches
 
@@ -50,7 +53,39 @@ def commit(count: int) -> tuple[int, int]:
     return most, stretches.pauses
 
 
-PLACES = {"commit": commit}
+class _Received:
+    """The speaker as the import reads it: ``count`` type-2 routes received from one peer, in subnet ``in``."""
+
+    def __init__(self, count: int):
+        from bgp.routes import MacIpRoute
+
+        routes = [MacIpRoute(rd=f"192.0.2.1:{IN_VNI}", mac=f"0c:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+                             l2_vni=IN_VNI, next_hop="192.0.2.1", route_targets=(f"{CANOPY_ASN}:{IN_VNI}",))
+                  for i in range(count)]
+        self.received = {("192.0.2.9", route.key): route for route in routes}
+        self.order = dict(zip(self.received, range(count)))
+
+    def received_in_order(self):
+        return self.received, self.order
+
+
+def import_(count: int) -> tuple[int, int]:
+    """(longest stretch in bytecodes, pauses) of the federation importing ``count`` received routes from scratch."""
+    from bgp.federation import Federation
+
+    state = _planned(1)[0]
+    federation = Federation(None, "/unused", state, speaker=_Received(count))
+    federation.refresh_import()  # State holds them
+    state.policy = state.policy.copy()  # a commit: the next import is from scratch, and finds nothing changed
+    stretches = Stretches()
+    federation.pacer = state.pacer = stretches.bind(loop_pacer(stretches.pause))
+    with collector_paused():
+        most = stretches.run(federation.refresh_import)
+    assert sum(map(len, state.remote_index.macs.values())) == count, state.remote_index.macs.keys()
+    return most, stretches.pauses
+
+
+PLACES = {"commit": commit, "import": import_}
 
 
 def main(argv=None) -> int:
