@@ -13,6 +13,10 @@ Places:
 - import: the federation's import from scratch after a policy commit (a new ``RouteImport``) of ``--count`` type-2
   routes received into subnet ``in`` and held by State (``refresh_import``: the import, its table, State comparing
   it with what it holds), the programming pass's pacer;
+- pass: the programming pass after that commit (``Programmer.refresh``: the View's delta, its routes, the compile),
+  its pacer;
+- resorted: in that pass, the most keys sorted again in one C call by a ``SortedDict.update`` (the domain's routes:
+  ``viewroutes.settle``), not bytecodes.
 Not collected by pytest.
 """
 
@@ -26,7 +30,7 @@ import time
 
 from controller import policy as pol
 from controller import policydoc
-from controller.pacer import collector_paused, loop_pacer
+from controller.pacer import Pacer, collector_paused, loop_pacer
 from controller.state import State
 from tests.benchmarks.bursts import CANOPY_ASN, IN_VNI, L3_VNI, document
 from tests.benchmarks.stretches import ports, snapshot
@@ -85,7 +89,55 @@ def import_(count: int) -> tuple[int, int]:
     return most, stretches.pauses
 
 
-PLACES = {"commit": commit, "import": import_}
+def pass_(count: int) -> tuple[int, int]:
+    """(longest stretch in bytecodes, pauses) of the programming pass after State took the apply's commit."""
+    from controller.programmer import Programmer
+
+    state, plan = _planned(count)
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    state.policy_committed(plan.policy, plan.changes)
+    stretches = Stretches()
+    programmer.pacer = stretches.bind(loop_pacer(stretches.pause))
+    with collector_paused():
+        most = stretches.run(programmer.refresh)
+    assert len(programmer.view.local) == 2 * count, len(programmer.view.local)
+    return most, stretches.pauses
+
+
+def resorted(count: int) -> tuple[int, int]:
+    """(the most keys a ``SortedDict.update`` sorted again in one call, in C, during that pass: the domain's routes
+    (controller/viewroutes.py ``OrderedFib.settle``), the pauses)."""
+    from sortedcontainers import SortedDict
+
+    sizes = [0]
+    update = SortedDict.update
+
+    def recorded(self, *args, **kwargs):
+        pairs = args[0] if args else kwargs
+        if recording and 10 * len(pairs) > len(self):  # (sortedcontainers sorts every key again)
+            sizes.append(len(self) + len(pairs))
+        return update(self, *args, **kwargs)
+
+    recording = False
+    SortedDict.update = SortedDict._update = recorded
+    try:
+        from controller.programmer import Programmer
+
+        state, plan = _planned(count)
+        programmer = Programmer(state)
+        programmer.refresh(full=True)
+        state.policy_committed(plan.policy, plan.changes)
+        programmer.pacer = Pacer(lambda: None, 200)  # (not traced: the count is of keys)
+        recording = True
+        with collector_paused():
+            programmer.refresh()
+    finally:
+        SortedDict.update = SortedDict._update = update
+    return max(sizes), programmer.pacer.pauses
+
+
+PLACES = {"commit": commit, "import": import_, "pass": pass_, "resorted": resorted}
 
 
 def main(argv=None) -> int:
