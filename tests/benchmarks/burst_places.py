@@ -15,6 +15,8 @@ Places:
   it with what it holds), the programming pass's pacer;
 - pass: the programming pass after that commit (``Programmer.refresh``: the View's delta, its routes, the compile),
   its pacer;
+- push: kvm1's desired state handed out after that pass (controller/app.py ``_push``: ``set_desired_owners``, the
+  gateway's gratuitous ARPs, ``tunnel_warm``), the programming pass's pacer;
 - resorted: in that pass, the most keys sorted again in one C call by a ``SortedDict.update`` (the domain's routes:
   ``viewroutes.settle``), not bytecodes.
 Not collected by pytest.
@@ -23,6 +25,7 @@ Not collected by pytest.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
@@ -137,7 +140,40 @@ def resorted(count: int) -> tuple[int, int]:
     return max(sizes), programmer.pacer.pauses
 
 
-PLACES = {"commit": commit, "import": import_, "pass": pass_, "resorted": resorted}
+def push(count: int) -> tuple[int, int]:
+    """(longest stretch in bytecodes, pauses) of kvm1's desired state handed out after that pass, as controller/app.py
+    ``_push`` does: its reconciler told, the gratuitous ARPs of the new subnet's gateway, the tunnel probes due."""
+    from controller.programmer import Programmer
+    from openflow.gateway_garp import GatewayAnnouncer
+    from openflow.tunnel_warm import TunnelWarmer
+    from tests.unit.test_reconcile_pacing import reconciler
+
+    state, plan = _planned(count)
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    rec, _switch = reconciler()
+    garps, tunnels, connection = GatewayAnnouncer(), TunnelWarmer(), object()
+
+    def hand_out(pacer):
+        sw, desired = programmer.view.switches["kvm1"], programmer.desired["kvm1"]
+        changed = programmer.take_changes("kvm1")
+        rec.set_desired_owners(desired.flows, desired.all_groups().values(), changed)
+        paced = (pacer,) if "pacer" in inspect.signature(garps.due).parameters else ()  # (as controller/appannounce.py)
+        due = garps.due(programmer.view, "kvm1", changed, 1.0, *paced)
+        with tunnels.reading():
+            return due, tunnels.due(sw, connection, desired, changed, pacer)
+
+    hand_out(Pacer())
+    state.policy_committed(plan.policy, plan.changes)
+    programmer.refresh()
+    stretches = Stretches()
+    pacer = programmer.pacer = stretches.bind(loop_pacer(stretches.pause))
+    with collector_paused():
+        most = stretches.run(lambda: hand_out(pacer))
+    return most, stretches.pauses
+
+
+PLACES = {"commit": commit, "import": import_, "pass": pass_, "resorted": resorted, "push": push}
 
 
 def main(argv=None) -> int:
