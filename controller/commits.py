@@ -4,8 +4,9 @@ Reading a commit of 10,000 vports (each change's old and new object, the vport's
 took ~30 ms; State then updated its binding index from it in the same stretch. ``read_changes`` does the reading
 alone, ticking a pacer (controller/pacer.py) per change: it reads only the two policies and the change list (never
 changed once committed), so State is untouched and whole during its pauses, and takes what was read in one short
-stretch afterwards (``CommitRead``: the index updates with their keys computed, the records). ``OneAtATime`` keeps
-a second commit from landing in those pauses: it waits until the first is taken, then is read against it.
+stretch afterwards (``CommitRead``: the index updates with their keys computed, the records; the index takes them in
+C loops, controller/binding.py ``take_vports``). ``OneAtATime`` keeps a second commit from landing in those pauses:
+it waits until the first is taken, then is read against it.
 """
 
 from __future__ import annotations
