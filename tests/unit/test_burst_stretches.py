@@ -213,33 +213,25 @@ def test_the_vteps_of_a_groups_buckets_read_in_paced_c_runs_are_those_read_a_buc
 # ---------------------------------------------------------------------------------------------- a commit read
 
 def _read_as_at_stop_47(old, new, changes):
-    """controller/commits.py ``read_changes`` as it was (a change at a time), for the oracle below."""
-    from controller.commits import CommitRead
+    """controller/commits.py ``read_changes`` as it read vports (a change at a time), for the oracle below; the other
+    changes as it reads them now (``_read_change``, the same code)."""
+    from controller.commits import CommitRead, _read_change
 
     read = CommitRead()
     records = read.records
     for change in changes:
-        before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
-        if change.kind in ("external_network", "floating_ip"):
-            read.external = True
-            records["floating_ips" if change.kind == "floating_ip" else "external_networks"].add(change.id)
+        if change.kind != "vport":
+            _read_change(read, old, new, change)
             continue
-        if change.kind not in ("vport", "vtep_binding", "tenant") or \
-                any(o.get("policy_groups") for o in (before, after) if o is not None):
+        before, after = old.get(change.kind, change.id), new.get(change.kind, change.id)
+        if any(o.get("policy_groups") for o in (before, after) if o is not None):
             read.security = True
-        if change.kind == "vport":
-            read.vports.append((before, after, None if after is None else (binding_key(after), esxi_static_key(after))))
-            read.reached.add(change.id)
-            records["vports"].add(change.id)
-            records["vport_policies"].add(change.id)
-            records["subnets"].update(o["subnet_id"] for o in (before, after)
-                                      if o is not None and o["binding"]["flavour"] == "baremetal")
-        elif change.kind in ("subnet", "domain"):
-            records[change.kind + "s"].add(change.id)
-        elif change.kind == "vtep_binding":
-            records["subnets"].update(o["subnet_id"] for o in (before, after) if o is not None)
-        elif change.kind in ("acl", "policy_group"):
-            records["acls" if change.kind == "acl" else "groups"].add(change.id)
+        read.vports.append((before, after, None if after is None else (binding_key(after), esxi_static_key(after))))
+        read.reached.add(change.id)
+        records["vports"].add(change.id)
+        records["vport_policies"].add(change.id)
+        records["subnets"].update(o["subnet_id"] for o in (before, after)
+                                  if o is not None and o["binding"]["flavour"] == "baremetal")
     return read
 
 
