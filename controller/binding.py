@@ -32,14 +32,14 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
-from operator import and_, eq, is_, is_not, itemgetter, not_
+from operator import and_, eq, itemgetter, not_
 
 from controller.discovery import VrsSnapshot
 from controller.fields import Invalid, mac as parse_mac
 from controller.frozen import one_step_init
 from controller.model import binding_key, esxi_static_key
 
-_FIRST, _SECOND, _THIRD, _ID = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter("id")
+_FIRST, _SECOND, _ID = itemgetter(0), itemgetter(1), itemgetter("id")
 _FEW = 8  # what the ports gone showed: at most so many forgotten a Python step each (forget_ports)
 
 
@@ -174,6 +174,7 @@ class BindingIndex:
 
     def __init__(self):
         self.vport_at: dict[tuple, str] = {}
+        self.hyperv_keys = 0  # Hyper-V binding keys in ``vport_at`` (none: no port's vport is ever ``crossed``)
         self.key_of: dict[str, tuple] = {}
         self.static_of: dict[str, tuple] = {}
         self.static_at: dict[tuple, dict[str, int]] = defaultdict(dict)
@@ -190,6 +191,7 @@ class BindingIndex:
         key = self.key_of.pop(vid, None)
         if key is not None and self.vport_at.get(key) == vid:
             del self.vport_at[key]
+            self.hyperv_keys -= key[0] == "hyperv"
         skey = self.static_of.pop(vid, None)
         if skey is not None:
             self.static_at[skey[:2]].pop(vid, None)
@@ -201,6 +203,7 @@ class BindingIndex:
         vid = vport["id"]
         key, skey = keys if keys is not None else (binding_key(vport), esxi_static_key(vport))
         self.key_of[vid] = key
+        self.hyperv_keys += key[0] == "hyperv" and key not in self.vport_at
         self.vport_at[key] = vid
         if skey:
             self.static_of[vid] = skey
@@ -229,23 +232,25 @@ class BindingIndex:
         ``changes`` all at once (every vport forgotten, then every one learnt) gives what taking them one by one gives,
         else None: each vport changed once (a key another one takes then ends the same either way: a vport's forgetting
         drops only the key it holds itself), no ESXi static binding, no Hyper-V key among them and no Hyper-V vport
-        shown on the ports of their KVM keys (then none is crossed whatever the order). Checked in C loops."""
-        befores, afters = list(map(_FIRST, changes)), list(map(_SECOND, changes))
-        present = list(map(is_not, afters, repeat(None)))
-        bvids = list(map(_ID, compress(befores, map(is_not, befores, repeat(None)))))
-        avids, keys = list(map(_ID, compress(afters, present))), list(compress(map(_THIRD, changes), present))
-        created = list(map(_ID, compress(afters, map(is_, befores, repeat(None)))))
-        if None in keys or len(set(bvids + created)) < len(changes) or not self.static_of.keys().isdisjoint(bvids) \
-                or any(map(_SECOND, keys)):
+        shown on the ports of their KVM keys (then none is crossed whatever the order: none when the index holds no
+        Hyper-V vport). Checked in C loops, few passes over the changes (10,000: a few ms of CPU)."""
+        if not changes:
+            return [], [], [], []
+        befores, afters, keys = zip(*changes)
+        bvids, avids = list(map(_ID, filter(None, befores))), list(map(_ID, filter(None, afters)))
+        keys = list(filter(None, keys))  # (None: no vport after)
+        if len(keys) != len(avids) or len(set(bvids).union(avids)) < len(changes) or any(map(_SECOND, keys)) or \
+                not self.static_of.keys().isdisjoint(bvids):
             return None
         bkeys, akeys = list(map(self.key_of.get, bvids)), list(map(_FIRST, keys))
         every = bkeys + akeys
         if None in bkeys or "hyperv" in map(_FIRST, every):
             return None
-        kvm = compress(every, map(eq, map(_FIRST, every), repeat("kvm")))
-        names = map(_SECOND, chain.from_iterable(map(self.sightings.get, kvm, repeat(()))))
-        if any(map(self.vport_at.__contains__, zip(repeat("hyperv"), names))):
-            return None
+        if self.hyperv_keys:  # (a Hyper-V vport somewhere: one shown on a port of these KVM keys is crossed)
+            kvm = compress(every, map(eq, map(_FIRST, every), repeat("kvm")))
+            names = map(_SECOND, chain.from_iterable(map(self.sightings.get, kvm, repeat(()))))
+            if any(map(self.vport_at.__contains__, zip(repeat("hyperv"), names))):
+                return None
         return bvids, bkeys, avids, akeys
 
     def _take_one_by_one(self, changes: list) -> set:

@@ -83,6 +83,8 @@ def _changes(rng: random.Random, vports: dict) -> list:
 
 
 def _held(index: BindingIndex) -> tuple:
+    hyperv = sum(key[0] == "hyperv" for key in index.vport_at)
+    assert index.hyperv_keys == hyperv, (index.hyperv_keys, hyperv)
     return (index.vport_at, index.key_of, index.static_of, dict(index.static_at), index.conflicts)
 
 
