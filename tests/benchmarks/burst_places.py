@@ -36,6 +36,7 @@ from controller import policydoc
 from controller.pacer import Pacer, collector_paused, loop_pacer
 from controller.state import State
 from tests.benchmarks.bursts import CANOPY_ASN, IN_VNI, L3_VNI, document
+from tests.benchmarks.evpn_routes import mac
 from tests.benchmarks.stretches import ports, snapshot
 from tests.unit.test_paced_wiring import STATE_EVERY, Stretches
 
@@ -66,9 +67,8 @@ class _Received:
     def __init__(self, count: int):
         from bgp.routes import MacIpRoute
 
-        routes = [MacIpRoute(rd=f"192.0.2.1:{IN_VNI}", mac=f"0c:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
-                             l2_vni=IN_VNI, next_hop="192.0.2.1", route_targets=(f"{CANOPY_ASN}:{IN_VNI}",))
-                  for i in range(count)]
+        routes = [MacIpRoute(rd=f"192.0.2.1:{IN_VNI}", mac=mac("0c", i), l2_vni=IN_VNI, next_hop="192.0.2.1",
+                             route_targets=(f"{CANOPY_ASN}:{IN_VNI}",)) for i in range(count)]
         self.received = {("192.0.2.9", route.key): route for route in routes}
         self.order = dict(zip(self.received, range(count)))
 

@@ -124,8 +124,8 @@ def test_the_import_table_sorted_in_pieces_is_the_table_sorted_at_once():
     rng = random.Random(47)
     for i in range(1_500):
         route = IpPrefixRoute(rd="192.0.2.1:5", prefix=f"10.{rng.randrange(256)}.{i % 256}.0/{rng.randrange(16, 29)}",
-                              next_hop=f"192.0.2.{1 + i % 7}", l3_vni=burst_places.L3_VNI, router_mac="02:00:00:00:00:07",
-                              route_targets=(f"{burst_places.CANOPY_ASN}:{burst_places.L3_VNI}",))
+                              next_hop=f"192.0.2.{1 + i % 7}", l3_vni=burst_places.L3_VNI,
+                              router_mac="02:00:00:00:00:07", route_targets=(f"{burst_places.CANOPY_ASN}:{burst_places.L3_VNI}",))
         received[(f"192.0.2.{9 + i % 3}", route.key)] = route
     importer = RouteImport(state.policy)
     importer.apply(dict(rng.sample(list(received.items()), len(received))))
