@@ -30,7 +30,7 @@ class Announcements:
         """Gratuitous ARP to a subnet's VMs on this switch when the MAC answering its gateway address there is new
         or changed (openflow/gateway_garp.py); the active controller only, while it is (controller/garps.py). A
         standby keeps the record without sending, for a takeover (``_announce_after_takeover``)."""
-        due = self.gateway_garp.due(self.programmer.view, session, changed, time.monotonic())
+        due = self.gateway_garp.due(self.programmer.view, session, changed, time.monotonic(), self.programmer.pacer)
         if due and may_announce(self.pair, rec):  # one green thread for the hand-out's batch (controller/garps.py)
             hub.spawn(send_repeated, rec, due, "a subnet's gateway", hub.sleep, lambda: may_announce(self.pair, rec),
                       self.programmer.pacer.tick, lambda packet: still_due(self.programmer.view, packet))

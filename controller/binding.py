@@ -32,14 +32,14 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
-from operator import and_, itemgetter, not_
+from operator import and_, eq, itemgetter, not_
 
 from controller.discovery import VrsSnapshot
 from controller.fields import Invalid, mac as parse_mac
 from controller.frozen import one_step_init
 from controller.model import binding_key, esxi_static_key
 
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_FIRST, _SECOND, _ID = itemgetter(0), itemgetter(1), itemgetter("id")
 _FEW = 8  # what the ports gone showed: at most so many forgotten a Python step each (forget_ports)
 
 
@@ -174,6 +174,7 @@ class BindingIndex:
 
     def __init__(self):
         self.vport_at: dict[tuple, str] = {}
+        self.hyperv_keys = 0  # Hyper-V binding keys in ``vport_at`` (none: no port's vport is ever ``crossed``)
         self.key_of: dict[str, tuple] = {}
         self.static_of: dict[str, tuple] = {}
         self.static_at: dict[tuple, dict[str, int]] = defaultdict(dict)
@@ -190,6 +191,7 @@ class BindingIndex:
         key = self.key_of.pop(vid, None)
         if key is not None and self.vport_at.get(key) == vid:
             del self.vport_at[key]
+            self.hyperv_keys -= key[0] == "hyperv"
         skey = self.static_of.pop(vid, None)
         if skey is not None:
             self.static_at[skey[:2]].pop(vid, None)
@@ -201,10 +203,66 @@ class BindingIndex:
         vid = vport["id"]
         key, skey = keys if keys is not None else (binding_key(vport), esxi_static_key(vport))
         self.key_of[vid] = key
+        self.hyperv_keys += key[0] == "hyperv" and key not in self.vport_at
         self.vport_at[key] = vid
         if skey:
             self.static_of[vid] = skey
             self.static_at[skey[:2]][vid] = skey[2]
+
+    def take_vports(self, changes: list) -> set:
+        """A commit's vport changes ((before, after, after's (binding key, ESXi static key)) each, in order:
+        controller/commits.py ``CommitRead.vports``) forgotten and learnt, as ``forget_vport(before)`` then
+        ``learn_vport(after)`` for each in turn; returns the Hyper-V vports they cross (``crossed`` of each KVM key
+        forgotten, then learnt). In C loops when their order cannot matter (``_apart``): 10,000 vports of an apply were
+        ~75 Python bytecodes each here, one stretch of the event loop (stop 47: 24-33 ms of CPU)."""
+        vids = self._apart(changes)
+        if vids is None:
+            return self._take_one_by_one(changes)
+        bvids, bkeys, avids, akeys = vids
+        key_of, vport_at = self.key_of, self.vport_at
+        deque(map(self.conflicts.pop, bvids, repeat(None)), maxlen=0)
+        deque(map(key_of.pop, bvids), maxlen=0)
+        deque(map(vport_at.pop, compress(bkeys, map(eq, map(vport_at.get, bkeys), bvids))), maxlen=0)
+        key_of.update(zip(avids, akeys))
+        vport_at.update(zip(akeys, avids))
+        return set()
+
+    def _apart(self, changes: list) -> tuple | None:
+        """(ids of the vports before, their binding keys, ids of the vports after, their binding keys) when taking
+        ``changes`` all at once (every vport forgotten, then every one learnt) gives what taking them one by one gives,
+        else None: each vport changed once (a key another one takes then ends the same either way: a vport's forgetting
+        drops only the key it holds itself), no ESXi static binding, no Hyper-V key among them and no Hyper-V vport
+        shown on the ports of their KVM keys (then none is crossed whatever the order: none when the index holds no
+        Hyper-V vport). Checked in C loops, few passes over the changes (10,000: a few ms of CPU)."""
+        if not changes:
+            return [], [], [], []
+        befores, afters, keys = zip(*changes)
+        bvids, avids = list(map(_ID, filter(None, befores))), list(map(_ID, filter(None, afters)))
+        keys = list(filter(None, keys))  # (None: no vport after)
+        if len(keys) != len(avids) or len(set(bvids).union(avids)) < len(changes) or any(map(_SECOND, keys)) or \
+                not self.static_of.keys().isdisjoint(bvids):
+            return None
+        bkeys, akeys = list(map(self.key_of.get, bvids)), list(map(_FIRST, keys))
+        every = bkeys + akeys
+        if None in bkeys or "hyperv" in map(_FIRST, every):
+            return None
+        if self.hyperv_keys:  # (a Hyper-V vport somewhere: one shown on a port of these KVM keys is crossed)
+            kvm = compress(every, map(eq, map(_FIRST, every), repeat("kvm")))
+            names = map(_SECOND, chain.from_iterable(map(self.sightings.get, kvm, repeat(()))))
+            if any(map(self.vport_at.__contains__, zip(repeat("hyperv"), names))):
+                return None
+        return bvids, bkeys, avids, akeys
+
+    def _take_one_by_one(self, changes: list) -> set:
+        crossed = set()
+        for before, after, keys in changes:
+            if before is not None:
+                crossed |= self.crossed(self.key_of.get(before["id"]))
+                self.forget_vport(before)
+            if after is not None:
+                self.learn_vport(after, keys)
+                crossed |= self.crossed(keys[0] if keys is not None else self.key_of.get(after["id"]))
+        return crossed
 
     # ---------------------------------------------------------------- discovery side
     def forget_port(self, session: str, name: str, chassis: str, reached: set) -> None:

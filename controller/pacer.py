@@ -194,6 +194,14 @@ def runs(pacer: Pacer, items: list, most: int | None = None):
         start = stop
 
 
+def c_runs(pacer: Pacer, count: int, per_unit: int = C_PER_UNIT):
+    """``(a, b)`` of runs of ``count`` items for the caller's C loops over ``items[a:b]``, ``per_unit`` items a pacer
+    unit: each run ends where ticks of those units would pause (``runs``), and is ticked once the caller has done it."""
+    for run in runs(pacer, range(0, count, per_unit)):
+        yield run.start, min(run.start + len(run) * per_unit, count)
+        pacer.tick(len(run))
+
+
 def unit_runs(pacer: Pacer, units: list):
     """``runs`` for items of ``units[i]`` units each: ``(start, stop)`` of runs of items that end where a
     ``tick(units[i])`` per item would pause (the caller ticks ``sum(units[start:stop])`` once it has done the run).

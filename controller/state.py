@@ -214,14 +214,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
     def _take_changes(self, read: commits.CommitRead) -> set[str]:
         """The binding index updated from a commit's changes as read (keys computed already), the journal told;
         returns the vports to re-resolve."""
-        crossed = set()  # Hyper-V vports on the ports of a KVM vport created or deleted (binding.py ``conflicting``)
-        for before, after, keys in read.vports:
-            if before is not None:
-                crossed |= self.index.crossed(self.index.key_of.get(before["id"]))
-                self.index.forget_vport(before)
-            if after is not None:
-                self.index.learn_vport(after, keys)
-                crossed |= self.index.crossed(keys[0] if keys is not None else self.index.key_of.get(after["id"]))
+        crossed = self.index.take_vports(read.vports)  # Hyper-V vports on the ports of a KVM vport created or
+        # deleted (binding.py ``conflicting``)
         if crossed:
             read.reached |= crossed
         if read.security:

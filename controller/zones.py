@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from itertools import compress, filterfalse, repeat
 from operator import add, and_, ne, not_
 
-from controller.pacer import C_PER_UNIT, NEVER, Pacer, c_ticks, runs
+from controller.pacer import C_PER_UNIT, NEVER, Pacer, c_runs, c_ticks
 from openflow.pacedsort import sorted_paced
 
 ZONE_LIMIT = 0xFF00  # vport zones are 1..0xFEFF; 0xFF00-0xFFFF are left to other stages (docs/pipeline.md)
@@ -44,12 +44,12 @@ def allocate_zones(keys, held=None, pacer: Pacer = NEVER) -> dict[int, int]:
     refused, the established ones keep their zones and connections.
 
     ``pacer`` is ticked per key hashed or kept (every ``KEYS_MASK + 1``), and per ``C_PER_UNIT`` keys sorted or placed
-    in C (openflow/pacedsort.py, ``_c_runs``)."""
+    in C (openflow/pacedsort.py, ``c_runs``)."""
     ordered = sorted_paced(list(keys), c_ticks(pacer, C_PER_UNIT), int)
     start, end = bisect_left(ordered, 1), bisect_left(ordered, ZONE_LIMIT)
     own, left = ordered[start:end], ordered[:start] + ordered[end:]
     zones: dict[int, int] = {}
-    for a, b in _c_runs(pacer, len(own)):
+    for a, b in c_runs(pacer, len(own)):
         zones.update(zip(own[a:b], own[a:b]))
     taken = set(own)
     probed = hashed_zones(left, 1, ZONE_LIMIT - 1, taken, pacer)
@@ -75,11 +75,11 @@ def hashed_zones(keys, first, span, taken=frozenset(), pacer: Pacer = NEVER) -> 
     at a zone further on, paths shortened as they are walked), not zone by zone: a run of 8,000 plain ports' zones
     was walked by every trunk vport hashed into it (0.8 s for 31,000 keys). ``pacer`` is ticked per key (every
     ``KEYS_MASK + 1`` keys), every ``WALK_MASK + 1`` zones a key's walk passes (a range nearly full: a walk of up to
-    the whole range, 300,000 bytecodes past the zone limit), and per ``C_PER_UNIT`` zones taken (``_c_runs``)."""
+    the whole range, 300,000 bytecodes past the zone limit), and per ``C_PER_UNIT`` zones taken (``c_runs``)."""
     taken = set(taken)
     count, last = len(taken), first + span - 1
     after, zones = {}, list(taken)
-    for a, b in _c_runs(pacer, len(zones)):
+    for a, b in c_runs(pacer, len(zones)):
         part = zones[a:b]
         part = list(compress(part, map(and_, map(first.__le__, part), map(last.__ge__, part))))
         after.update(zip(part, map(add, part, repeat(1))))
@@ -256,19 +256,12 @@ class Local:
         return {session: sorted(self.refused_vports.get(session, ())) for session in self.unzoned}
 
 
-def _c_runs(pacer: Pacer, count: int):
-    """``(a, b)`` of runs of ``count`` items for the caller's C loops over ``items[a:b]``, ``C_PER_UNIT`` items a pacer
-    unit: each run ends where ticks of those units would pause (``runs``), and is ticked once the caller has done it."""
-    for run in runs(pacer, range(0, count, C_PER_UNIT)):
-        yield run.start, min(run.start + len(run) * C_PER_UNIT, count)
-        pacer.tick(len(run))
-
 
 def _picked(names: list, values, selectors, pacer: Pacer) -> list:
     """The ``names`` picked by ``selectors(names[a:b], values[a:b])`` (truths, one a name, as ``compress`` takes), in
-    C loops a run at a time (``_c_runs``)."""
+    C loops a run at a time (``c_runs``)."""
     out: list = []
-    for a, b in _c_runs(pacer, len(names)):
+    for a, b in c_runs(pacer, len(names)):
         part = names[a:b]
         out += compress(part, selectors(part, values[a:b]))
     return out
@@ -292,4 +285,3 @@ def zones_status(view) -> dict:
     return {"count": sum(map(len, refused.values())),
             "switches": {session: {"count": len(vids), "vports": vids[:LOGGED_UNZONED]}
                          for session, vids in sorted(refused.items())}}
-

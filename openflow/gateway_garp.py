@@ -28,13 +28,15 @@ perhaps of another tenant whose gateway has the same address.
 
 from __future__ import annotations
 
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, eq
 
+from controller.pacer import NEVER, Pacer, runs
 from openflow.compiler import arp_answer, egress_actions
 from openflow.external import Garp, garp, still_active
 
 RECENT = 30.0  # seconds: an answer that changed this recently is announced again by a node taking over
-_VPORT_ID = attrgetter("vport_id")
+_VPORT_ID, _KIND, _ID = attrgetter("vport_id"), attrgetter("kind"), attrgetter("id")
 
 
 class GatewayAnnouncer:
@@ -44,16 +46,19 @@ class GatewayAnnouncer:
         self.answered: dict[tuple[str, int], tuple[str, str] | None] = {}  # (session, VNI) -> (address, MAC)
         self.changed_at: dict[str, dict[int, tuple[float, str]]] = {}  # session -> {VNI: (when, subnet id)}
 
-    def due(self, view, session: str, changed, now: float = 0.0) -> list[Garp]:
+    def due(self, view, session: str, changed, now: float = 0.0, pacer: Pacer = NEVER) -> list[Garp]:
         """(actions, frame) packet-outs for ``session`` after its desired state was handed out. ``changed``: the
         owners handed out (their subnets are looked at; a subnet new there is announced), or None when the switch
         was compiled whole (then every subnet on it is looked at and only a changed answer is announced: a
-        reconnect or a restart changes no MAC). ``now`` (time.monotonic()): when, for ``recent``."""
+        reconnect or a restart changes no MAC). ``now`` (time.monotonic()): when, for ``recent``. ``pacer`` (the
+        programming loop's) is ticked per VM looked at and announced to (``_to_vms``: a new subnet of 10,000 VMs)."""
         present = view.subnets_on(session)
         if changed is None:
             sids = sorted(present)
-        else:
-            sids = sorted(o.id for o in changed if o.kind == "subnet" and o.id in present)
+        else:  # (C loops: 10,000 vports' owners handed out)
+            owners = list(changed)
+            subnets = compress(owners, map(eq, map(_KIND, owners), repeat("subnet")))
+            sids = sorted(filter(present.__contains__, map(_ID, subnets)))
         due = []
         for sid in sids:
             sub = view.subnets.get(sid)
@@ -67,7 +72,7 @@ class GatewayAnnouncer:
                 continue
             self.changed_at.setdefault(session, {})[sub.vni] = (now, sid)
             due.append((sid, answer))
-        return _to_vms(view, session, due)
+        return _to_vms(view, session, due, pacer)
 
     def recent(self, view, session: str, now: float) -> list[Garp]:
         """The announcements due on ``session`` within the last ``RECENT`` seconds before ``now``, with what answers
@@ -85,19 +90,22 @@ class GatewayAnnouncer:
         self.changed_at.pop(session, None)
 
 
-def _to_vms(view, session: str, due: list[tuple[str, tuple[str, str]]]) -> list[Garp]:
+def _to_vms(view, session: str, due: list[tuple[str, tuple[str, str]]], pacer: Pacer = NEVER) -> list[Garp]:
     """For each (subnet id, answer (address, MAC)) of ``due`` in turn, a gratuitous ARP of the answer to each VM of
     that subnet on ``session``, in the subnet's order (while a pass pauses, ``by_subnet`` may still hold VMs gone:
-    ``still_placed`` leaves them out when sending)."""
+    ``still_placed`` leaves them out when sending). ``pacer`` ticked per VM looked at and per announcement made: the
+    View may change in its pauses (another pass), which ``still_placed`` covers as it does a batch's rounds."""
     out = []
-    vms = _vms_on(view, session, [sid for sid, _answer in due])
+    vms = _vms_on(view, session, [sid for sid, _answer in due], pacer)
     for sid, answer in due:
         frame = garp(answer[1], answer[0])
-        out += [Garp(egress_actions(ep), frame, ep) for ep in vms.get(sid, ())]
+        for run in runs(pacer, vms.get(sid, ())):
+            out += [Garp(egress_actions(ep), frame, ep) for ep in run]
+            pacer.tick(len(run))
     return out
 
 
-def _vms_on(view, session: str, sids: list[str]) -> dict[str, list]:
+def _vms_on(view, session: str, sids: list[str], pacer: Pacer = NEVER) -> dict[str, list]:
     """{subnet id: its VMs on ``session``, in the subnet's order} for ``sids``, read from whichever is shorter: the
     subnets' endpoints on every switch, or the switch's own endpoints (a live View's index by switch, sorted by vport
     id as a live View's subnet holds its vports). A takeover asks every switch in turn: with the subnets' walk alone
@@ -108,14 +116,15 @@ def _vms_on(view, session: str, sids: list[str]) -> dict[str, list]:
     subnets = sum(len(view.by_subnet.get(sid, ())) for sid in set(sids))
     own = view.endpoint_ids_on(session)
     if own is None or subnets <= len(own):
-        return {sid: [ep for ep in view.by_subnet.get(sid, ()) if ep.kind == "vport" and ep.session == session
-                      and ep.ofport] for sid in set(sids)}
+        return {sid: _vms_of(list(view.by_subnet.get(sid, ())), session, pacer) for sid in set(sids)}
     wanted, endpoints = {sid: [] for sid in sids}, view.endpoints
-    for eid in own:
-        ep = endpoints.get(eid)
-        group = wanted.get(ep.subnet_id) if ep is not None else None
-        if group is not None and ep.kind == "vport" and ep.session == session and ep.ofport:
-            group.append(ep)
+    for run in runs(pacer, list(own)):
+        for eid in run:
+            ep = endpoints.get(eid)
+            group = wanted.get(ep.subnet_id) if ep is not None else None
+            if group is not None and ep.kind == "vport" and ep.session == session and ep.ofport:
+                group.append(ep)
+        pacer.tick(len(run))
     for group in wanted.values():
         group.sort(key=_VPORT_ID)
     return wanted
@@ -128,6 +137,15 @@ def still_placed(view, vport) -> bool:
         return True
     now = view.endpoints.get(vport.vport_id)
     return now is vport or now is not None and now.kind == "vport" and _place(now) == _place(vport)
+
+
+def _vms_of(eps: list, session: str, pacer: Pacer) -> list:
+    """Of a subnet's endpoints ``eps`` (a copy: the View may change in the pauses), its VMs on ``session``."""
+    out = []
+    for run in runs(pacer, eps):
+        out += [ep for ep in run if ep.kind == "vport" and ep.session == session and ep.ofport]
+        pacer.tick(len(run))
+    return out
 
 
 def still_due(view, packet: Garp) -> bool:

@@ -32,7 +32,9 @@ listing or a count, run in another thread, copies them first.
 
 from __future__ import annotations
 
+import collections
 import itertools
+import operator
 from dataclasses import dataclass, field
 
 from openflow.flows import OWNER_KINDS, make_cookie
@@ -264,14 +266,13 @@ class FlowBook:
             self.desired = {o: fs for o, fs in flows_by_owner.items() if fs}
             self.dirty = None
             return
-        for owner in changed:
-            flows = flows_by_owner.get(owner)
-            if flows:
-                self.desired[owner] = flows
-            else:
-                self.desired.pop(owner, None)
+        owners = list(changed)  # (C loops: 10,000 vports bound were ~16 bytecodes each, in one stretch of the push)
+        flows = list(map(flows_by_owner.get, owners))
+        self.desired.update(itertools.compress(zip(owners, flows), flows))
+        collections.deque(map(self.desired.pop, itertools.compress(owners, map(operator.not_, flows)),
+                              itertools.repeat(None)), maxlen=0)
         if self.dirty is not None:
-            self.dirty |= set(changed)
+            self.dirty.update(owners)
 
     def _outdates(self, changed) -> bool:
         """Whether a new desired state with ``changed`` owners makes the plan in flight out of date: it changes one of

@@ -73,7 +73,7 @@ def test_a_batch_whose_every_packet_failed_ends():
 
 def test_a_hand_outs_gateway_announcements_are_one_green_thread(monkeypatch):
     glue = SimpleNamespace(pair=None, programmer=SimpleNamespace(view=object(), pacer=Pacer()),
-                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now: list(PACKETS)),
+                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now, pacer: list(PACKETS)),
                            during_pause=lambda s: None)
     rec = Rec()
     spawn_batch(monkeypatch, glue, lambda: CanopyApp._announce_gateways(glue, rec, "ovsdb:hv1", None))
@@ -85,7 +85,7 @@ def test_only_the_active_announces(monkeypatch, role, sent):
     spawned = []
     monkeypatch.setattr(announce_module.hub, "spawn", lambda fn, *args: spawned.append(fn))
     glue = SimpleNamespace(pair=SimpleNamespace(role=role), programmer=SimpleNamespace(view=object(), pacer=Pacer()),
-                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now: list(PACKETS)))
+                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now, pacer: list(PACKETS)))
     CanopyApp._announce_gateways(glue, Rec(), "ovsdb:hv1", None)
     assert len(spawned) == sent
 
@@ -116,7 +116,7 @@ def test_a_gateway_batch_stops_when_the_node_is_demoted_or_the_switch_stopped(mo
 
     glue = SimpleNamespace(pair=SimpleNamespace(role="active"), during_pause=during_pause,
                            programmer=SimpleNamespace(view=object(), pacer=Pacer()),
-                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now: list(PACKETS)))
+                           gateway_garp=SimpleNamespace(due=lambda view, session, changed, now, pacer: list(PACKETS)))
     spawn_batch(monkeypatch, glue, lambda: CanopyApp._announce_gateways(glue, rec, "ovsdb:hv1", None))
     assert rec.sent == FRAMES
 
