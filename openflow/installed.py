@@ -332,7 +332,7 @@ class FlowBook:
             del deletes[key]
         adopted = self._adopt_loose(adds, loose) if loose and adds else []
         if self.sharing.involved:
-            self._keep_shared(owners, desired, installed, adds, deletes)
+            self._keep_shared(planned, desired, installed, adds, deletes)  # (a dict: looked up, not walked)
         if arrivals and adds:
             self._skip_arrivals(paced(arrivals, tick), desired, installed, adds)
         return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
@@ -379,9 +379,12 @@ class FlowBook:
         """Of the planned owners' deletes, keep every flow another owner with the same bits (a hint collision) still
         has after the plan: in its desired set if it is planned too, else in its installed one (one flow on the
         switch for both; a flow that moves to an owner not installed yet is an add, kept above); of their adds, leave
-        out what another holds (``_skip_held``). Looks only at the planned owners involved in a collision:
-        ``intersection`` walks the smaller of the two sets."""
-        for owner in self.sharing.involved.intersection(owners):
+        out what another holds (``_skip_held``). Looks only at the planned owners involved in a collision, walking
+        the smaller of the two (``owners``: a dict or set of them)."""
+        involved = self.sharing.involved
+        mine = filter(owners.__contains__, involved) if len(involved) < len(owners) else \
+            filter(involved.__contains__, owners)
+        for owner in list(mine):
             old = installed.get(owner)
             if not old:  # a count's copy, taken while ``applied`` paused
                 continue
