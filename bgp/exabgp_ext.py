@@ -47,6 +47,7 @@ import os
 import re
 import sys
 import time
+from operator import methodcaller
 
 from bgp import routes
 from bgp.evpnwire import evpn_next_hop
@@ -493,8 +494,10 @@ _EVPN_FAMILY = (AFI.l2vpn, SAFI.evpn)
 
 
 def _is_evpn_single(message) -> bool:
-    return (isinstance(message, Update) and len(message.nlris) == 1
-            and message.nlris[0].family().afi_safi() == _EVPN_FAMILY)
+    if not isinstance(message, Update) or len(message.nlris) != 1:
+        return False
+    family = message.nlris[0].family()  # (Canopy's NLRIs: the one shared object, no tuple made)
+    return family is _EVPN_FAMILY_OBJECT or family.afi_safi() == _EVPN_FAMILY
 
 
 # Routes announced per UPDATE and next hop, at most: GoBGP re-encodes a received path's whole MP_REACH_NLRI
@@ -513,7 +516,9 @@ def _grouped_updates(self, grouped):
         if grouped and _is_evpn_single(message):
             if message.attributes is not group.attributes:
                 yield from group.flush()
-            yield from group.add(message.nlris[0], message.attributes)
+            full = group.add(message.nlris[0], message.attributes)
+            if full is not None:
+                yield full
             continue
         yield from group.flush()
         yield message
@@ -527,20 +532,36 @@ class _Group:
         self.attributes, self.by_hop = None, {}
 
     def add(self, nlri, attributes):
-        """Take ``nlri``; yields the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending."""
+        """Take ``nlri``; the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending, else
+        None (a return, not a generator: one a route was most of what grouping 10,000 withdrawals cost)."""
         self.attributes = attributes
-        hop = str(nlri.nexthop) if nlri.action == Action.ANNOUNCE else None
+        if nlri.action != Action.ANNOUNCE:  # a withdrawal: no next hop
+            pending = self.by_hop.get(None)
+            if pending is None:
+                pending = self.by_hop[None] = []
+            pending.append(nlri)
+            return None
+        hop = str(nlri.nexthop)
         pending = self.by_hop.setdefault(hop, [])
         pending.append(nlri)
-        if hop is not None and len(pending) >= ANNOUNCED_PER_UPDATE:
+        if len(pending) >= ANNOUNCED_PER_UPDATE:
             del self.by_hop[hop]
-            yield Update(pending, attributes)
+            return Update(pending, attributes)
+        return None
 
     def flush(self):
-        """The Update of everything pending (ExaBGP splits it per next hop and at the message size)."""
+        """The Update of everything pending (ExaBGP splits it per next hop and at the message size), its NLRIs in the
+        order ExaBGP sorts them (``Update._split_nlris``: ``sorted``, by ``index()``), sorted here by that key: a key
+        each, compared in C, and ExaBGP's sort then walks them once (10,000 withdrawals sorted by ``__lt__``, two
+        ``index()`` calls a comparison: 2.7 million bytecodes, a quarter of ExaBGP's share of evpn_routes' withdraw)."""
         if self.by_hop:
-            yield Update([nlri for pending in self.by_hop.values() for nlri in pending], self.attributes)
+            nlris = [nlri for pending in self.by_hop.values() for nlri in pending]
+            nlris.sort(key=_INDEX)
+            yield Update(nlris, self.attributes)
         self.attributes, self.by_hop = None, {}
+
+
+_INDEX = methodcaller("index")  # an NLRI's RIB index, which orders NLRIs (ExaBGP's ``NLRI.__lt__``)
 
 
 COMMANDS = ("announce evpn", "withdraw evpn")
