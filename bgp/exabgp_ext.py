@@ -576,7 +576,7 @@ class _Group:
 
     def add(self, nlri, attributes):
         """Take ``nlri``; the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending, else
-        None (a return, not a generator: one a route was most of what grouping 10,000 withdrawals cost)."""
+        None (returned: no generator made a route)."""
         self.attributes = attributes
         if nlri.action != Action.ANNOUNCE:  # a withdrawal: no next hop
             pending = self.by_hop.get(None)
