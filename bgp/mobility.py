@@ -22,7 +22,7 @@ import logging
 import weakref
 from collections import Counter, deque
 from itertools import compress, filterfalse, repeat
-from operator import attrgetter, itemgetter
+from operator import attrgetter, itemgetter, not_
 
 from bgp.duplicates import DuplicateMacs
 from bgp.importer import beats
@@ -76,11 +76,7 @@ class Mobility:
 
     def endpoints_of(self, keys) -> set:
         """The ids of the View's local endpoints of the (subnet, MAC) pairs ``keys`` as of the last update."""
-        keyed, ids = self._keyed, set()
-        for key in keys:
-            if key in keyed:
-                ids |= keyed[key]
-        return ids
+        return set().union(*filter(None, map(self._keyed.get, keys)))  # (in C: 10,000 MACs gone)
 
     def endpoints_on(self, session) -> set | frozenset:
         """The ids of the View's local endpoints on ``session`` as of the last update (read, not changed)."""
@@ -140,12 +136,10 @@ class Mobility:
             endpoints = self._view_feed.take() if self._view_feed is not None else None
         self._fed = None
         if endpoints is not None:  # (the endpoints named, kept as ``fed``; those of a tunnel IP's session added)
-            ids, tunnels = set(), []
-            for kind, item in endpoints:
-                if kind == "tunnel":
-                    tunnels.append(item)
-                else:
-                    ids.add(item)
+            items = list(endpoints)  # (kind, id) pairs, sorted in C loops (10,000 ports gone: 10,000 named)
+            tunnel = list(map("tunnel".__eq__, map(_FIRST, items)))
+            ids = set(map(_SECOND, compress(items, map(not_, tunnel))))
+            tunnels = list(map(_SECOND, compress(items, tunnel)))
             self._fed = endpoints = ids
             if tunnels:
                 endpoints = set(ids)

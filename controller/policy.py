@@ -59,6 +59,10 @@ class Policy:
     def get(self, kind, oid):
         return self.objects[kind].get(oid)
 
+    def getter(self, kind):
+        """``get`` of ``kind`` as one C function of the id (``map`` over 10,000 vport ids: no Python call each)."""
+        return self.objects[kind].get
+
     def all(self, kind):
         return self.objects[kind].values()
 

@@ -54,7 +54,7 @@ class BatchSwaps:
         p, v = self.state.policy, self.view
         # (State's and the View's tables are changed in place, never replaced: read once, not through _Pinned per vport)
         locations, endpoints, switches, subnets = self.state.locations, v.endpoints, v.switches, v.subnets
-        vports = list(map(p.get, repeat("vport"), run))
+        vports = list(map(p.getter("vport"), run))
         if policy_changed:
             for vid, vport in compress(zip(run, vports), map(policy_changed.__contains__, run)):
                 self._server(vid, vport)

@@ -26,7 +26,9 @@ no two routing flows of equal priority and match compete.
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import compress, filterfalse, repeat
 from functools import lru_cache
 
 from controller.derive import Endpoint, View
@@ -37,7 +39,7 @@ from openflow import pipeline as p
 from openflow.floods import group_ids, subnet_groups, to_vtep  # noqa: F401 (group_ids, to_vtep: API)
 from openflow.flows import OFPVID_PRESENT, Flow, Group, Owner, arp_reply_actions, flow
 from openflow.meters import punt
-from openflow.owners import owners_of, present  # noqa: F401 (owners_of: API)
+from openflow.owners import gone_endpoints, owners_of, present  # noqa: F401 (owners_of: API)
 
 ETH_IP, ETH_ARP, UDP, ICMP = 0x0800, 0x0806, 17, 1
 MCAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -65,12 +67,11 @@ class Desired:
         return {g.group_id: g for gs in self.groups.values() for g in gs}
 
     def update(self, other: "Desired", owners) -> None:
-        """Replace the given owners' flows and groups with ``other``'s (absent there = removed)."""
-        for owner in owners:
-            self.flows.pop(owner, None)
-            self.groups.pop(owner, None)
-        self.flows.update({o: fs for o, fs in other.flows.items() if fs})
-        self.groups.update({o: gs for o, gs in other.groups.items() if gs})
+        """Replace the given owners' flows and groups with ``other``'s (absent there = removed); in C loops."""
+        deque(map(self.flows.pop, owners, repeat(None)), 0)
+        deque(map(self.groups.pop, owners, repeat(None)), 0)
+        self.flows.update(compress(other.flows.items(), other.flows.values()))  # (those with flows: truthy)
+        self.groups.update(compress(other.groups.items(), other.groups.values()))
 
 
 class Shared:
@@ -93,8 +94,7 @@ class Shared:
         self.memo = {"view": view}
 
     def forget(self, owners) -> None:
-        for owner in owners:
-            self.flows.pop(owner, None)
+        deque(map(self.flows.pop, owners, repeat(None)), 0)
 
     def drop_empty(self, owners) -> None:
         """Of ``owners`` (whose inputs changed), those without a flow in any variant compiled are not kept: an owner
@@ -265,6 +265,12 @@ def compile_owners(view: View, session: str, owners, shared: Shared | None = Non
     shared = shared or Shared()
     out = Desired()
     sw = view.switches[session]
+    owners = owners if type(owners) is list else list(owners)
+    gone = gone_endpoints(view, owners)  # (a withdraw's 10,000: nothing to compile, found in C)
+    if gone:
+        out.flows.update(dict.fromkeys(gone, EMPTY))
+        shared.pacer.tick(len(gone) // OWNERS_PER_TICK)
+        owners = list(filterfalse(out.flows.__contains__, owners))
     for n, owner in enumerate(owners, 1):
         if n % OWNERS_PER_TICK == 0:  # most may be compiled already (shared): still a turn now and then
             shared.pacer.tick()

@@ -32,16 +32,21 @@ listing or a count, run in another thread, copies them first.
 
 from __future__ import annotations
 
-import collections
 import itertools
-import operator
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import chain, compress, repeat
+from operator import itemgetter, not_, truth
 
-from openflow.flows import OWNER_KINDS, make_cookie
+from openflow.flowkeys import OwnersByBits, flow_keys, flow_orders, owner_bits
 from openflow.pacedsort import sorted_paced
 
 EMPTY: frozenset = frozenset()
 CHUNK = 512  # flows between two ticks of a paced plan, diff or listing (each ``tick(CHUNK)``)
+OWNERS_RUN = 64  # planned owners looked at in C loops between two ticks (a gone owner's flows deleted whole)
+
+
+_KEY_OF_PAIR = itemgetter(0)
 
 
 def _no_tick(units: int) -> None:
@@ -147,13 +152,22 @@ class FlowPlan:
     adopted: list = field(default_factory=list)  # keys in ``loose`` a planned owner wants: held, not added again
 
 
+def _delete_all(flows: list, rejected: dict, deletes: dict, kept: dict) -> None:
+    """``flows`` (gone owners' installed flows) into ``deletes`` by key, those of a key the switch refused into
+    ``kept``: keyed and filed in C loops (10,000 withdrawn MACs: 30,000 deletes, ~20 bytecodes each a flow at a
+    time; flows installed were keyed when planned: ``flowkeys.flow_keys``)."""
+    if not flows:
+        return
+    pairs = list(zip(flow_keys(flows), flows))
+    if not rejected:
+        deletes.update(pairs)
+        return
+    refused = list(map(rejected.__contains__, map(_KEY_OF_PAIR, pairs)))
+    kept.update(compress(pairs, refused))
+    deletes.update(compress(pairs, map(not_, refused)))
+
+
 ALL = frozenset({None})  # FlowBook._planning of a full plan: every owner (compared by identity)
-
-
-def owner_bits(flows) -> int:
-    """The upper half of the cookies of an owner's flows (``flows``: a non-empty set of them): Canopy's mark, the
-    owner's kind and the 20-bit hint of its id (openflow/flows.py), read from a cookie already computed."""
-    return next(iter(flows)).cookie >> 32
 
 
 def shared_flows(flows_by_owner: dict, tick=_no_tick) -> dict:
@@ -176,69 +190,6 @@ def shared_flows(flows_by_owner: dict, tick=_no_tick) -> dict:
 
 def _one(_) -> int:
     return 1
-
-
-class OwnersByBits:
-    """The installed owners by their cookies' upper half (``owner_bits``). Almost every value has one owner, kept
-    as itself; a set where a hint collides, its owners in ``involved``."""
-
-    def __init__(self):
-        self._owners: dict = {}  # owner bits -> Owner, or the set of Owners that share them
-        self.involved: set = set()  # the owners that share their bits with another installed owner
-
-    def add(self, owner, flows) -> None:
-        bits = owner_bits(flows)
-        held = self._owners.setdefault(bits, owner)
-        if held is owner:  # almost always: bits of its own
-            return
-        if type(held) is set:
-            held.add(owner)
-            self.involved.add(owner)
-        elif held != owner:
-            self._owners[bits] = {held, owner}
-            self.involved.update((held, owner))
-
-    def discard(self, owner, flows) -> None:
-        """``owner`` is no longer installed (``flows``: what it had)."""
-        bits = owner_bits(flows)
-        held = self._owners.get(bits)
-        if held is owner:
-            del self._owners[bits]
-        elif type(held) is set:
-            held.discard(owner)
-            self.involved.discard(owner)
-            if len(held) == 1:
-                self._owners[bits] = last = held.pop()
-                self.involved.discard(last)
-        elif held == owner:
-            del self._owners[bits]
-
-    def others(self, owner, flows) -> tuple:
-        """The other installed owners with the bits of ``owner`` (itself installed or not; ``flows``: a non-empty set
-        of its flows)."""
-        held = self._owners.get(owner_bits(flows))
-        if type(held) is set:
-            return tuple(held - {owner})
-        return () if held is None or held == owner else (held,)
-
-    def any_twin_in(self, owners, among) -> bool:
-        """Whether an installed owner with the bits of one of ``owners`` (installed or not; none of them in
-        ``among``) is in ``among``. Computes each owner's bits from its kind and id (~0.5 µs); a kind no flow has
-        has no bits."""
-        get = self._owners.get
-        for owner in owners:
-            if owner.kind not in OWNER_KINDS:
-                continue
-            held = get(make_cookie(owner, 0) >> 32)
-            if held is None or held == owner:
-                continue
-            if held in among if type(held) is not set else not held.isdisjoint(among):
-                return True
-        return False
-
-    def clear(self) -> None:
-        self._owners.clear()
-        self.involved.clear()
 
 
 class FlowBook:
@@ -266,13 +217,12 @@ class FlowBook:
             self.desired = {o: fs for o, fs in flows_by_owner.items() if fs}
             self.dirty = None
             return
-        owners = list(changed)  # (C loops: 10,000 vports bound were ~16 bytecodes each, in one stretch of the push)
-        flows = list(map(flows_by_owner.get, owners))
-        self.desired.update(itertools.compress(zip(owners, flows), flows))
-        collections.deque(map(self.desired.pop, itertools.compress(owners, map(operator.not_, flows)),
-                              itertools.repeat(None)), maxlen=0)
+        changed = changed if type(changed) is list else list(changed)  # (walked three times, in C: 10,000 gone)
+        flows = list(map(flows_by_owner.get, changed))
+        self.desired.update(compress(zip(changed, flows), map(truth, flows)))
+        deque(map(self.desired.pop, compress(changed, map(not_, flows)), repeat(None)), 0)
         if self.dirty is not None:
-            self.dirty.update(owners)
+            self.dirty.update(changed)
 
     def _outdates(self, changed) -> bool:
         """Whether a new desired state with ``changed`` owners makes the plan in flight out of date: it changes one of
@@ -337,8 +287,8 @@ class FlowBook:
         if keep:
             plan.kept += plan.deletes
             plan.deletes = []
-        plan.adds = sorted_paced(plan.adds, tick, reverse=True, key=flow_order)
-        plan.deletes = sorted_paced(plan.deletes, tick, key=flow_order)
+        plan.adds = sorted_paced(plan.adds, tick, reverse=True, keys_of=flow_orders)
+        plan.deletes = sorted_paced(plan.deletes, tick, keys_of=flow_orders)
         return plan
 
     def _full(self, desired: dict, rejected: dict, tick) -> FlowPlan:
@@ -365,16 +315,35 @@ class FlowBook:
         arrivals = []  # planned owners not installed: one may want a flow a colliding owner holds
         installed = self.installed if installed is None else installed
         loose = self.loose if loose is None else loose
-        for owner in owners:
-            new, old = desired.get(owner, EMPTY), installed.get(owner, EMPTY)
-            planned[owner] = new
+        owners = owners if type(owners) is list else list(owners)
+        for start in range(0, len(owners), OWNERS_RUN):
+            part = owners[start:start + OWNERS_RUN]
+            news, olds = list(map(desired.get, part, repeat(EMPTY))), list(map(installed.get, part, repeat(EMPTY)))
+            planned.update(zip(part, news))
+            went = list(map(not_, news))
+            gone = list(compress(olds, went))
+            _delete_all(list(chain.from_iterable(gone)), rejected, deletes, kept)
+            tick(sum(map(len, gone)) + len(gone))  # a flow keyed, an owner looked at (as for those staying)
+            self._plan_staying(compress(zip(part, news, olds), map(truth, news)), rejected, tick, adds, deletes, kept,
+                               arrivals)
+        if not keep:
+            deletes.update((k, v) for k, v in paced(loose.items(), tick) if k not in rejected)
+        for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
+            del deletes[key]
+        adopted = self._adopt_loose(adds, loose) if loose and adds else []
+        if self.sharing.involved:
+            self._keep_shared(planned, desired, installed, adds, deletes)  # (a dict: looked up, not walked)
+        if arrivals and adds:
+            self._skip_arrivals(paced(arrivals, tick), desired, installed, adds)
+        return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
+                        kept=list(kept.items()), adopted=adopted)
+
+    @staticmethod
+    def _plan_staying(triples, rejected: dict, tick, adds: dict, deletes: dict, kept: dict, arrivals: list) -> None:
+        """``_by_owner``'s adds and deletes of the planned owners that want flows: (owner, new, old) of each."""
+        for owner, new, old in triples:
             tick(len(new) + len(old) + 1)  # a flow keyed (its cookie computed the first time), an owner looked at
             if new is old:
-                continue
-            if not new:  # the owner went (10,000 EVPN MACs withdrawn: 30,000 deletes): its flows, no key map
-                for f in old:
-                    key = f.key
-                    (kept if key in rejected else deletes)[key] = f
                 continue
             if not old:  # the owner came (10,000 ports bound: their flows, no key map)
                 arrivals.append(owner)
@@ -389,17 +358,6 @@ class FlowBook:
             for key, item in old_keys.items():
                 if key not in new_keys:
                     (kept if key in rejected else deletes)[key] = item
-        if not keep:
-            deletes.update((k, v) for k, v in paced(loose.items(), tick) if k not in rejected)
-        for key in adds.keys() & deletes.keys():  # moved between owners with the same cookie: keep it
-            del deletes[key]
-        adopted = self._adopt_loose(adds, loose) if loose and adds else []
-        if self.sharing.involved:
-            self._keep_shared(owners, desired, installed, adds, deletes)
-        if arrivals and adds:
-            self._skip_arrivals(paced(arrivals, tick), desired, installed, adds)
-        return FlowPlan(adds=list(adds.items()), deletes=list(deletes.items()), owners=planned,
-                        kept=list(kept.items()), adopted=adopted)
 
     def kept_count(self, plan: FlowPlan) -> int:
         """The flows kept (not deleted) once ``plan``, made with ``keep``, is applied: a full plan's ``kept`` holds the
@@ -421,9 +379,12 @@ class FlowBook:
         """Of the planned owners' deletes, keep every flow another owner with the same bits (a hint collision) still
         has after the plan: in its desired set if it is planned too, else in its installed one (one flow on the
         switch for both; a flow that moves to an owner not installed yet is an add, kept above); of their adds, leave
-        out what another holds (``_skip_held``). Looks only at the planned owners involved in a collision:
-        ``intersection`` walks the smaller of the two sets."""
-        for owner in self.sharing.involved.intersection(owners):
+        out what another holds (``_skip_held``). Looks only at the planned owners involved in a collision, walking
+        the smaller of the two (``owners``: a dict or set of them)."""
+        involved = self.sharing.involved
+        mine = filter(owners.__contains__, involved) if len(involved) < len(owners) else \
+            filter(involved.__contains__, owners)
+        for owner in list(mine):
             old = installed.get(owner)
             if not old:  # a count's copy, taken while ``applied`` paused
                 continue
@@ -464,17 +425,21 @@ class FlowBook:
             self.installed = {}
             self.loose = {}
             self.sharing.clear()
-        for owner, flows in paced_sets(plan.owners.items(), tick, flows=_pair_size):
-            if rejected and any(f.key in rejected for f in flows):
-                flows = frozenset(f for f in flows if f.key not in rejected)
-            if flows:
-                if owner not in self.installed:
-                    self.sharing.add(owner, flows)
-                self.installed[owner] = flows
-            else:
-                old = self.installed.pop(owner, None)
-                if old is not None:
-                    self.sharing.discard(owner, old)
+        owners, sets = list(plan.owners), list(plan.owners.values())
+        for start in range(0, len(owners), CHUNK):
+            part, wanted = owners[start:start + CHUNK], sets[start:start + CHUNK]
+            gone = list(compress(part, map(not_, wanted)))
+            self._uninstall(gone)  # (a gone owner's set is empty: no flow of it can be rejected)
+            tick(len(gone))
+            for owner, flows in paced_sets(compress(zip(part, wanted), wanted), tick, flows=_pair_size):
+                if rejected and any(f.key in rejected for f in flows):
+                    flows = frozenset(f for f in flows if f.key not in rejected)
+                if flows:
+                    if owner not in self.installed:
+                        self.sharing.add(owner, flows)
+                    self.installed[owner] = flows
+                else:
+                    self._uninstall((owner,))
         for key in plan.adopted:  # now an owner's (planned): no longer loose
             self.loose.pop(key, None)
         if rejected or self.loose:  # else nothing deleted can be loose: no need to look each delete up
@@ -485,6 +450,12 @@ class FlowBook:
                     self.loose.pop(key, None)
         self.loose.update(plan.kept)
         self._changes += 1  # a count taken in a pause above saw the record half written: not the book's now
+
+    def _uninstall(self, owners) -> None:
+        """``owners`` (distinct) no longer installed: out of ``installed`` and ``sharing``, in C loops."""
+        olds = list(map(self.installed.pop, owners, repeat(None)))
+        held = list(map(truth, olds))  # (an installed set is never empty)
+        self.sharing.discard_all(list(compress(owners, held)), list(compress(olds, held)))
 
     # ------------------------------------------------------------------------------ reading
 

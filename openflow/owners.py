@@ -4,6 +4,9 @@ and the owners of the security policy, external networks and the metadata servic
 
 from __future__ import annotations
 
+from itertools import compress
+from operator import itemgetter, not_
+
 from controller.derive import View
 from openflow import acl, activation, external, metadata
 from openflow.flows import Owner
@@ -31,6 +34,15 @@ def present(view: View, session: str, owner: Owner) -> bool:
 
 
 ENDPOINT_KINDS = frozenset({"vport", "vtep_mac", "evpn"})  # the owners of endpoints (derive.Endpoint.kind)
+_KIND, _ID = itemgetter(0), itemgetter(1)  # an Owner's fields (a NamedTuple), read in C
+
+
+def gone_endpoints(view: View, owners: list) -> list:
+    """Those of ``owners`` (a list) of an endpoint's kind whose endpoint the view no longer has: present on no switch
+    (``present``: False), found by C loops (10,000 vports' ports gone: 10,000 owners compiled to nothing, ~50
+    bytecodes each asked one at a time)."""
+    missing = list(compress(owners, map(not_, map(view.endpoints.__contains__, map(_ID, owners)))))
+    return list(compress(missing, map(ENDPOINT_KINDS.__contains__, map(_KIND, missing))))
 
 
 def _endpoint_present(view: View, session: str, owner: Owner) -> bool:

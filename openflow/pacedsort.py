@@ -23,17 +23,20 @@ RUN = 2048  # keys sorted at once in C, and the most a merge's step takes from o
 _INT = frozenset((int,))  # the key types sorted as ints: int alone (a bool or a float may equal an int)
 
 
-def sorted_paced(items: list, tick, key, reverse: bool = False, run: int = RUN) -> list:
+def sorted_paced(items: list, tick, key=None, reverse: bool = False, run: int = RUN, keys_of=None) -> list:
     """``items`` sorted by ``key(item)`` as ``sorted`` would (stable: items of equal keys keep their order, ``reverse``
     too), calling ``tick(n)`` after every piece of work on n items: keying ``CHUNK`` items, sorting a run of ``run``
     keys, a merge's step of at most 2 x ``run``, taking ``CHUNK`` items out. Keys: any hashable ones that ``sorted``
     compares (ints, when every key is one, the fastest; the items are found again by key in a dict). ``items`` must
-    not change meanwhile (the caller's copy)."""
+    not change meanwhile (the caller's copy). ``keys_of`` instead of ``key``: the keys of a list of items as a list
+    (made in C loops: openflow/flowkeys.py ``flow_orders``, no Python call an item)."""
+    keys_of = keys_of or (lambda part: list(map(key, part)))
     if len(items) <= CHUNK:
-        ordered = sorted(items, key=key, reverse=reverse)
+        keys = keys_of(items)
+        order = sorted(range(len(items)), key=keys.__getitem__, reverse=reverse)  # (stable, as sorted of the items)
         tick(len(items))
-        return ordered
-    keys, ints = _keys(items, key, tick)
+        return list(map(items.__getitem__, order))
+    keys, ints = _keys(items, keys_of, tick)
     by_key = _by_key(keys, items, tick) if ints else {}
     if len(by_key) < len(items):  # keys not all ints, or equal ones: each made distinct by its item's place
         indexes = range(len(items) - 1, -1, -1) if reverse else range(len(items))  # (ties in order once reversed)
@@ -49,12 +52,12 @@ def sorted_paced(items: list, tick, key, reverse: bool = False, run: int = RUN) 
     return out
 
 
-def _keys(items: list, key, tick) -> tuple[list, bool]:
-    """(the key of each item, whether every key's type is int), in C but the key."""
+def _keys(items: list, keys_of, tick) -> tuple[list, bool]:
+    """(the key of each item, whether every key's type is int), in C but ``keys_of``."""
     keys: list = []
     ints = True
     for start in range(0, len(items), CHUNK):
-        made = list(map(key, items[start:start + CHUNK]))
+        made = keys_of(items[start:start + CHUNK])
         ints = ints and set(map(type, made)) <= _INT
         keys += made
         tick(len(made))

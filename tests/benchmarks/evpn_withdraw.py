@@ -15,6 +15,10 @@ switch's desired state and changed owners as the app's ``_push`` does, and its r
 the plan, the encoding, the change set recorded applied) until in sync, against a switch that answers at once and
 has meters (none of these vports has an ofport, so none has one). State's and the reconciler's pacers tick as the
 app's (``STATE_EVERY``, ``RECONCILE_EVERY``) and pause into nothing. The collector is off as in the controller.
+Apart from the five (another process's): ExaBGP taking the withdraw's command lines, Canopy's extension in this process
+(``ExaBGPSide``): each line as ExaBGP's reader formats it, dispatched to its API (the routes parsed, their changes
+built and put in a real neighbor's outgoing RIB, which held the announced ones), then the UPDATEs the RIB yields
+packed for a session of 4,096-byte messages, as to GoBGP (not the socket, nor ExaBGP's reactor loop).
 ``--count``: each step's Python bytecodes (``sys.settrace`` opcodes) in a run of its own after the timed ones
 (independent of the machine's load); ``--functions N``: with it, the N functions that ran the most bytecodes of their
 own in the push (which function's work grew between two checkouts). ``--profile FILE``: cProfile of the first run's
@@ -35,6 +39,7 @@ from tests.bytecodes import ByFunction, Bytecodes
 
 STEPS = ("State takes the report (unbinding; withdrawn at unbind)", "View delta", "compile", "publish")
 PUSH = "push: kvm1's reconciler handed the changes, its rounds"
+EXABGP = "ExaBGP takes the withdraw lines (parse, RIB, UPDATEs packed)"
 SESSION = "vrs:kvm1"
 RECONCILE_EVERY = 1000  # as controller/app.py
 PUSHED: list = []  # each run's push meter (``--functions``: the last one's by function)
@@ -67,6 +72,37 @@ def hand_out(rec, programmer) -> None:
     raise SystemExit("kvm1's reconciler still sending after 10 rounds")
 
 
+class ExaBGPSide:
+    """ExaBGP with Canopy's extension in this process: the speaker's command lines (a booked speaker's ``commands``)
+    dispatched as ExaBGP's reader hands them to its API, to a real neighbor's outgoing RIB
+    (tests/unit/exabgp_cases.py ``FakeReactor``), and the UPDATEs it yields packed (4,096-byte messages)."""
+
+    def __init__(self, speaker):
+        import copy
+
+        from bgp.exabgp_codec import _codec
+        from tests.unit.exabgp_cases import FakeReactor
+
+        self.speaker, self.reactor, self.taken = speaker, FakeReactor(), 0
+        self.negotiated = copy.copy(_codec(65000, 65001)[1])
+        self.negotiated.msg_size = 4096
+        self.take()  # the announcements so far: the RIB holds them, sent
+
+    def take(self) -> int:
+        """The lines the speaker wrote since the last call, taken; the UPDATE messages they made (their count)."""
+        from exabgp.configuration.core.format import formated
+
+        from tests.unit.exabgp_cases import dispatch
+
+        lines = self.speaker.commands[self.taken:]
+        self.taken += len(lines)
+        for line in lines:
+            dispatch(self.reactor, formated(line))
+        if self.reactor.acks.count("done") != len(self.reactor.acks):
+            raise SystemExit(f"ExaBGP refused a command: {self.reactor.acks}")
+        return len([m for update in self.reactor.rib.updates(True) for m in update.messages(self.negotiated)])
+
+
 class Clock:
     """Thread CPU time inside ``with``."""
 
@@ -90,6 +126,7 @@ def run(n: int, meter=Clock, profiler=None) -> dict:
     programmer.refresh()
     federation.publish(programmer.view)
     rec = reconciler(programmer)
+    exabgp = ExaBGPSide(federation.speaker)
     state.pacer = Pacer(lambda: None, STATE_EVERY)  # ticks as the app's; the pauses run nothing here
     kept = full.ports[:2]  # the tunnel port and w1
     gone = frozenset(port.name for port in full.ports[2:])
@@ -104,9 +141,14 @@ def run(n: int, meter=Clock, profiler=None) -> dict:
                 hand_out(rec, programmer)
             out[PUSH] = m.count
             PUSHED.append(m)
+            with meter() as m:
+                updates = exabgp.take()
+            out[EXABGP] = m.count
         finally:
             if profiler is not None:
                 profiler.disable()
+    if updates < 1 or len(list(exabgp.reactor.rib.cached_changes())) != len(federation.speaker.desired):
+        raise SystemExit("ExaBGP's RIB does not hold what the speaker wants")
     if sum(1 for route in federation.speaker.desired.values() if route.TYPE == 2) != 1:
         raise SystemExit("the speaker holds other type 2 routes than w1's")
     if len(state.locations) != 1:
@@ -138,14 +180,17 @@ def main(argv=None) -> int:
     for step in STEPS + (PUSH,):
         values = sorted(r[step] * 1000 for r in runs)
         print(f"  {step:58s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
-    total = sorted(sum(r.values()) * 1000 for r in runs)
+    total = sorted(sum(r[step] for step in STEPS + (PUSH,)) * 1000 for r in runs)
     print(f"  {'all five':58s} {statistics.median(total):8.1f} ({total[0]:.1f}-{total[-1]:.1f})")
+    values = sorted(r[EXABGP] * 1000 for r in runs)
+    print(f"  {EXABGP:58s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
     if args.count:
         counted = run(args.routes, ByFunction if args.functions else Bytecodes)
         print("Python bytecodes")
         for step in STEPS + (PUSH,):
             print(f"  {step:58s} {counted[step]:>12,}")
-        print(f"  {'all five':58s} {sum(counted.values()):>12,}")
+        print(f"  {'all five':58s} {sum(counted[step] for step in STEPS + (PUSH,)):>12,}")
+        print(f"  {EXABGP:58s} {counted[EXABGP]:>12,}")
     if args.count and args.functions:
         print(f"the push's {args.functions} functions with the most bytecodes of their own")
         for name, count in PUSHED[-1].top(args.functions):
