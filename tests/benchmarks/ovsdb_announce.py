@@ -29,8 +29,8 @@ process. ``--profile FILE``: cProfile of the first run's phases (one profile, gr
 ``--profile-to-routes``: each until the speaker holds its routes, without the View delta and publish). ``--steps``:
 each phase's CPU to the speaker's routes split into the intake's steps (``Steps``: JSON decode, the IDL's parse and
 apply with its notifications, the slicing and the rest of the IDL's update, the reporter, State), each exclusive of the
-steps it calls (a few calls per update: the timers cost nothing measurable). ``--count``: each figure in Python
-bytecodes too, in one more run whose phases are traced (tests/bytecodes.py; the harness's polls untraced): the work,
+steps it calls (a few calls per update: the timers cost nothing measurable). ``--count``: the withdraw's figures in Python
+bytecodes too, in one more run whose withdraw is traced (tests/bytecodes.py; the harness's polls untraced): the work,
 whatever the machine's load; ``--functions N``: the N functions with the most bytecodes of their own in the withdraw's
 intake. Run with
 PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not collected by pytest.
@@ -227,8 +227,6 @@ def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: boo
         phases = (("announce", add_ports_ops(vports), n + 1),
                   ("ofport", ofport_ops(), n + 1),
                   ("withdraw", None, 1))
-        if traced:
-            sys.settrace(clock.counter._trace)  # (the tracer's own frames run untraced)
         for phase, ops, routes in phases:
             if phase == "ofport":
                 cpu.update(ofport_phase(db, state, ops, profiler if phase in profiled else None))
@@ -240,6 +238,8 @@ def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: boo
                 requests.append(json.dumps({"method": "transact", "params": ["Open_vSwitch", *MARKER], "id": 0})
                                 .encode())
             gc.collect()
+            if traced and phase == "withdraw":  # (traced, the announce takes minutes: a session may time out)
+                sys.settrace(clock.counter._trace)
             commands = len(speaker.commands)
             if profiler is not None and phase in profiled:
                 profiler.enable()
@@ -385,7 +385,7 @@ def main(argv=None) -> int:
                         help="profile each phase until the speaker holds its routes (not the View delta, publish)")
     parser.add_argument("--steps", action="store_true", help="split each phase's intake into its steps (Steps)")
     parser.add_argument("--count", action="store_true",
-                        help="also each figure in Python bytecodes, in one more run (the phases traced)")
+                        help="also the withdraw's figures in Python bytecodes, in one more run (its withdraw traced)")
     parser.add_argument("--functions", type=int, default=0, metavar="N",
                         help="with --count: the N functions that ran the most bytecodes of their own in the "
                              "withdraw's intake")
@@ -414,8 +414,10 @@ def main(argv=None) -> int:
         print(f"  {step:82s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
     if args.count:
         counted = counted_run(args.ports, args.functions)
-        print(f"Python bytecodes, per port (of {args.ports:,})")
+        print(f"the withdraw in Python bytecodes, per port (of {args.ports:,})")
         for step, count in counted.items():
+            if not step.startswith("withdraw"):
+                continue
             per = "" if "count" in step else f"{count / args.ports:10,.1f}"
             print(f"  {step:82s} {count:>12,.0f} {per}")
     if clock.top:
@@ -426,8 +428,8 @@ def main(argv=None) -> int:
 
 
 def counted_run(n: int, functions: int) -> dict:
-    """``run`` with its phases traced (``Meter``): each figure in bytecodes; ``functions``: the top ones of the
-    withdraw's intake kept in ``clock.top``."""
+    """``run`` with its withdraw phase traced (``Meter``): its figures in bytecodes; ``functions``: the top ones of
+    the withdraw's intake kept in ``clock.top``."""
     from tests.bytecodes import ByFunction, Bytecodes
 
     clock.counter = ByFunction() if functions else Bytecodes()

@@ -576,6 +576,32 @@ def test_a_set_difference_looks_each_element_up_once_and_gives_what_ovs_gives(mo
     assert ports == {U[3], U[4], *P[30:], U[0]}
 
 
+def test_a_set_difference_removing_many_is_applied_in_place_hashing_each_once_as_ovs_gives_it(monkeypatch):
+    """update2's difference of a set of uuids that only removes, many at once (a big delete's slice of a bridge's
+    ``ports``: ovsdb/idl/datums.py ``drop_uuids``): not parsed, each element found by its number and popped by the
+    set's own atom, one hash each; the same rows and notifications (old values included) as ovs. One that also adds
+    is toggled as ever (the same again); one naming an element twice is parsed, and refused, as before."""
+    for ports in ([*P[:30]], [*P[:30], U[0]], [*P[:30], P[0]]):
+        ours_and_ovs = both()
+        for update in [UPDATES[0], DELETES[0]]:
+            for recorded in ours_and_ovs:
+                recorded.feed(update)
+        change = {"Bridge": {U[1]: {"modify": {"ports": ["set", [["uuid", p] for p in ports]]}}}}
+        plain, paced = ours_and_ovs
+        plain.feed(change)
+        hashed = []
+        real = ovs.db.data.Atom.__hash__
+        monkeypatch.setattr(ovs.db.data.Atom, "__hash__", lambda atom: hashed.append(atom.value) or real(atom))
+        paced.feed(change)
+        monkeypatch.setattr(ovs.db.data.Atom, "__hash__", real)
+        if ports[-1] == P[0]:
+            assert "column ports" in paced.idl.refused and "duplicate" in paced.idl.refused, paced.idl.refused
+            continue
+        uuids = sum(1 for value in hashed if isinstance(value, uuid.UUID))
+        assert uuids == 30 if len(ports) == 30 else uuids >= 2 * 30, (ports[-1], uuids)
+        assert paced.data() == plain.data() and paced.notices == plain.notices
+
+
 def test_a_deleted_rows_change_is_recorded_without_a_call_per_row(monkeypatch):
     """A big delete notifies 20,000 rows (10,000 ports and their interfaces): each one's change is written straight
     into the tracked changes (``RowChanges.rows``, ``rowchanges.deletion``), not through ``RowChanges.record`` and
