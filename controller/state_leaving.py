@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from itertools import chain, compress, repeat
+from operator import attrgetter, eq, is_, itemgetter, not_
 
 log = logging.getLogger("canopy.state")
 
 LEAVING_CHUNK = 1000  # vports told (their withdrawals handed over) between two chances to pause (``State.pacer``)
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
+_AT = attrgetter("session", "port", "vlan")  # a Location's spot
 LEAVING_LEAD = 100  # the first chunk's: its withdrawals leave at the first pause, after ~1 ms of work, not ~10-25 ms
 
 
@@ -66,11 +70,21 @@ class Leaving:
                 log.exception("leaving listener %r failed", left)
 
     def _leaving_vports(self, session: str, names: list[str]) -> list:
-        """Of the vports the ports ``names`` of ``session`` show, those located there that nothing else shows."""
-        index, locations = self.index, self.locations
+        """Of the vports the ports ``names`` of ``session`` show, those located there that nothing else shows. In C
+        loops (``map``) when none of the ports is an ESXi trunk (``_leaving_keyed``): 10,000 ports deleted at once
+        took ~76 Python bytecodes each here."""
+        index = self.index
         shown = index.shown.get(session)
         if not shown:
             return []
+        entries = list(chain.from_iterable(map(shown.get, names, repeat(()))))  # (kind, key) of each port's sightings
+        if "trunk" not in map(_FIRST, entries):
+            return _leaving_keyed(index, self.locations, list(map(_SECOND, entries)))
+        return self._leaving_one_by_one(session, names, shown)
+
+    def _leaving_one_by_one(self, session: str, names: list[str], shown: dict) -> list:
+        """``_leaving_vports`` port by port (an ESXi trunk among them: its sightings are of another kind)."""
+        index, locations = self.index, self.locations
         sightings, vport_at, static_of, out = index.sightings, index.vport_at, index.static_of, []
         for name in names:
             for kind, key in shown.get(name, ()):
@@ -83,6 +97,23 @@ class Leaving:
                         len(sightings.get(bkey, ())) == 1 and vid not in static_of:
                     out.append(vid)
         return out
+
+
+def _leaving_keyed(index, locations: dict, keys: list) -> list:
+    """The vports of the sightings ``keys`` (``(spot, binding key)``, spot = (session, port, vlan)) located at that
+    very spot, with no VLAN, shown there alone and without an ESXi static binding, in order: ``_leaving_one_by_one``'s
+    rule, in C loops. A located vport shown by one spot alone (and no static binding) is located at that spot
+    (``BindingIndex.locate``), so its location's (session, port, vlan) is the spot."""
+    spots, bkeys = list(map(_FIRST, keys)), list(map(_SECOND, keys))
+    vids = list(map(index.vport_at.get, bkeys))
+    locs = list(map(locations.get, vids))  # (None for None: a key no vport has)
+    spots, bkeys, vids, locs = (list(compress(column, locs)) for column in (spots, bkeys, vids, locs))
+    sightings, static_of = index.sightings, index.static_of
+    keep = map(all, zip(map(eq, map(_AT, locs), spots),  # located at the spot
+                        map(is_, map(_THIRD, spots), repeat(None)),  # without a VLAN
+                        map(eq, map(len, map(sightings.get, bkeys, repeat(()))), repeat(1)),  # shown there alone
+                        map(not_, map(static_of.__contains__, vids))))  # no static binding
+    return list(compress(vids, keep))
 
 
 def _chunks(count: int) -> list[tuple[int, int]]:

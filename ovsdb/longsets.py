@@ -17,6 +17,9 @@ green threads must not touch the replica while ``run()`` is under way).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain, compress, repeat
+
 LONG = 1000  # arrays at most this long are converted in one go (a few ms)
 ATOMS_PER_TICK = 10  # atoms converted count as one row of the pacer (``idl.PAUSE_ROWS`` rows between pauses)
 
@@ -63,13 +66,20 @@ def pace_long_sets(table_updates, columns: dict[str, tuple[str, ...]], pacer) ->
         rows = table_updates.get(table_name)
         if not isinstance(rows, dict):
             continue
-        for row_update in rows.values():
-            if not isinstance(row_update, dict):
-                continue
-            for part in row_update.values():  # initial / insert / modify (update2, update3); old / new (update)
-                if isinstance(part, dict):
-                    for name in names:
-                        _pace(part, name, pacer)
+        for part in _parts(rows.values()):  # initial / insert / modify (update2, update3); old / new (update)
+            for name in names:
+                _pace(part, name, pacer)
+
+
+def _parts(row_updates) -> Iterable[dict]:
+    """The parts of each row update that are objects, in order (a row update that is not an object: none), picked in
+    C loops (``map``): a big delete's 10,000 ports are ``{"delete": null}`` each, ~24 Python bytecodes a row looked at
+    one by one."""
+    updates = list(row_updates)
+    if not all(map(isinstance, updates, repeat(dict))):
+        updates = list(compress(updates, map(isinstance, updates, repeat(dict))))
+    parts = list(chain.from_iterable(map(dict.values, updates)))
+    return compress(parts, map(isinstance, parts, repeat(dict)))
 
 
 def _pace(row: dict, name: str, pacer) -> None:

@@ -155,6 +155,13 @@ def bridge_ports(bridge, bad_value: BadValue = _ignore) -> tuple[PortInfo, ...]:
     return tuple(sorted((port_info(i, bad_value) for i in interfaces.values()), key=lambda p: p.name))
 
 
+def _present(named: dict, names) -> dict:
+    """{name: ``named[name]``} of those of ``names`` in ``named`` (C loops: a big delete's slice names thousands of
+    ports gone, none of them there)."""
+    present = list(filter(named.__contains__, names))
+    return dict(zip(present, map(named.__getitem__, present)))
+
+
 def _datapath_id(bridge) -> int | None:
     value = _opt(_column(bridge, "datapath_id", None))
     try:
@@ -339,7 +346,7 @@ class VrsReporter(Claimant):
             return False
         changed = frozenset(self._changed) if self._changed is not None else None
         named = self._ports.by_name()
-        changed_ports = {n: named[n] for n in changed if n in named} if changed is not None else None
+        changed_ports = _present(named, changed) if changed is not None else None
         self.last = _snapshot(key, self.peer, root, self.bridge, br, self._ports.ports, self._bad_value, changed,
                               changed_ports)
         if not self.speaking or not self._claims.report(key, self.last):

@@ -26,6 +26,9 @@ import ovs.ovsuuid
 from ovsdb.longsets import ATOMS_PER_TICK
 
 _FALLBACK = object()  # an atom the fast path leaves to ovs's parser
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+SET_PER_ELEMENT = 32  # drop_uuids: a set walked in C for a difference removing at least 1/32 of it
+_VALUE_INT = operator.attrgetter("value.int")  # a uuid atom's number
 _UUID_RE = ovs.ovsuuid.uuidRE  # HACK (ovs 4.0.0): the pattern its from_json checks a uuid string with
 
 
@@ -92,6 +95,7 @@ def _set(type_, json, key):
 MANY_UUIDS = 16  # a set of this many elements or more, of uuids, read in C loops (``_uuid_set``)
 UUID_RUN = 1000  # elements of a long set read by one run of C loops: its pacer ticked between runs (ovsdb/longsets.py)
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+SET_PER_ELEMENT = 32  # drop_uuids: a set walked in C for a difference removing at least 1/32 of it
 
 
 def _uuid_set(type_, elements: list, kind):
@@ -234,6 +238,36 @@ def uuids_of(texts: list[str], _new=object.__new__, _set=object.__setattr__, _un
     collections.deque(map(_set, made, _repeat("int"), numbers), maxlen=0)
     collections.deque(map(_set, made, _repeat("is_safe"), _repeat(_unknown)), maxlen=0)
     return made
+
+
+def drop_uuids(datum: ovs.db.data.Datum, json, pacer) -> ovs.db.data.Datum | None:
+    """Update2's difference ``json`` of a set of uuids applied to ``datum`` in place when it only removes, and removes
+    many (``SET_PER_ELEMENT``: a big delete's slice of a bridge's ``ports``, 500 to 3,200 of 10,000): the
+    copy of ``datum`` before (the old value ``__apply_diff`` hands back); None, nothing done, otherwise (parsed and
+    toggled as ever: a difference that adds, names an element twice or is not plainly uuids). The elements are found by
+    their numbers in C loops (``map``) over the set and popped by the set's own atoms: ovs's parse, then a lookup per
+    element, made six Python calls each (the atom's and its uuid's hash and equality: ~70 bytecodes a port), these
+    two. The walk of the set is in C, at most ``SET_PER_ELEMENT`` elements per one removed (about what the Python calls
+    saved cost). ``pacer`` ticks as the difference's ``PacedArray`` (ovsdb/longsets.py) would, after the work."""
+    if type(json) is not list or len(json) != 2 or json[0] != "set" or not isinstance(json[1], list):
+        return None
+    atoms, values = json[1][:], datum.values  # (a slice: a plain list, not a PacedArray's paced iteration)
+    if len(atoms) * SET_PER_ELEMENT < len(values) or not atoms or not all(map(isinstance, atoms, itertools.repeat(list))) or \
+            set(map(len, atoms)) != {2} or not all(map(operator.eq, map(_FIRST, atoms), itertools.repeat("uuid"))):
+        return None
+    texts = list(map(_SECOND, atoms))
+    if not all(map(isinstance, texts, itertools.repeat(str))) or set(map(len, texts)) != {36} or \
+            not all(map(_UUID_RE.match, texts)):
+        return None
+    gone = set(map(int, map(str.replace, texts, itertools.repeat("-"), itertools.repeat("")), itertools.repeat(16)))
+    keys = list(values)
+    present = list(itertools.compress(keys, map(gone.__contains__, map(_VALUE_INT, keys))))
+    if len(present) != len(gone) or len(gone) != len(texts):  # (one added, or named twice)
+        return None
+    old = datum.copy()
+    collections.deque(map(values.pop, present), maxlen=0)
+    pacer.tick(len(texts) // ATOMS_PER_TICK)
+    return old
 
 
 def _uuid_reader(base):

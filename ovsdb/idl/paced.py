@@ -35,7 +35,7 @@ import ovs.db.types
 from controller.pacer import Pacer
 from ovsdb import longsets
 from ovsdb.idl import lazy, refusals, rowloop, slices
-from ovsdb.idl.datums import datum_parser
+from ovsdb.idl.datums import datum_parser, drop_uuids
 from ovsdb.idl.rows import column_value
 from ovsdb.rowchanges import RowChange, RowChanges, change as _change, deletion as _deletion
 
@@ -131,7 +131,7 @@ class _PacedIdl(ovs.db.idl.Idl):
             found = known.get(name) or self._learn(table, name, False)
             if found is None:
                 continue
-            column, parse, default, lazy = found
+            column, parse, default, lazy, _ = found
             old = dict.get(data, name)
             if old is None and lazy is not None:
                 datum = lazy(value)
@@ -165,8 +165,12 @@ class _PacedIdl(ovs.db.idl.Idl):
             found = known.get(name) or self._learn(table, name, True)
             if found is None:
                 continue
-            _, parse, default, lazy_diff = found
+            _, parse, default, lazy_diff, uuid_set = found
             held = dict.get(data, name)
+            old = drop_uuids(held, value, self.pacer) if uuid_set and held is not None else None
+            if old is not None:  # many references removed at once (a big delete's slice of a bridge's ``ports``)
+                old_row[name] = old
+                continue
             if held is None and lazy_diff is not None:  # an optional integer set on a row at its default: the value
                 datum = lazy_diff(value)  # kept as its JSON (ovsdb/idl/lazy.py diff_maker), else parsed below
                 if datum is not None:
@@ -192,8 +196,8 @@ class _PacedIdl(ovs.db.idl.Idl):
 
     def _learn(self, table, name: str, diff: bool) -> tuple | None:
         """(Column, datum_parser, default Datum, lazy maker or None: ovsdb/idl/lazy.py, ``diff_maker`` for a
-        difference) of ``table``'s column ``name``, kept for the next rows; None (ovs's warning logged) when the table
-        has no such column."""
+        difference; whether it is a difference of a set of uuids: ``datums.drop_uuids``) of ``table``'s column ``name``,
+        kept for the next rows; None (ovs's warning logged) when the table has no such column."""
         column = table.columns.get(name)
         if not column:
             _OVS_LOG.warn("unknown column %s updating table %s" % (name, table.name))
@@ -207,7 +211,8 @@ class _PacedIdl(ovs.db.idl.Idl):
         parse, default = datum_parser(type_), ovs.db.data.Datum.default(column.type)
         kept = (lazy.diff_maker(type_, parse) if type_ is column.type else None) if diff else \
             lazy.lazy_maker(type_, parse, default)
-        found = self._known(table, diff)[name] = (column, parse, default, kept)
+        uuid_set = diff and type_.key.type == ovs.db.types.UuidType and type_.value is None and type_.n_max > 1
+        found = self._known(table, diff)[name] = (column, parse, default, kept, uuid_set)
         return found
 
     @staticmethod

@@ -14,9 +14,10 @@ and a first pass done. Then evpn_routes' two transactions, sent by the harness a
   until State has taken the report and the speaker holds a type-2 route per vport (announced at bind, bgp/early.py;
   State pauses as the app has it pause, so the routes go out chunk by chunk); then the programming pass's View
   delta and ``Federation.publish`` (the compile is left out: openflow/, measured by compile_scale).
-- **withdraw**: the N ports deleted in one transaction; CPU until the speaker withdrew the first of them, and until
-  State has taken the report and the speaker holds none of them (withdrawn at unbind); then the View delta and
-  publish.
+- **withdraw**: the N ports deleted in one transaction; CPU until the speaker withdrew the first of them, until
+  State has taken the report and the speaker holds none of them (withdrawn at intake: controller/state_leaving.py),
+  and until the delete's intake ended (the IDL's slices applied, reported and taken, their rows freed: marked by
+  State holding the next transaction's change, w1's ``ofport`` 7); then the View delta and publish.
 
 - **ofport** (between them): what ovs-vswitchd writes after the announce in the lab for taps without a device,
   ``ofport`` -1 on the N new interfaces (one transaction: ``ofport_ops``); CPU until State holds a second
@@ -28,7 +29,10 @@ process. ``--profile FILE``: cProfile of the first run's phases (one profile, gr
 ``--profile-to-routes``: each until the speaker holds its routes, without the View delta and publish). ``--steps``:
 each phase's CPU to the speaker's routes split into the intake's steps (``Steps``: JSON decode, the IDL's parse and
 apply with its notifications, the slicing and the rest of the IDL's update, the reporter, State), each exclusive of the
-steps it calls (a few calls per update: the timers cost nothing measurable). Run with
+steps it calls (a few calls per update: the timers cost nothing measurable). ``--count``: the withdraw's figures in Python
+bytecodes too, in one more run whose withdraw is traced (tests/bytecodes.py; the harness's polls untraced): the work,
+whatever the machine's load; ``--functions N``: the N functions with the most bytecodes of their own in the withdraw's
+intake. Run with
 PYTHONPATH naming the checkout to measure (a git archive of main for "before"). Not collected by pytest.
 """
 
@@ -51,6 +55,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+MARKER_OFPORT = 7  # w1's port renumbered after the withdraw's delete: State holding it marks the delete's intake done
+MARKER = [{"op": "update", "table": "Interface", "where": [["name", "==", "tapw1"]], "row": {"ofport": MARKER_OFPORT}}]
 DEADLINE_S = 300.0  # one phase; a bound for every wait here
 VTEP_IP = "10.251.0.5"
 
@@ -93,11 +99,19 @@ class Database:
 
 
 def wait(predicate, what: str, timeout: float = DEADLINE_S) -> None:
+    """Poll ``predicate`` every 10 ms until true (its own bytecodes not counted: ``Meter``)."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not polled(predicate):
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
         hub.sleep(0.01)
+
+
+def polled(predicate) -> bool:
+    if clock.counter is None:
+        return predicate()
+    with clock.counter.untraced():
+        return predicate()
 
 
 def root_ops() -> list:
@@ -140,11 +154,44 @@ class FirstChange:
 
     def __call__(self) -> bool:
         if self.at is None and self.type2() != self.initial:
-            self.at = time.thread_time()
+            self.at = clock()
         return self.at is not None
 
 
-def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: bool = False) -> dict:
+class Meter:
+    """What the phases are measured in: the process's CPU time (``time.thread_time``), or with ``counter`` (a
+    tests/bytecodes.py ``Bytecodes``, tracing meanwhile) the Python bytecodes run so far (``--count``)."""
+
+    def __init__(self):
+        self.counter = None
+        self.functions = 0  # the top functions of the withdraw's intake to name (``counter`` a ``ByFunction``)
+        self.top: list[tuple[str, int]] = []  # they, with their own bytecodes
+
+    def __call__(self) -> float:
+        return time.thread_time() if self.counter is None else self.counter.count
+
+
+clock = Meter()
+
+
+class W1At:
+    """True once State holds w1's port numbered ``ofport`` (the mark of an update's end: updates are taken in order)
+    and no report is being taken. Each snapshot State holds is searched once (the polls' own work is the harness's)."""
+
+    def __init__(self, state, ofport: int):
+        self.state, self.ofport, self.seen = state, ofport, {}
+
+    def __call__(self) -> bool:
+        found = False
+        for snap in self.state.vrs.values():
+            if id(snap) not in self.seen:
+                self.seen[id(snap)] = any(p.name == "tapw1" and p.ofport == self.ofport for p in snap.ports)
+            found = found or self.seen[id(snap)]
+        return found and self.state.reports_taking == 0
+
+
+def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: bool = False,
+        traced: bool = False) -> dict:
     import bgp.evpn
     from bgp.federation import Federation
     from controller import policy as pol
@@ -186,34 +233,50 @@ def run(n: int, profiler=None, profiled=("announce", "withdraw"), to_routes: boo
                 continue
             if ops is None:
                 ops = delete_ports_ops(Hv(db), {v["name"] for v in vports})
-            request = json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode()
+            requests = [json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode()]
+            if phase == "withdraw":  # then w1 renumbered: State holding it marks the end of the delete's intake
+                requests.append(json.dumps({"method": "transact", "params": ["Open_vSwitch", *MARKER], "id": 0})
+                                .encode())
             gc.collect()
+            if traced and phase == "withdraw":  # (traced, the announce takes minutes: a session may time out)
+                sys.settrace(clock.counter._trace)
             commands = len(speaker.commands)
             if profiler is not None and phase in profiled:
                 profiler.enable()
             type2 = Type2(speaker)
             first = FirstChange(type2)
             STEPS.take()
-            start = time.thread_time()
-            hub.spawn(db.send, request)
+            if clock.functions:
+                clock.counter.functions.clear()
+            start = clock()
+            hub.spawn(lambda: [db.send(request) for request in requests])  # in order: each reply read before the next
             wait(lambda: first() and state.reports_taking == 0 and type2() == routes, f"{phase}: the speaker's routes")
+            routed = clock()
+            if phase == "withdraw":
+                wait(W1At(state, MARKER_OFPORT), "withdraw: the marker taken")
+                if clock.functions:
+                    clock.top = clock.counter.top(clock.functions)
             for step, spent in STEPS.take().items():
                 cpu[f"{phase}: step: {step}"] = spent
             cpu[f"{phase}: OVSDB update to the speaker's first route changed"] = first.at - start
             cpu[f"{phase}: OVSDB update to the speaker's routes (IDL, reporter, State, routes at bind)"] = \
-                time.thread_time() - start
+                routed - start
+            if phase == "withdraw":
+                cpu[f"{phase}: OVSDB update to its intake's end (the next update's marker in State)"] = clock() - start
             if profiler is not None and phase in profiled and to_routes:
                 profiler.disable()
-            step = time.thread_time()
+            step = clock()
             programmer.live.apply(programmer.journal.take())
-            cpu[f"{phase}: View delta"] = time.thread_time() - step
-            step = time.thread_time()
+            cpu[f"{phase}: View delta"] = clock() - step
+            step = clock()
             federation.publish(programmer.view)
-            cpu[f"{phase}: publish"] = time.thread_time() - step
+            cpu[f"{phase}: publish"] = clock() - step
             if profiler is not None and phase in profiled:
                 profiler.disable()
             cpu[f"{phase}: commands to the speaker (count)"] = len(speaker.commands) - commands
     finally:
+        if traced:
+            sys.settrace(None)
         server.stop()
         db.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -235,24 +298,14 @@ def ofport_phase(db: Database, state, transactions: list, profiler=None) -> dict
     requests = [json.dumps({"method": "transact", "params": ["Open_vSwitch", *ops], "id": 0}).encode()
                 for ops in transactions]
 
-    seen = {}  # snapshot id -> w1 renumbered in it (each new snapshot searched once: the polls' CPU is counted)
-
-    def w1_renumbered() -> bool:
-        found = False
-        for snap in state.vrs.values():
-            if id(snap) not in seen:
-                seen[id(snap)] = any(p.name == "tapw1" and p.ofport == 6 for p in snap.ports)
-            found = found or seen[id(snap)]
-        return found and state.reports_taking == 0
-
     gc.collect()
     if profiler is not None:
         profiler.enable()
     STEPS.take()
-    start = time.thread_time()
+    start = clock()
     hub.spawn(lambda: [db.send(request) for request in requests])  # in order: each reply read before the next
-    wait(w1_renumbered, "ofport: w1's ofport 6 reported")
-    spent = time.thread_time() - start
+    wait(W1At(state, 6), "ofport: w1's ofport 6 reported")
+    spent = clock() - start
     steps = STEPS.take()
     if profiler is not None:
         profiler.disable()
@@ -271,7 +324,13 @@ class Steps:
              ("IDL parse+apply+notify", "ovsdb.idl.rowloop", None, "apply"),
              ("IDL slicing, checks, rest", "ovsdb.idl.paced", "_PacedIdl", "_Idl__parse_update"),
              ("reporter (BridgePorts, port_info, snapshot)", "ovsdb.vrs", "VrsReporter", "refresh"),
-             ("State", "controller.state", "State", "vrs_update"))
+             ("reporter: ports leaving", "ovsdb.vrs", "VrsReporter", "leaving"),
+             ("State", "controller.state", "State", "vrs_update"),
+             ("State: vports leaving", "controller.state_leaving", "Leaving", "vrs_leaving"),
+             ("Federation (State's listeners)", "bgp.federation", "Federation", "_locations_changed"),
+             ("Federation (State's listeners)", "bgp.federation", "Federation", "_ports_leaving"),
+             ("Federation (State's listeners)", "bgp.federation", "Federation", "_ports_left"),
+             ("deleted rows freed", "ovsdb.laterfree", "LaterFree", "free"))
 
     def __init__(self):
         self.totals: dict[str, float] = {}
@@ -290,12 +349,12 @@ class Steps:
 
         @functools.wraps(function)
         def timed(*args, **kwargs):
-            self.stack.append([step, time.thread_time(), 0.0])
+            self.stack.append([step, clock(), 0.0])
             try:
                 return function(*args, **kwargs)
             finally:
                 name, start, inner = self.stack.pop()
-                spent = time.thread_time() - start
+                spent = clock() - start
                 self.totals[name] = self.totals.get(name, 0.0) + spent - inner
                 if self.stack:
                     self.stack[-1][2] += spent
@@ -325,6 +384,11 @@ def main(argv=None) -> int:
     parser.add_argument("--profile-to-routes", action="store_true",
                         help="profile each phase until the speaker holds its routes (not the View delta, publish)")
     parser.add_argument("--steps", action="store_true", help="split each phase's intake into its steps (Steps)")
+    parser.add_argument("--count", action="store_true",
+                        help="also the withdraw's figures in Python bytecodes, in one more run (its withdraw traced)")
+    parser.add_argument("--functions", type=int, default=0, metavar="N",
+                        help="with --count: the N functions that ran the most bytecodes of their own in the "
+                             "withdraw's intake")
     args = parser.parse_args(argv)
     import logging
 
@@ -348,7 +412,32 @@ def main(argv=None) -> int:
     for step in runs[0]:
         values = sorted(r.get(step, 0.0) * (1 if "count" in step else 1000) for r in runs)
         print(f"  {step:82s} {statistics.median(values):8.1f} ({values[0]:.1f}-{values[-1]:.1f})")
+    if args.count:
+        counted = counted_run(args.ports, args.functions)
+        print(f"the withdraw in Python bytecodes, per port (of {args.ports:,})")
+        for step, count in counted.items():
+            if not step.startswith("withdraw"):
+                continue
+            per = "" if "count" in step else f"{count / args.ports:10,.1f}"
+            print(f"  {step:82s} {count:>12,.0f} {per}")
+    if clock.top:
+        print(f"the withdraw's intake: the {args.functions} functions with the most bytecodes of their own")
+        for name, count in clock.top:
+            print(f"  {name:90s} {count:>10,} {count / args.ports:8,.1f}")
     return 0
+
+
+def counted_run(n: int, functions: int) -> dict:
+    """``run`` with its withdraw phase traced (``Meter``): its figures in bytecodes; ``functions``: the top ones of
+    the withdraw's intake kept in ``clock.top``."""
+    from tests.bytecodes import ByFunction, Bytecodes
+
+    clock.counter = ByFunction() if functions else Bytecodes()
+    clock.functions = functions
+    try:
+        return run(n, traced=True)
+    finally:
+        clock.counter = None
 
 
 if __name__ == "__main__":

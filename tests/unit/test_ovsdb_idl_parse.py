@@ -551,29 +551,51 @@ def test_any_sequence_of_updates_gives_the_rows_and_notifications_ovs_gives(seed
     assert {event for event, *_ in paced.notices} == {"create", "update", "delete"}
 
 
-def test_a_set_difference_looks_each_element_up_once_and_gives_what_ovs_gives(monkeypatch):
-    """update2's difference of a set (a big delete's bridge ``ports``: 10,000 elements removed, in slices): each element
-    toggled with one lookup in the row's set (ovs 4.0.0's ``Datum.diff``: three, ``in``, ``[]`` and ``del``, each an
-    Atom's hash in Python), to the same rows and notifications as ovs; a map's difference is ovs's own."""
-    ours_and_ovs = both()
-    for update in [UPDATES[0], DELETES[0]]:
-        for recorded in ours_and_ovs:
-            recorded.feed(update)
-    change = {"Bridge": {U[1]: {"modify": {"ports": ["set", [["uuid", p] for p in [*P[:30], U[0]]]],
-                                           "external_ids": ["map", [["k", "v"]]]}}}}  # 30 out, one in; a map
-    plain, paced = ours_and_ovs
-    plain.feed(change)
+def _bridge_changed(monkeypatch, change: dict) -> tuple:
+    """(plain, paced, the uuid atoms paced hashed taking ``change``): both fed UPDATES[0] and DELETES[0], then
+    ``change``."""
+    plain, paced = both()
+    for update in [UPDATES[0], DELETES[0], change]:
+        plain.feed(update)
+        if update is not change:
+            paced.feed(update)
     hashed = []
     real = ovs.db.data.Atom.__hash__
     monkeypatch.setattr(ovs.db.data.Atom, "__hash__", lambda atom: hashed.append(atom.value) or real(atom))
     paced.feed(change)
+    monkeypatch.setattr(ovs.db.data.Atom, "__hash__", real)
+    return plain, paced, sum(1 for value in hashed if isinstance(value, uuid.UUID))
+
+
+def test_a_set_difference_looks_each_element_up_once_and_gives_what_ovs_gives(monkeypatch):
+    """update2's difference of a set (a big delete's bridge ``ports``: 10,000 elements removed, in slices): each element
+    toggled with one lookup in the row's set (ovs 4.0.0's ``Datum.diff``: three, ``in``, ``[]`` and ``del``, each an
+    Atom's hash in Python), to the same rows and notifications as ovs; a map's difference is ovs's own."""
+    change = {"Bridge": {U[1]: {"modify": {"ports": ["set", [["uuid", p] for p in [*P[:30], U[0]]]],
+                                           "external_ids": ["map", [["k", "v"]]]}}}}  # 30 out, one in; a map
+    plain, paced, hashed = _bridge_changed(monkeypatch, change)
     # each element: hashed once parsing the difference, once toggled in the row's set (and a new one once more); counted
     # before the rows are read below (a new row's reference still as its JSON is made into its Atom when read:
     # ovsdb/idl/lazy.py)
-    assert sum(1 for value in hashed if isinstance(value, uuid.UUID)) == 2 * 31 + 1
+    assert hashed == 2 * 31 + 1
     assert paced.data() == plain.data() and paced.notices == plain.notices
     ports = {str(atom.value) for atom in paced.idl.tables["Bridge"].rows[uuid.UUID(U[1])]._data["ports"].values}
     assert ports == {U[3], U[4], *P[30:], U[0]}
+
+
+def test_a_set_difference_removing_many_is_applied_in_place_hashing_each_once_as_ovs_gives_it(monkeypatch):
+    """update2's difference of a set of uuids that only removes, many at once (a big delete's slice of a bridge's
+    ``ports``: ovsdb/idl/datums.py ``drop_uuids``): not parsed, each element found by its number and popped by the
+    set's own atom, one hash each; the same rows and notifications (old values included) as ovs. One that also adds
+    is toggled as ever (the same again); one naming an element twice is parsed, and refused, as before."""
+    for ports in ([*P[:30]], [*P[:30], U[0]], [*P[:30], P[0]]):
+        change = {"Bridge": {U[1]: {"modify": {"ports": ["set", [["uuid", p] for p in ports]]}}}}
+        plain, paced, uuids = _bridge_changed(monkeypatch, change)
+        if ports[-1] == P[0]:
+            assert "column ports" in paced.idl.refused and "duplicate" in paced.idl.refused, paced.idl.refused
+            continue
+        assert uuids == 30 if len(ports) == 30 else uuids >= 2 * 30, (ports[-1], uuids)
+        assert paced.data() == plain.data() and paced.notices == plain.notices
 
 
 def test_a_deleted_rows_change_is_recorded_without_a_call_per_row(monkeypatch):
