@@ -41,3 +41,16 @@ def test_owners_changed_among_10000_cost_what_they_are_not_what_the_switch_holds
 
 
 _desired_now = {n: _desired(n) for n in (1_000, 10_000)}
+
+
+def test_the_count_is_the_same_whatever_ticked_the_shared_pacer_before():
+    """``_changed_owners`` without a pacer ticks ``NEVER``, which every caller without one shares (other tests in the
+    same xdist worker): a countdown kept there made the count depend on the ticks before it (234 or 241 bytecodes,
+    stop 48). Ticked 0 to ``every`` times before, the count is one."""
+    from controller.pacer import NEVER
+
+    costs = set()
+    for _ in range(NEVER.every + 1):
+        costs.add(opcodes(lambda: _changed_owners(None, _desired_now[10_000], {})))
+        NEVER.tick()
+    assert len(costs) == 1, costs

@@ -193,3 +193,27 @@ def test_a_vm_back_where_it_was_by_a_later_round_is_sent_to_again(monkeypatch):
     fn, args = batches[0]
     fn(*args)
     assert [actions for actions, _ in rec.sent] == [[("output", port)]] * (len(GARP_PAUSES) - 1)
+
+
+def test_announcements_made_with_pauses_leave_out_a_vm_gone_in_a_pass_run_then_and_are_made_once(monkeypatch):
+    """The announcement pauses with the programming loop's pacer (a switch's connect announces from Ryu's thread, so a
+    pass may run in those pauses): a VM gone in such a pass (k2 of db on its port) is not sent to, and the same
+    announcement asked again in a pause (the pass handing the switch out) is not made twice."""
+    world, move, gone_port, stays_port, gone = a_vm_leaves_and_k2_of_db_takes_its_port()
+    rec, batches, announce = batch_of(monkeypatch, world)
+    paused = []
+
+    def pause():
+        if not paused:
+            paused.append(gone in world.prog.view.endpoints)
+            move()
+            world.prog.refresh()  # (its own ticks pause again: nothing more happens then)
+            announce()  # again, for the same switch and subnet: nothing new to announce
+
+    world.prog.pacer = Pacer(pause, every=1)
+    announce()
+    assert paused == [True] and len(batches) == 1
+    fn, args = batches[0]
+    fn(*args)
+    assert {tuple(actions) for actions, _ in rec.sent} == {(("output", stays_port),)}
+    assert len(rec.sent) == len(GARP_PAUSES)
