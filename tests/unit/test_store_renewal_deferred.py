@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sqlite3
 
 import pytest
 
 from controller import storefile, storeguard
-from controller.store import RenewalDeferred
+from controller.store import Change, RenewalDeferred, StoreFault
 from tests.unit.helpers import Controller
 from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 from tests.unit.test_store_backup_renewal import _dump, _restored, _whole_store_at_the_path
@@ -134,6 +135,43 @@ def test_waiting_for_a_backup_is_reported_as_a_deferral_not_as_the_store_failing
         store._refused("its marker", OSError(28, "No space left on device"))  # the disk's own refusal meanwhile
         state, health, reason, ok, waited = _store_said(ctl)
         assert (state, ok) == ("failed", 0.0) and "No space left" in reason, reason
+    store.renew()
+    assert _store_said(ctl)[:4] == ("ok", "ok", "", 1.0)
+    ctl.close()
+
+
+def test_a_disk_fault_of_the_renewal_stays_reported_through_the_refusals_of_the_file_gone_after_it(tmp_path):
+    """The backup ended, the renewal went to the disk and the disk refused it (full): the store failed. A backup began
+    again (the renewal deferred) and the active's next write reached this standby, refused as its file is gone. That
+    refusal is the file gone's, which the renewal mends, but the renewal's own last try was the disk's: the store
+    stays failed, ``canopy_store_ok`` 0, health degraded, until a write succeeds. Before, the file gone's refusal
+    replaced the disk's and the store read deferred, health ok, on a full disk; and the renewal the disk refused
+    stayed marked waiting for backups, so that each backup begun then waited ``ha.store_renewal_wait_ms`` for it."""
+    ctl = Controller(tmp_path)
+    store = ctl.store
+    committed_by_another(store)
+    with storefile.reading_files(os.path.dirname(store.path)):
+        with pytest.raises(RenewalDeferred):
+            store.renew()
+    real = store._connected
+
+    def full(kept):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    store._connected = full
+    with pytest.raises(StoreFault, match="disk is full"):
+        store.renew()  # the backup ended: the renewal reached the disk
+    assert _store_said(ctl)[:2] == ("failed", "degraded")
+    with storefile.reading_files(os.path.dirname(store.path), wait=0) as passed:  # no renewal waits for backups now
+        assert not passed, "a backup waits for a renewal the disk refused"
+        with pytest.raises(RenewalDeferred):
+            store.renew()
+        with pytest.raises(StoreFault, match="its file was"):
+            store.apply_replicated([Change("tenant", "b", "put", {"id": "b"}, seq=store.last_seq() + 1, txn=1,
+                                           ts=1.0)], {})
+        state, health, reason, ok, _ = _store_said(ctl)
+        assert (state, health, ok) == ("failed", "degraded", 0.0), (state, health, reason)
+    store._connected = real
     store.renew()
     assert _store_said(ctl)[:4] == ("ok", "ok", "", 1.0)
     ctl.close()
