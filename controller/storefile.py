@@ -292,17 +292,19 @@ def _flocked(path: str, operation: int, directory: bool = True) -> int | None:
         return None
     except OSError as exc:
         os.close(fd)
-        raise LocksRefused(exc.errno, _refused_lock(path, exc)) from None
+        raise LocksRefused(exc.errno, refused_lock(path, exc)) from None
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _refused_lock(path: str, exc: OSError) -> str:
+def refused_lock(path: str, exc: OSError, sides: str = "'canopy backup' and an HA standby's renewal") -> str:
+    """One line for a flock on ``path`` the file system refused: what cannot exclude each other there (``sides``) and
+    what to do (storeguard ``lock`` too)."""
     directory = path if os.path.isdir(path) else os.path.dirname(path)
-    return (f"the file system of {directory} refused a flock on {os.path.basename(path)} ({exc.strerror}), so 'canopy "
-            "backup' and an HA standby's renewal cannot exclude each other there: "
+    return (f"the file system of {directory} refused a flock on {os.path.basename(path)} ({exc.strerror}), so {sides} "
+            "cannot exclude each other there: "
             + (network_warning(directory) or "keep data_dir on a local file system (docs/operations.md)"))
 
 
