@@ -364,10 +364,21 @@ class Store:
         since = self.deferral["since"] if self.deferral is not None else time.time()
         self.deferral = {"reason": "a 'canopy backup' is copying", "since": since, "tries": self.deferrals}
         if self._waiting is None:
-            self._waiting = waiting_renewal(os.path.dirname(self.path))
+            self._waiting = self._marked_waiting()
         deferred = RenewalDeferred(self.path, what, exc)
         log_limited(log, logging.INFO, ("store", self.path, "deferred"), "%s", deferred)
         return deferred
+
+    def _marked_waiting(self) -> int | None:
+        """storefile ``waiting_renewal``, or None when the disk refuses it (the renewal is tried again as before, only
+        not marked): said at most once per LOG_EVERY (before, at every tick, ten a second, while the backup copied)."""
+        try:
+            return waiting_renewal(os.path.dirname(self.path))
+        except OSError as exc:
+            warn_limited(log, ("store", self.path, "waiting mark"), "the store %s: a renewal a backup deferred could "
+                         "not mark itself waiting, so new backups do not give way to it: %s", self.path,
+                         exc.strerror or exc)
+            return None
 
     def _undeferred(self) -> None:
         """The renewal went ahead (or the store closes): backups no longer wait for it."""

@@ -251,14 +251,10 @@ def reading_files(directory: str, wait: float = DEFER_BOUND, pause=time.sleep, c
 
 def waiting_renewal(directory: str) -> int | None:
     """Mark a renewal a backup refused as waiting (``reading_files`` gives way to it): a descriptor holding an
-    exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None when it cannot be made."""
-    try:
-        os.close(os.open(os.path.join(directory, WAITING_NAME), os.O_WRONLY | os.O_CREAT, 0o640))
-        return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, False)
-    except OSError as exc:  # (the disk refused it: the renewal is tried again as before, only not marked)
-        note(log, logging.WARNING, "the store in %s: a renewal a backup deferred could not mark itself waiting, so new "
-             "backups do not give way to it: %s", directory, exc.strerror or exc)
-        return None
+    exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None while another holds it; OSError
+    when the disk refuses it (the store says so, limited: it tries again at every tick)."""
+    os.close(os.open(os.path.join(directory, WAITING_NAME), os.O_WRONLY | os.O_CREAT, 0o640))
+    return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, False)
 
 
 def _renewal_waits(directory: str) -> bool:

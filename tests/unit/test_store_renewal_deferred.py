@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from controller import storefile, storeguard
+from controller import loglimit, storefile, storeguard
 from controller.store import Change, RenewalDeferred, StoreFault
 from tests.unit.helpers import Controller
 from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
@@ -19,6 +19,7 @@ from tests.unit.test_store_backup_renewal import _dump, _restored, _whole_store_
 from tests.unit.test_store_setaside import committed_by_another
 
 BACKUPS = 5  # backups back to back in the starvation test
+TICKS = 5  # a standby's ticks while a backup defers its renewal
 
 
 def test_backups_back_to_back_no_longer_starve_a_renewal_they_refused(tmp_path, monkeypatch):
@@ -175,3 +176,27 @@ def test_a_disk_fault_of_the_renewal_stays_reported_through_the_refusals_of_the_
     store.renew()
     assert _store_said(ctl)[:4] == ("ok", "ok", "", 1.0)
     ctl.close()
+
+
+def test_a_waiting_mark_the_disk_refuses_is_logged_once_not_at_every_tick(tmp_path, monkeypatch, caplog):
+    """A backup fills the disk and so defers the renewal, whose waiting mark (canopy.renewal-waiting) cannot be made:
+    said once per ``LOG_EVERY`` with a count, as the store's other refusals at every tick are. Before, one warning per
+    tick (ten a second) for as long as the backup copied."""
+    store = _whole_store_at_the_path(tmp_path)
+    real = os.open
+
+    def full(path, flags, *args, **kwargs):
+        if os.path.basename(path) == storefile.WAITING_NAME and flags & os.O_CREAT:
+            raise OSError(28, "No space left on device")
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", full)
+    monkeypatch.setattr(loglimit, "LOG_EVERY", 1e9)  # (every tick below within one interval, however slow)
+    with storefile.reading_files(os.path.dirname(store.path)):
+        for _ in range(TICKS):
+            with pytest.raises(RenewalDeferred):
+                store.renew()
+    said = [r for r in caplog.records if "could not mark itself waiting" in r.getMessage()]
+    assert len(said) == 1 and "No space left" in said[0].getMessage(), [r.getMessage() for r in said]
+    monkeypatch.undo()
+    store.renew()
