@@ -33,6 +33,7 @@ the same file) are refused likewise; the first is saved and set aside as a delet
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import logging
@@ -156,18 +157,39 @@ NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)  # link(2) on a file sy
 def moved_back(went: str, was: str) -> None:
     """The file at ``went`` moved to ``was``, never over a file there: a hard link to ``was`` (refused when one is
     there), then ``went`` removed. On a file system without hard links (NO_LINKS: before stop 48 nothing was put
-    back there), a rename once nothing is at ``was`` (FileExistsError when something is): a file put there in the
-    moment between that look and the rename would be replaced, a window of two system calls."""
+    back there), one rename that never replaces (``renamed_no_replace``: FileExistsError when something is there);
+    where the kernel or the file system has no such rename (some FUSE), a rename once nothing is at ``was``: a file
+    put there in the moment between that look and the rename would be replaced, a window of two system calls."""
     try:
         os.link(went, was)
     except OSError as exc:
         if exc.errno not in NO_LINKS:
             raise
+        if renamed_no_replace(went, was):
+            return
         if os.path.lexists(was):
             raise FileExistsError(errno.EEXIST, "a file is there", was) from None
         os.rename(went, was)
         return
     os.remove(went)
+
+
+_RENAMEAT2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc 2.28 and later
+AT_FDCWD, RENAME_NOREPLACE = -100, 1  # <fcntl.h>, <linux/fs.h>
+
+
+def renamed_no_replace(src: str, dst: str) -> bool:
+    """``src`` renamed to ``dst`` in one system call refused while anything is at ``dst`` (renameat2 with
+    RENAME_NOREPLACE: FileExistsError); False, nothing done, where the C library, the kernel or the file system
+    has no such rename."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), dst)  # (EEXIST: FileExistsError)
 
 
 def copy_into(backup, dest: str) -> None:
