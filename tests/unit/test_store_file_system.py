@@ -114,3 +114,28 @@ def test_the_data_directory_s_lock_refused_by_the_file_system_is_said_naming_it(
         err = capsys.readouterr().err
         assert "refused a flock on canopy.lock" in err and "REST token" not in err, (argv, err)
     assert sorted(os.listdir(data)) == sorted(before)
+
+
+def test_canopy_run_warns_once_at_start_for_a_data_directory_on_a_network_file_system(tmp_path, monkeypatch,
+                                                                                      capsys):
+    """``canopy run`` on a data directory that /proc/self/mountinfo puts on NFS logs the warning docs/operations.md
+    quotes, once, and starts all the same (the event loop itself stubbed: ``run_manager``); on a local one it says
+    nothing of the kind."""
+    from controller import lifecycle, runtime, ryu_compat
+
+    for name in ("exit_on_stop_signals", "install_signals", "check_listeners"):
+        monkeypatch.setattr(lifecycle, name, lambda *args: None)
+    monkeypatch.setattr(ryu_compat, "run_manager", lambda argv, guard: cli.EXIT_OK)
+    for name in ("SETTINGS", "DATA_LOCK", "STORE_ACCEPTED"):
+        monkeypatch.setattr(runtime, name, getattr(runtime, name))
+    for place, kind, said in (("nfs", "nfs4", 1), ("local", "ext4", 0)):
+        data = tmp_path / place
+        config = tmp_path / f"{place}.yaml"
+        config.write_text(json.dumps({"data_dir": str(data)}))
+        monkeypatch.setattr(storedisk, "MOUNTINFO", _mounts(tmp_path, (str(data), kind)))
+        try:
+            assert cli.main(["run", "--config", str(config)]) == cli.EXIT_OK
+        finally:
+            runtime.DATA_LOCK.close()
+        err = capsys.readouterr().err
+        assert err.count(f"data_dir {data} is on a network file system ({kind} at {data})") == said, err
