@@ -164,27 +164,39 @@ class Store:
         (``canopy.db.renewed-<time>``, with its log), so the old connections close without a checkpoint into it.
         Not before what the old connection holds is saved (storefile ``kept``: a save that failed when the file went is
         tried again here): StoreFault while it cannot be, and the next tick tries again (paced), as the connection
-        closed is the last copy of what this store held (before, a failed save was followed by the renewal)."""
+        closed is the last copy of what this store held (before, a failed save was followed by the renewal).
+        Refused by anything but a backup (the disk, a save not made yet), it no longer waits for backups
+        (``_undeferred``): before, backups begun then waited ``renewal_wait`` for it, and it read deferred."""
         with self._lock:
             try:
-                saved = self._work.run(self.offload, self.file.kept)
-            except Busy as exc:  # a transaction abandoned at a stop still runs: tried again at the next tick
-                raise self._refused("a new file", exc) from None
-            finally:
-                flush_notes()  # what the save logged in the thread pool
-            if not saved:
-                raise self._refused("a new file", OSError(errno.EIO, "what the store held is not saved yet (its save "
-                                                          "failed: see the error before)"))
-            kept = {"store_id": self._store_id, RENEWED_META: time.time()}
-            if not self.file.overwritten:  # else what it reads is not this store's
-                kept[KNOWN_DEVICES] = self._get_meta(KNOWN_DEVICES)
-            old = self.reader
-            self._db = self._written("a new file", self._renewed, {k: v for k, v in kept.items() if v is not None})
-            self._undeferred()
-            self.file = FileWatch(self.path, self._db.backup, self._data_version)
-            self.write_marker()
-            self.reader = Reader(self.path)
-            old.close()  # last on the old file, and read-only: no checkpoint into anything
+                self._renewing()
+            except RenewalDeferred:
+                raise
+            except StoreFault:
+                self._undeferred()
+                raise
+
+    def _renewing(self) -> None:
+        """renew's steps (the caller holds the lock)."""
+        try:
+            saved = self._work.run(self.offload, self.file.kept)
+        except Busy as exc:  # a transaction abandoned at a stop still runs: tried again at the next tick
+            raise self._refused("a new file", exc) from None
+        finally:
+            flush_notes()  # what the save logged in the thread pool
+        if not saved:
+            raise self._refused("a new file", OSError(errno.EIO, "what the store held is not saved yet (its save "
+                                                      "failed: see the error before)"))
+        kept = {"store_id": self._store_id, RENEWED_META: time.time()}
+        if not self.file.overwritten:  # else what it reads is not this store's
+            kept[KNOWN_DEVICES] = self._get_meta(KNOWN_DEVICES)
+        old = self.reader
+        self._db = self._written("a new file", self._renewed, {k: v for k, v in kept.items() if v is not None})
+        self._undeferred()
+        self.file = FileWatch(self.path, self._db.backup, self._data_version)
+        self.write_marker()
+        self.reader = Reader(self.path)
+        old.close()  # last on the old file, and read-only: no checkpoint into anything
 
     def _renewed(self, kept):
         """renew's file work (the caller holds the lock; this may run in another OS thread). No ``canopy backup``
@@ -352,10 +364,21 @@ class Store:
         since = self.deferral["since"] if self.deferral is not None else time.time()
         self.deferral = {"reason": "a 'canopy backup' is copying", "since": since, "tries": self.deferrals}
         if self._waiting is None:
-            self._waiting = waiting_renewal(os.path.dirname(self.path))
+            self._waiting = self._marked_waiting()
         deferred = RenewalDeferred(self.path, what, exc)
         log_limited(log, logging.INFO, ("store", self.path, "deferred"), "%s", deferred)
         return deferred
+
+    def _marked_waiting(self) -> int | None:
+        """storefile ``waiting_renewal``, or None when the disk refuses it (the renewal is tried again as before, only
+        not marked): said at most once per LOG_EVERY (before, at every tick, ten a second, while the backup copied)."""
+        try:
+            return waiting_renewal(os.path.dirname(self.path))
+        except OSError as exc:
+            warn_limited(log, ("store", self.path, "waiting mark"), "the store %s: a renewal a backup deferred could "
+                         "not mark itself waiting, so new backups do not give way to it: %s", self.path,
+                         exc.strerror or exc)
+            return None
 
     def _undeferred(self) -> None:
         """The renewal went ahead (or the store closes): backups no longer wait for it."""
@@ -366,8 +389,11 @@ class Store:
 
     def _faulty(self, what: str, reason: str, file_gone: bool = False):
         """Count a refusal and keep it as ``fault`` for status and metrics; ``since`` stays that of the first one;
-        ``file_gone``: refused as the store's file went (storefile ``Moved``), not by the disk."""
+        ``file_gone``: refused as the store's file went (storefile ``Moved``), not by the disk, and so was every refusal
+        since the last write that succeeded: the disk's refusal of a renewal stays the store's fault through the file
+        gone's refusals after it (before, the next one made a full disk read as a renewal deferred, health ok)."""
         self.faults += 1
+        file_gone = file_gone and (self.fault is None or self.fault["file_gone"])
         since = self.fault["since"] if self.fault is not None else time.time()
         self.fault = {"what": what, "reason": reason, "since": since, "at": time.time(), "file_gone": file_gone}
 

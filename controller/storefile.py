@@ -33,6 +33,7 @@ the same file) are refused likewise; the first is saved and set aside as a delet
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import logging
@@ -156,18 +157,39 @@ NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)  # link(2) on a file sy
 def moved_back(went: str, was: str) -> None:
     """The file at ``went`` moved to ``was``, never over a file there: a hard link to ``was`` (refused when one is
     there), then ``went`` removed. On a file system without hard links (NO_LINKS: before stop 48 nothing was put
-    back there), a rename once nothing is at ``was`` (FileExistsError when something is): a file put there in the
-    moment between that look and the rename would be replaced, a window of two system calls."""
+    back there), one rename that never replaces (``renamed_no_replace``: FileExistsError when something is there);
+    where the kernel or the file system has no such rename (some FUSE), a rename once nothing is at ``was``: a file
+    put there in the moment between that look and the rename would be replaced, a window of two system calls."""
     try:
         os.link(went, was)
     except OSError as exc:
         if exc.errno not in NO_LINKS:
             raise
+        if renamed_no_replace(went, was):
+            return
         if os.path.lexists(was):
             raise FileExistsError(errno.EEXIST, "a file is there", was) from None
         os.rename(went, was)
         return
     os.remove(went)
+
+
+_RENAMEAT2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc 2.28 and later
+AT_FDCWD, RENAME_NOREPLACE = -100, 1  # <fcntl.h>, <linux/fs.h>
+
+
+def renamed_no_replace(src: str, dst: str) -> bool:
+    """``src`` renamed to ``dst`` in one system call refused while anything is at ``dst`` (renameat2 with
+    RENAME_NOREPLACE: FileExistsError); False, nothing done, where the C library, the kernel or the file system
+    has no such rename."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), dst)  # (EEXIST: FileExistsError)
 
 
 def copy_into(backup, dest: str) -> None:
@@ -251,14 +273,10 @@ def reading_files(directory: str, wait: float = DEFER_BOUND, pause=time.sleep, c
 
 def waiting_renewal(directory: str) -> int | None:
     """Mark a renewal a backup refused as waiting (``reading_files`` gives way to it): a descriptor holding an
-    exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None when it cannot be made."""
-    try:
-        os.close(os.open(os.path.join(directory, WAITING_NAME), os.O_WRONLY | os.O_CREAT, 0o640))
-        return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, False)
-    except OSError as exc:  # (the disk refused it: the renewal is tried again as before, only not marked)
-        note(log, logging.WARNING, "the store in %s: a renewal a backup deferred could not mark itself waiting, so new "
-             "backups do not give way to it: %s", directory, exc.strerror or exc)
-        return None
+    exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None while another holds it; OSError
+    when the disk refuses it (the store says so, limited: it tries again at every tick)."""
+    os.close(os.open(os.path.join(directory, WAITING_NAME), os.O_WRONLY | os.O_CREAT, 0o640))
+    return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, False)
 
 
 def _renewal_waits(directory: str) -> bool:
@@ -292,17 +310,19 @@ def _flocked(path: str, operation: int, directory: bool = True) -> int | None:
         return None
     except OSError as exc:
         os.close(fd)
-        raise LocksRefused(exc.errno, _refused_lock(path, exc)) from None
+        raise LocksRefused(exc.errno, refused_lock(path, exc)) from None
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _refused_lock(path: str, exc: OSError) -> str:
+def refused_lock(path: str, exc: OSError, sides: str = "'canopy backup' and an HA standby's renewal") -> str:
+    """One line for a flock on ``path`` the file system refused: what cannot exclude each other there (``sides``) and
+    what to do (storeguard ``lock`` too)."""
     directory = path if os.path.isdir(path) else os.path.dirname(path)
-    return (f"the file system of {directory} refused a flock on {os.path.basename(path)} ({exc.strerror}), so 'canopy "
-            "backup' and an HA standby's renewal cannot exclude each other there: "
+    return (f"the file system of {directory} refused a flock on {os.path.basename(path)} ({exc.strerror}), so {sides} "
+            "cannot exclude each other there: "
             + (network_warning(directory) or "keep data_dir on a local file system (docs/operations.md)"))
 
 

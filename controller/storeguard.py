@@ -35,7 +35,7 @@ from pathlib import Path
 from controller.store import DB_NAME, MARKER_NAME, RENEWED_META, SCHEMA_VERSION, StoreError, free_bytes
 from controller.storefile import (
     DEFER_BOUND, DATABASE_FILES, FilesBusy, LocksRefused, PartlyMoved, copy_into, discard, moving_files, put_back,
-    reading_files, set_aside)
+    reading_files, refused_lock, set_aside)
 
 LOCK_NAME = "canopy.lock"
 # what ``canopy backup`` says of a copy made beside a waiting renewal, or of a renewed store (notes)
@@ -241,6 +241,9 @@ def lock(data_dir: str):
     except BlockingIOError:
         fh.close()
         raise StoreRefused(f"another Canopy process is using {data_dir}; stop it first") from None
+    except OSError as exc:  # refused outright (an NFS mount without its lock service): said as storefile's are
+        fh.close()
+        raise StoreRefused(f"data_dir: {refused_lock(fh.name, exc, 'two Canopy processes')}") from None
     return fh
 
 

@@ -26,10 +26,10 @@ KNOWN_DEVICES = "known_devices"
 # ("active_ports": the live migrations' active ports this node holds, controller/state_activation.py: a standby's
 # snapshot restore deleted them before review41a, so a standby restarted after one lost them)
 KEPT_META = ("schema_version", "store_id", KNOWN_DEVICES, "active_ports")
-# meta keys that describe this store's own log or this node, never copied from another store
 # when this store's file was renewed (an HA standby's: Store.renew), until a snapshot restore replaces it: a node
 # restarted on it meanwhile knows its store is empty (controller/replication.py Applier.renewed)
 RENEWED_META = "store_renewed"
+# meta keys that describe this store's own log or this node, never copied from another store
 LOCAL_META = KEPT_META + ("compacted_seq", "compacted_ts", RENEWED_META)
 
 

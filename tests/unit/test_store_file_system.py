@@ -5,13 +5,14 @@ and in ``GET /v1/status``; a flock it refuses said naming it and what to do; NFS
 from __future__ import annotations
 
 import errno
+import json
 import fcntl
 import os
 import stat
 
 import pytest
 
-from controller import storedisk, storefile, storeguard
+from controller import cli, storedisk, storefile, storeguard
 from controller.store import StoreFault
 from tests.unit.helpers import Controller
 from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
@@ -89,3 +90,52 @@ def test_nfs_s_emulated_flock_still_marks_a_deferred_renewal_waiting(tmp_path, m
     fd = storefile.waiting_renewal(str(tmp_path))
     assert fd is not None, "the renewal is not marked waiting"
     os.close(fd)
+
+
+def test_the_data_directory_s_lock_refused_by_the_file_system_is_said_naming_it(tmp_path, monkeypatch, capsys):
+    """The data directory's own lock (``canopy.lock``: ``canopy run`` takes it first, ``canopy restore`` too) on a
+    mount refusing flocks. Before, ``canopy restore`` failed with the bare errno ("[Errno 37] No locks available"),
+    and ``canopy run`` (``--accept-store`` too) said "cannot write the REST token file", though docs/operations.md
+    says a refused flock is said naming the file system and what to do for restore and --accept-store. Nothing is
+    changed."""
+    store = _whole_store_at_the_path(tmp_path)
+    data = os.path.dirname(store.path)
+    store.close()
+    backup = str(tmp_path / "b.db")
+    storeguard.backup(data, backup)
+    config = tmp_path / "canopy.yaml"
+    config.write_text(json.dumps({"data_dir": data}))
+    before = sorted(os.listdir(data)) + [storeguard.LOCK_NAME]  # (made when the lock is taken: holds nothing)
+    _refusing_flock(monkeypatch)
+    with pytest.raises(storeguard.StoreRefused, match="refused a flock on canopy.lock .*keep data_dir on a local"):
+        storeguard.restore(data, backup)
+    for argv in (["restore", backup], ["run"], ["run", "--accept-store"]):
+        assert cli.main(argv + ["--config", str(config)]) == cli.EXIT_START, argv
+        err = capsys.readouterr().err
+        assert "refused a flock on canopy.lock" in err and "REST token" not in err, (argv, err)
+    assert sorted(os.listdir(data)) == sorted(before)
+
+
+def test_canopy_run_warns_once_at_start_for_a_data_directory_on_a_network_file_system(tmp_path, monkeypatch,
+                                                                                      capsys):
+    """``canopy run`` on a data directory that /proc/self/mountinfo puts on NFS logs the warning docs/operations.md
+    quotes, once, and starts all the same (the event loop itself stubbed: ``run_manager``); on a local one it says
+    nothing of the kind."""
+    from controller import lifecycle, runtime, ryu_compat
+
+    for name in ("exit_on_stop_signals", "install_signals", "check_listeners"):
+        monkeypatch.setattr(lifecycle, name, lambda *args: None)
+    monkeypatch.setattr(ryu_compat, "run_manager", lambda argv, guard: cli.EXIT_OK)
+    for name in ("SETTINGS", "DATA_LOCK", "STORE_ACCEPTED"):
+        monkeypatch.setattr(runtime, name, getattr(runtime, name))
+    for place, kind, said in (("nfs", "nfs4", 1), ("local", "ext4", 0)):
+        data = tmp_path / place
+        config = tmp_path / f"{place}.yaml"
+        config.write_text(json.dumps({"data_dir": str(data)}))
+        monkeypatch.setattr(storedisk, "MOUNTINFO", _mounts(tmp_path, (str(data), kind)))
+        try:
+            assert cli.main(["run", "--config", str(config)]) == cli.EXIT_OK
+        finally:
+            runtime.DATA_LOCK.close()
+        err = capsys.readouterr().err
+        assert err.count(f"data_dir {data} is on a network file system ({kind} at {data})") == said, err

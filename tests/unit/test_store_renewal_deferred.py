@@ -7,17 +7,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sqlite3
 
 import pytest
 
-from controller import storefile, storeguard
-from controller.store import RenewalDeferred
+from controller import loglimit, storefile, storeguard
+from controller.store import Change, RenewalDeferred, StoreFault
 from tests.unit.helpers import Controller
 from tests.unit.stores import stores_closed  # noqa: F401 - autouse: closes the stores a test leaves open
 from tests.unit.test_store_backup_renewal import _dump, _restored, _whole_store_at_the_path
 from tests.unit.test_store_setaside import committed_by_another
 
 BACKUPS = 5  # backups back to back in the starvation test
+TICKS = 5  # a standby's ticks while a backup defers its renewal
 
 
 def test_backups_back_to_back_no_longer_starve_a_renewal_they_refused(tmp_path, monkeypatch):
@@ -137,3 +139,64 @@ def test_waiting_for_a_backup_is_reported_as_a_deferral_not_as_the_store_failing
     store.renew()
     assert _store_said(ctl)[:4] == ("ok", "ok", "", 1.0)
     ctl.close()
+
+
+def test_a_disk_fault_of_the_renewal_stays_reported_through_the_refusals_of_the_file_gone_after_it(tmp_path):
+    """The backup ended, the renewal went to the disk and the disk refused it (full): the store failed. A backup began
+    again (the renewal deferred) and the active's next write reached this standby, refused as its file is gone. That
+    refusal is the file gone's, which the renewal mends, but the renewal's own last try was the disk's: the store
+    stays failed, ``canopy_store_ok`` 0, health degraded, until a write succeeds. Before, the file gone's refusal
+    replaced the disk's and the store read deferred, health ok, on a full disk; and the renewal the disk refused
+    stayed marked waiting for backups, so that each backup begun then waited ``ha.store_renewal_wait_ms`` for it."""
+    ctl = Controller(tmp_path)
+    store = ctl.store
+    committed_by_another(store)
+    with storefile.reading_files(os.path.dirname(store.path)):
+        with pytest.raises(RenewalDeferred):
+            store.renew()
+    real = store._connected
+
+    def full(kept):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    store._connected = full
+    with pytest.raises(StoreFault, match="disk is full"):
+        store.renew()  # the backup ended: the renewal reached the disk
+    assert _store_said(ctl)[:2] == ("failed", "degraded")
+    with storefile.reading_files(os.path.dirname(store.path), wait=0) as passed:  # no renewal waits for backups now
+        assert not passed, "a backup waits for a renewal the disk refused"
+        with pytest.raises(RenewalDeferred):
+            store.renew()
+        with pytest.raises(StoreFault, match="its file was"):
+            store.apply_replicated([Change("tenant", "b", "put", {"id": "b"}, seq=store.last_seq() + 1, txn=1,
+                                           ts=1.0)], {})
+        state, health, reason, ok, _ = _store_said(ctl)
+        assert (state, health, ok) == ("failed", "degraded", 0.0), (state, health, reason)
+    store._connected = real
+    store.renew()
+    assert _store_said(ctl)[:4] == ("ok", "ok", "", 1.0)
+    ctl.close()
+
+
+def test_a_waiting_mark_the_disk_refuses_is_logged_once_not_at_every_tick(tmp_path, monkeypatch, caplog):
+    """A backup fills the disk and so defers the renewal, whose waiting mark (canopy.renewal-waiting) cannot be made:
+    said once per ``LOG_EVERY`` with a count, as the store's other refusals at every tick are. Before, one warning per
+    tick (ten a second) for as long as the backup copied."""
+    store = _whole_store_at_the_path(tmp_path)
+    real = os.open
+
+    def full(path, flags, *args, **kwargs):
+        if os.path.basename(path) == storefile.WAITING_NAME and flags & os.O_CREAT:
+            raise OSError(28, "No space left on device")
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", full)
+    monkeypatch.setattr(loglimit, "LOG_EVERY", 1e9)  # (every tick below within one interval, however slow)
+    with storefile.reading_files(os.path.dirname(store.path)):
+        for _ in range(TICKS):
+            with pytest.raises(RenewalDeferred):
+                store.renew()
+    said = [r for r in caplog.records if "could not mark itself waiting" in r.getMessage()]
+    assert len(said) == 1 and "No space left" in said[0].getMessage(), [r.getMessage() for r in said]
+    monkeypatch.undo()
+    store.renew()

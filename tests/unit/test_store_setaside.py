@@ -227,11 +227,16 @@ def test_a_file_that_cannot_be_put_back_is_pruned_with_the_renewal_that_succeeds
     assert not set(first) & set(_renewed_files(data)), _renewed_files(data)
 
 
+@pytest.mark.parametrize("no_replace", [True, False], ids=["renameat2", "without-renameat2"])
 @pytest.mark.parametrize("refusal", [errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS])
-def test_a_file_system_without_hard_links_still_has_the_moved_file_put_back(tmp_path, monkeypatch, refusal):
+def test_a_file_system_without_hard_links_still_has_the_moved_file_put_back(tmp_path, monkeypatch, refusal,
+                                                                           no_replace):
     """On a file system without hard links (vfat, some FUSE: link(2) refused), a renewal whose log's move failed
-    after its database's still puts the database back (a rename, nothing being at its old name), so that the next
-    try moves the three together. Before, the hard link was refused and the database stayed set aside."""
+    after its database's still puts the database back (a rename, nothing being at its old name; one that never
+    replaces, or a look then a rename where the system has none), so that the next try moves the three together.
+    Before, the hard link was refused and the database stayed set aside."""
+    if not no_replace:
+        monkeypatch.setattr(storefile, "_RENAMEAT2", None)
     data, store = _log_move_failing(tmp_path, monkeypatch, refusal)
     before = _inodes(store)
     with pytest.raises(StoreFault, match="Input/output error"):
@@ -239,11 +244,32 @@ def test_a_file_system_without_hard_links_still_has_the_moved_file_put_back(tmp_
     assert _renewed_files(data) == [] and _inodes(store) == before
 
 
-def test_a_file_put_at_the_old_name_is_never_replaced_by_a_move_back(tmp_path, monkeypatch):
+@pytest.mark.parametrize("no_replace", [True, False], ids=["renameat2", "without-renameat2"])
+def test_a_file_put_at_the_old_name_is_never_replaced_by_a_move_back(tmp_path, monkeypatch, no_replace):
     """Without hard links the move back is a rename: refused while a file is at the old name (someone's, put there
     since), which stays as it was; the file moved is left set aside."""
+    if not no_replace:
+        monkeypatch.setattr(storefile, "_RENAMEAT2", None)
     monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(errno.EPERM, "no links")))
     (tmp_path / "went").write_text("ours")
     (tmp_path / "was").write_text("theirs")
     assert storefile.put_back([(str(tmp_path / "went"), str(tmp_path / "was"))]) == [str(tmp_path / "went")]
     assert (tmp_path / "was").read_text() == "theirs" and (tmp_path / "went").read_text() == "ours"
+
+
+def test_a_file_put_at_the_old_name_between_the_look_and_the_move_back_is_never_replaced(tmp_path, monkeypatch):
+    """Without hard links, a file put at the old name after the move back looked (the look always finds none here)
+    stays as it was: the move back is one atomic rename that never replaces (renameat2 RENAME_NOREPLACE), where the
+    kernel and the file system have it. Before, a look then a plain rename: the file put there between the two
+    system calls was replaced."""
+    monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(errno.EPERM, "no links")))
+    monkeypatch.setattr(os.path, "lexists", lambda path: False)
+    (tmp_path / "went").write_text("ours")
+    (tmp_path / "was").write_text("theirs")
+    assert storefile.put_back([(str(tmp_path / "went"), str(tmp_path / "was"))]) == [str(tmp_path / "went")]
+    assert (tmp_path / "was").read_text() == "theirs" and (tmp_path / "went").read_text() == "ours"
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(errno.EPERM, "no links")))
+    os.remove(tmp_path / "was")
+    assert storefile.put_back([(str(tmp_path / "went"), str(tmp_path / "was"))]) == []
+    assert (tmp_path / "was").read_text() == "ours" and not (tmp_path / "went").exists()
