@@ -71,23 +71,33 @@ def _decode_ct_nat(a):
     return "ct_nat", a.zone_ofs_nbits, table, bool(a.flags & NX_CT_F_COMMIT), spec
 
 
-def decode_group(ofp, desc, tick=None) -> Group | None:
+def decode_group(ofp, desc, tick=None, failed=None) -> Group | None:
     """A group-desc entry read back as a Group, to compare with the desired one; None if it is not an ALL
     group, holds an action outside Canopy's vocabulary (its buckets then cannot be trusted) or a bucket that cannot be
-    parsed. ``tick()`` after each bucket: a read-back's entries (controller/groupdesc.py) parse a bucket at a time
-    (``each_bucket``), so a caller that pauses there never parses a flood group of 1,000 buckets in one stretch."""
+    parsed, ``failed(group id, why)`` told then (a read-back says so: openflow/reconciler.py). ``tick()`` after each
+    bucket: a read-back's entries (controller/groupdesc.py) parse a bucket at a time (``each_bucket``), so a caller
+    that pauses there never parses a flood group of 1,000 buckets in one stretch; what a pause raises goes on up."""
     if desc.type != ofp.OFPGT_ALL:
-        return None
+        return _undecoded(failed, desc, f"of type {desc.type}, not ALL")
     each = getattr(desc, "each_bucket", None)
-    decoded = []
-    try:
-        for bucket in each() if each is not None else desc.buckets:
+    buckets, decoded = iter(each() if each is not None else desc.buckets), []
+    while True:
+        try:
+            bucket = next(buckets, None)
+            if bucket is None:
+                break
             decoded.append(tuple(decode_action(ofp, a) for a in bucket.actions))
-            if tick is not None:
-                tick()
-    except Exception:  # noqa: BLE001 - Canopy's vocabulary (EncodeError...), or Ryu's parser on a switch's bytes
-        return None
+        except Exception as exc:  # noqa: BLE001 - Canopy's vocabulary (EncodeError...), or Ryu's parser on a switch's bytes
+            return _undecoded(failed, desc, f"bucket {len(decoded)}: {exc}")
+        if tick is not None:
+            tick()
     return Group(desc.group_id, tuple(decoded))
+
+
+def _undecoded(failed, desc, why: str) -> None:
+    if failed is not None:
+        failed(desc.group_id, why)
+    return None
 
 
 def decode_match(match) -> tuple:

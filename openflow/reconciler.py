@@ -452,8 +452,13 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         self._book.read_back(installed)
         bucket = functools.partial(self.pacer.tick, BUCKET_UNITS)  # (a group's buckets parsed and decoded one at a
         # time: controller/groupdesc.py)
-        self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g, bucket)
+        undecoded: dict = {}  # group id -> why it cannot be decoded (modified to the desired one: ``_plan_ops``)
+        self._installed_groups = {g.group_id: decode.decode_group(self.ofp, g, bucket, undecoded.__setitem__)
                                   for g in paced(groups, self.pacer.tick) if g.group_id in self._owned}
+        if undecoded:
+            gid, why = next(iter(undecoded.items()))
+            self._log.warning("read back %d Canopy group(s) it cannot decode, each to be written again as desired (or "
+                              "deleted): group %d %s", len(undecoded), gid, why)
         self._rejected_groups = {k: v for k, v in self._rejected_groups.items() if k not in self._owned}
         self._rejected_as.clear()
         self._need_read = False

@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from controller.ryu_compat import ofproto_parser, ofproto_protocol
+from controller.ryu_compat import hub, ofproto_parser, ofproto_protocol
 from openflow import decode, encode
 from openflow.flows import Group
 from tests.bytecodes import Bytecodes, opcodes
@@ -110,3 +110,56 @@ def test_a_64_kb_reply_is_parsed_to_its_groups_and_decoded_a_bucket_at_a_time(ve
     decoded = counter.run(lambda: decode.decode_group(dp.ofproto, entry, tick))
     assert decoded == BIG[1] and ticks[0] == 1000
     assert max(most[0], counter.count) <= 3_000, most
+
+
+def _with_a_bad_bucket(version: int, group: Group) -> bytes:
+    """The reply holding ``group`` (two buckets or more), the first action of its second bucket of length 0."""
+    message = bytearray(reply(version, (group,)))
+    first = struct.unpack_from("!H", message, 24)[0]  # (the first bucket's length: after the headers, 16 + 8 bytes)
+    struct.pack_into("!H", message, 24 + first + 16 + 2, 0)
+    return bytes(message)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_group_read_back_with_a_bucket_that_cannot_be_parsed_is_replaced_once_and_said_so(version, caplog):
+    """A read-back's group whose second bucket would spin Ryu's parser (refused at its first use): taken as one it
+    cannot decode, said in one warning of the read-back (naming the group and the field), modified to the desired
+    group once; then in sync, nothing more sent. Before, the read-back dropped it silently (decode_group: None)."""
+    import logging
+
+    from openflow.reconciler import SwitchReconciler
+    from tests.unit.test_oversized_group import Answering
+
+    group = Group(2 * 7000, (local(0), local(1), local(2)))
+    switch = Answering(version)
+    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.groupdesc"))
+    rec.set_desired([], [group])
+    with caplog.at_level(logging.WARNING, logger="test.groupdesc"):
+        rec._book.read_back({})
+        rec._take_in([], parsed(version, _with_a_bad_bucket(version, group)))
+    assert rec._installed_groups == {group.group_id: None}
+    said = [r.getMessage() for r in caplog.records if "cannot decode" in r.getMessage()]
+    assert len(said) == 1 and f"group {group.group_id}" in said[0] and "has a length of 0" in said[0], said
+    with hub.Timeout(10):
+        assert rec._sync()
+    assert rec.counters["group_modify"] == 1 and rec._installed_groups == {group.group_id: group}
+    with hub.Timeout(10):
+        assert not rec._sync()  # (in sync: not modified again)
+    assert rec.counters["group_modify"] == 1
+
+
+class _Stopped(Exception):
+    """What a pause of the read-back raised (not a bucket that cannot be parsed)."""
+
+
+def test_what_a_pause_raises_while_buckets_are_decoded_is_not_taken_for_a_bad_bucket():
+    """``decode_group`` gives None for a bucket it cannot parse or decode, not for what its ``tick`` raised: that
+    goes on up (the read-back ends there), not a group modified as if the switch held something else."""
+    dp = ofproto_protocol.ProtocolDesc(4)
+    (entry,) = parsed(4, reply(4, BIG[:1]))
+
+    def tick():
+        raise _Stopped()
+
+    with pytest.raises(_Stopped):
+        decode.decode_group(dp.ofproto, entry, tick)
