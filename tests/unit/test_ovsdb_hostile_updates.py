@@ -613,3 +613,18 @@ def test_two_interfaces_of_one_name_read_again_then_deleted_together_leave_the_b
     feed(db.replica, {"Port": {u: {"delete": None} for u in gone},
                       "Bridge": {db.bridge: {"modify": {"ports": ["set", [["uuid", u] for u in gone]]}}}})
     assert db.step(reporter) == ([], [])
+
+
+
+def test_a_deleted_ports_interface_leaves_a_name_another_interface_holds_to_it(caplog):
+    """Two interfaces of one name (a hostile peer's), of other columns: the name is the one read last's. The other's
+    port deleted (alone in its update: dropped in C loops, ``_unset_all``), the name stays with the interface that
+    holds it, as a fresh read of the rows says: a name leaves with the very ``PortInfo`` that holds it, not with any
+    of its name. (The holder's port deleted instead, the name goes, though a fresh read finds the other interface:
+    not handled, as before stop 48.)"""
+    db = TwoClaims(caplog)
+    feed(db.replica, {"Interface": {u: {"modify": {"name": "same"}} for u in db.ifaces.values()}})
+    reporter = db.reporter()
+    [holder] = reporter.last.ports
+    db.delete("p2" if holder.ofport == 1 else "p1")  # (if<n> is p<n>'s, of ofport n)
+    assert db.step(reporter) == (["same"], [])
