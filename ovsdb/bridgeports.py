@@ -253,12 +253,13 @@ class BridgePorts:
 
     def _unset_all(self, ifaces: list, changed: set) -> None:
         """``_unset`` of each of ``ifaces`` (interfaces gone, none of them claimed twice), in C loops: a name leaves
-        ``_by_name`` when it names that very ``PortInfo`` there."""
+        ``_by_name`` when it names that very ``PortInfo`` there. One ``PortInfo`` may stand for two interfaces (a
+        hostile peer's of one name, equal, read again: ``rebuild`` hands out the value before): its name leaves once."""
         infos = list(filter(None, map(self._infos.pop, ifaces, itertools.repeat(None))))
         names = list(map(_NAME, infos))
         by_name = self._by_name
         named = list(itertools.compress(names, map(operator.is_, map(by_name.get, names), infos)))
-        collections.deque(map(by_name.pop, named), maxlen=0)
+        collections.deque(map(by_name.pop, named, itertools.repeat(None)), maxlen=0)
         self._gone.update(named)
         changed.update(names)
 

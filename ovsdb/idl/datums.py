@@ -26,8 +26,6 @@ import ovs.ovsuuid
 from ovsdb.longsets import ATOMS_PER_TICK
 
 _FALLBACK = object()  # an atom the fast path leaves to ovs's parser
-_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
-SET_PER_ELEMENT = 32  # drop_uuids: a set walked in C for a difference removing at least 1/32 of it
 _VALUE_INT = operator.attrgetter("value.int")  # a uuid atom's number
 _UUID_RE = ovs.ovsuuid.uuidRE  # HACK (ovs 4.0.0): the pattern its from_json checks a uuid string with
 
@@ -105,23 +103,30 @@ def _uuid_set(type_, elements: list, kind):
     a big delete's or insert's bridge ``ports`` difference, 10,000 elements). None (ovs decides, as for the reader)
     when an element is anything else (not a pair, not "uuid", not a text ``_UUID_RE`` matches in 36 characters)."""
     every = list.copy(elements)  # (the plain list: no PacedArray iteration, one Python resumption per element)
-    pacer = getattr(elements, "pacer", None)
-    match, values = _UUID_RE.match, {}
+    pacer, values = getattr(elements, "pacer", None), {}
     for start in range(0, len(every), UUID_RUN):
-        run = every[start:start + UUID_RUN]
-        if not set(map(type, run)) <= {list} or not set(map(len, run)) <= {2} or \
-                list(map(_FIRST, run)).count("uuid") != len(run):  # (==, not a set: a tag may be an array)
-            return None
-        texts = list(map(_SECOND, run))
-        if not set(map(type, texts)) <= {str} or not set(map(len, texts)) <= {36} or not all(map(match, texts)):
+        texts = _uuid_texts(every[start:start + UUID_RUN])
+        if texts is None:
             return None
         atoms = list(map(_new_atom, itertools.repeat(ovs.db.data.Atom, len(texts))))
         collections.deque(map(_set_attr, atoms, itertools.repeat("type"), itertools.repeat(kind)), maxlen=0)
         collections.deque(map(_set_attr, atoms, itertools.repeat("value"), uuids_of(texts)), maxlen=0)
         values.update(dict.fromkeys(atoms))  # (each Atom's __hash__ a Python call, as in the element by element read)
         if pacer is not None:
-            pacer.tick(len(run) // ATOMS_PER_TICK)
+            pacer.tick(len(texts) // ATOMS_PER_TICK)
     return _datum(type_, values, every)
+
+
+def _uuid_texts(elements: list) -> list[str] | None:
+    """The texts of ``elements`` when each is a uuid as a peer sends one (``["uuid", text]``, a text of 36 characters
+    ``_UUID_RE`` matches), checked in C loops; else None (ovs's parser decides)."""
+    if not set(map(type, elements)) <= {list} or not set(map(len, elements)) <= {2} or \
+            list(map(_FIRST, elements)).count("uuid") != len(elements):  # (==, not a set: a tag may be an array)
+        return None
+    texts = list(map(_SECOND, elements))
+    if not set(map(type, texts)) <= {str} or not set(map(len, texts)) <= {36} or not all(map(_UUID_RE.match, texts)):
+        return None
+    return texts
 
 
 _new_atom, _set_attr = object.__new__, object.__setattr__  # HACK (ovs 4.0.0): an Atom's state is its __dict__'s
@@ -252,12 +257,8 @@ def drop_uuids(datum: ovs.db.data.Datum, json, pacer) -> ovs.db.data.Datum | Non
     if type(json) is not list or len(json) != 2 or json[0] != "set" or not isinstance(json[1], list):
         return None
     atoms, values = json[1][:], datum.values  # (a slice: a plain list, not a PacedArray's paced iteration)
-    if len(atoms) * SET_PER_ELEMENT < len(values) or not atoms or not all(map(isinstance, atoms, itertools.repeat(list))) or \
-            set(map(len, atoms)) != {2} or not all(map(operator.eq, map(_FIRST, atoms), itertools.repeat("uuid"))):
-        return None
-    texts = list(map(_SECOND, atoms))
-    if not all(map(isinstance, texts, itertools.repeat(str))) or set(map(len, texts)) != {36} or \
-            not all(map(_UUID_RE.match, texts)):
+    texts = _uuid_texts(atoms) if atoms and len(atoms) * SET_PER_ELEMENT >= len(values) else None
+    if texts is None:
         return None
     gone = set(map(int, map(str.replace, texts, itertools.repeat("-"), itertools.repeat("")), itertools.repeat(16)))
     keys = list(values)

@@ -68,6 +68,7 @@ def assert_matches_full(prog):
         assert inc is not None, session
         assert inc.all_flows() == full.all_flows(), session
         assert inc.all_groups() == full.all_groups(), session
+        assert all(inc.flows.values()) and all(inc.groups.values()), session  # (no entry kept of an owner gone)
 
 
 def random_remote(rng, state, hosts):
