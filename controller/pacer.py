@@ -175,6 +175,11 @@ class Finishing:
     def pauses(self) -> int:
         return self.pacer.pauses
 
+    @property
+    def pause(self):
+        """The pacer's pause while it pauses, None once one raised (what looks at a pacer's ``pause``)."""
+        return getattr(self.pacer, "pause", None) if self.held is None else None
+
     def tick(self, units: int = 1) -> None:
         if self.held is None:
             try:

@@ -184,6 +184,26 @@ def test_host_routes_put_in_with_pauses_are_those_put_in_at_once_and_each_is_som
         assert fib.ordered() == at_once.ordered()
 
 
+def test_host_routes_put_in_by_a_finishing_pacer_are_those_put_in_at_once():
+    """``settle`` reads its pacer's ``pause``: a ``Finishing`` (work never left half done) has one, the pacer's until
+    a pause raises (before, an AttributeError); its pauses end there and the rest is put in unpaused."""
+    from controller.pacer import Finishing, Pacer
+
+    fib, at_once = _fib(3_000, random.Random(7)), _fib(3_000, random.Random(7))
+    seen = []
+
+    def pause():
+        seen.append(len(fib.added))
+        if len(seen) == 2:
+            raise GeneratorExit("killed in a pause")
+
+    finishing = Finishing(Pacer(pause, 100))
+    fib.settle(finishing)
+    at_once.settle()
+    assert len(seen) == 2 and isinstance(finishing.held, GeneratorExit) and finishing.pause is None
+    assert list(fib.routes.items()) == list(at_once.routes.items()) and fib.ties == at_once.ties
+
+
 # ---------------------------------------------------------------------------------------------- a switch's hand-out
 
 def test_a_switchs_hand_out_after_an_apply_pauses_per_vm_and_per_flood_bucket():
