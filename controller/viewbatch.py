@@ -141,7 +141,7 @@ class BatchSwaps:
         vids = list(map(_VPORT_ID, eps))
         pairs = list(zip(sids, sessions))
         tally = Counter(pairs)
-        if step > 0:  # a subnet's presence on a switch looked at where its first endpoint there came
+        if step > 0 or len(tally) == 1:  # a subnet's presence on a switch looked at where its first endpoint there came
             order = list(tally)
         else:  # or where its last went
             last = dict(zip(pairs, count()))

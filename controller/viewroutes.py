@@ -165,11 +165,13 @@ class OrderedFib:
             for ip, vid in zip(ips, vids):
                 self.remove_host(ip, vid)
             return
-        popped = list(map(self.added.pop, keys, repeat(None)))
-        taken = list(compress(keys, map(is_not, popped, repeat(None))))
-        if taken:
-            self._count_all(list(zip(repeat(-32), map(itemgetter(1), taken))), -1)
-        self.gone.update(filter(self.routes.__contains__, compress(keys, map(is_, popped, repeat(None)))))
+        if self.added:  # (routes come and not put in yet: taken back)
+            popped = list(map(self.added.pop, keys, repeat(None)))
+            taken = list(compress(keys, map(is_not, popped, repeat(None))))
+            if taken:
+                self._count_all(list(zip(repeat(-32), map(itemgetter(1), taken))), -1)
+            keys = compress(keys, map(is_, popped, repeat(None)))
+        self.gone.update(filter(self.routes.__contains__, keys))
 
     def empty(self) -> bool:
         return len(self.routes) + len(self.added) == len(self.gone)
