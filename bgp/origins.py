@@ -129,6 +129,11 @@ class Origins:
         left = self._count.get(key)
         self._count[key] = (left if left is not None else self._base.behind(key)) + 1
 
+    @property
+    def unbound_ids(self) -> set:
+        """The vports ``unbound`` took out from behind their routes, each with its keys held here (read only)."""
+        return self._unbound
+
     def has(self, vport_id) -> bool:
         """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
         keys = self._keys_of.get(vport_id)  # (``_keys``, without its call: asked of every vport bound)
