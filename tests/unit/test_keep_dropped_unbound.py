@@ -6,8 +6,6 @@ a twin of the watcher is told as before (no vport unbound to pass over) and both
 
 from __future__ import annotations
 
-import pytest
-
 from bgp.originator import Originator
 from bgp.origins import Origins
 from tests.unit import test_originator_interleave as interleave
