@@ -271,10 +271,12 @@ class Originator:
                     else:
                         where.others.discard(eid)
             return
-        for group in distinct:
-            where, mine = grouped[group[0]][group[1]], set(compress(eids, map(group.__eq__, at)))
-            deque(map(where.vports.__delitem__, where.vports.keys() & mine), maxlen=0)  # (a vport's: held there,
-            where.others.difference_update(mine)  # any other's in ``others``)
+        for group in distinct:  # (one group, most often: the run's endpoints are all its own)
+            mine = set(compress(eids, map(group.__eq__, at))) if len(distinct) > 1 or None in at else eids
+            where = grouped[group[0]][group[1]]
+            deque(map(where.vports.pop, mine, repeat(None)), maxlen=0)  # (a vport's: held there,
+            if where.others:  # any other's in ``others``)
+                where.others.difference_update(mine)
 
     def _keep_dropped(self, held: list, pacer: Pacer) -> None:
         """The watcher holds what it reads of the endpoints ``held`` (held here) about to be dropped: their vports'
