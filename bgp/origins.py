@@ -18,7 +18,8 @@ behind, so that another vport going later does not take them away while it is th
 from __future__ import annotations
 
 from collections import Counter
-from itertools import chain, filterfalse
+from itertools import chain, compress, filterfalse, repeat
+from operator import is_, not_
 
 
 class _NoBase:
@@ -157,14 +158,17 @@ class Origins:
         keys_of.update(held)  # held from here (as ``keep`` would: the base drops them at the next origination)
         unbound.update(filter(keys_of.get, ids))
         others = list(chain.from_iterable(mine))
-        odd = count.keys() & quick | set(others).intersection(quick)  # (counted here, or named by a vport held here)
+        odd = count.keys() & quick  # (counted here, or named by a vport held here)
+        if others:
+            odd |= set(others).intersection(quick)
         if odd:
             quick = [key for key in quick if key not in odd]
             others.extend(odd)
         # the base's keys with one vport behind each and nothing pinning them: nothing behind them now
         count.update(dict.fromkeys(quick, 0))
-        pins.update(dict.fromkeys(filterfalse(pins.__contains__, quick), False))
-        gone = list(filterfalse(pins.__getitem__, quick))
+        pinned = list(map(pins.get, quick))  # (a key hashed once for both: None, not pinned here yet)
+        pins.update(dict.fromkeys(compress(quick, map(is_, pinned, repeat(None))), False))
+        gone = list(compress(quick, map(not_, pinned)))
         for key, n in Counter(chain(grouped, others)).items():  # (``_left`` and ``_pinned`` inline)
             left = count.get(key)
             if left is None:
