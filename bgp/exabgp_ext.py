@@ -39,20 +39,18 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
 
 from __future__ import annotations
 
-import copy
-import copyreg
 import functools
 import inspect
 import os
 import re
 import sys
 import time
-from collections import deque
 from itertools import repeat
-from operator import attrgetter, is_, itemgetter, methodcaller
+from operator import is_, itemgetter, methodcaller
 
 from bgp import routes
 from bgp.evpnwire import evpn_next_hop
+from bgp.plaincopy import copied, copies_with
 
 PINNED_EXABGP = "5.0.15"
 
@@ -302,7 +300,7 @@ def _shared(route: routes.Route, action: str) -> tuple:
         return entry
     other = _NLRIS.get((id(route), routes.WITHDRAW if action == routes.ANNOUNCE else routes.ANNOUNCE))
     if other is not None and other[0] is route:  # the same fields, objects and index; another action
-        nlri = _copied(other[1])
+        nlri = copied(other[1])
         nlri.action = _ACTIONS[action]
         attributes = other[2]
     else:
@@ -311,23 +309,6 @@ def _shared(route: routes.Route, action: str) -> tuple:
         _NLRIS.clear()
     entry = _NLRIS[id(route), action] = (route, nlri, attributes)
     return entry
-
-
-_PLAIN: dict = {}  # NLRI class -> its objects keep all their state in their __dict__ (no slots, no copy protocol)
-_COPY_PROTOCOL = ("__slots__", "__getstate__", "__setstate__", "__getnewargs__", "__getnewargs_ex__", "__copy__",
-                  "__reduce_ex__", "__reduce__")  # what copy.copy would call or read instead of the object's __dict__
-
-
-def _copied(nlri):
-    """A shallow copy of ``nlri``: what ``copy.copy`` makes of it, without the generic protocol where the class keeps
-    its state in its ``__dict__`` only (ExaBGP's EVPN NLRIs: the copy was most of what a withdrawal cost ExaBGP once
-    its announcement's NLRI existed, beyond ExaBGP's own RIB)."""
-    cls = type(nlri)
-    if not _plain(cls):
-        return copy.copy(nlri)
-    twin = cls.__new__(cls)
-    twin.__dict__.update(nlri.__dict__)
-    return twin
 
 
 def build_nlri(route: routes.Route, action: str):
@@ -411,36 +392,18 @@ def build_changes(batch, action: str) -> list:
     made = list(map(_NLRIS.get, zip(ids, repeat(_OTHER[action])), repeat(_NO_ENTRY)))
     if any(mine) or not all(map(is_, map(_FIRST, made), batch)):
         return [build_change(route, action) for route in batch]
-    olds, attributes = list(map(_SECOND, made)), list(map(_THIRD, made))
-    classes = set(map(type, olds))
-    if not all(map(_copied_plainly, classes)):
+    nlris, attributes = copies_with(list(map(_SECOND, made)), "action", _ACTIONS[action]), list(map(_THIRD, made))
+    if nlris is None:
         return [build_change(route, action) for route in batch]
-    nlris = list(map(object.__new__, map(type, olds)))  # what ``_copied`` makes of each, in C
-    deque(map(dict.update, map(_DICT, nlris), map(_DICT, olds)), maxlen=0)
-    deque(map(setattr, nlris, repeat("action"), repeat(_ACTIONS[action])), maxlen=0)
     if len(_NLRIS) + len(ids) > _NLRIS_SIZE:
         _NLRIS.clear()
     _NLRIS.update(zip(zip(ids, repeat(action)), zip(batch, nlris, attributes)))
     return list(map(Change, nlris, attributes))
 
 
-def _copied_plainly(cls) -> bool:
-    """Whether ``_copied`` copies an NLRI of ``cls`` by its ``__dict__``, and ``object.__new__`` makes one."""
-    return _plain(cls) and cls.__new__ is object.__new__
-
-
-def _plain(cls) -> bool:
-    """Whether objects of ``cls`` keep all their state in their ``__dict__`` (no slots, no copy protocol)."""
-    plain = _PLAIN.get(cls)
-    if plain is None:
-        plain = _PLAIN[cls] = cls not in copyreg.dispatch_table and not any(
-            name in klass.__dict__ for klass in cls.__mro__[:-1] for name in _COPY_PROTOCOL)
-    return plain
-
-
 _OTHER = {routes.ANNOUNCE: routes.WITHDRAW, routes.WITHDRAW: routes.ANNOUNCE}
 _NO_ENTRY = (None, None, None)  # ``_NLRIS``' entry of a route never built
-_FIRST, _SECOND, _THIRD, _DICT = itemgetter(0), itemgetter(1), itemgetter(2), attrgetter("__dict__")
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 # --------------------------------------------------------------------------- API commands
