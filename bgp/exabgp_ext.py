@@ -51,6 +51,7 @@ from operator import is_, itemgetter, methodcaller
 from bgp import routes
 from bgp.evpnwire import evpn_next_hop
 from bgp.plaincopy import copied, copies_with
+from bgp.updategroup import UpdateGroup
 
 PINNED_EXABGP = "5.0.15"
 
@@ -516,55 +517,28 @@ def _grouped_updates(self, grouped):
     """ExaBGP's OutgoingRIB.updates, with consecutive one-route EVPN Updates that share the same attributes
     (ExaBGP yields them per attribute bucket, with that bucket's Attributes object) merged into one Update
     (``Update.messages`` then packs them per next hop up to the message size); a next hop's announcements
-    leave in an Update of their own each time ANNOUNCED_PER_UPDATE of them are pending."""
-    group = _Group()
+    leave in an Update of their own each time ANNOUNCED_PER_UPDATE of them are pending (bgp/updategroup.py)."""
+    group = UpdateGroup(ANNOUNCED_PER_UPDATE, _INDEX)
     for message in _exabgp_rib_updates(self, grouped):
         if grouped and _is_evpn_single(message):
             if message.attributes is not group.attributes:
-                yield from group.flush()
-            full = group.add(message.nlris[0], message.attributes)
-            if full is not None:
-                yield full
+                yield from _flushed(group)
+            nlri = message.nlris[0]
+            if nlri.action != Action.ANNOUNCE:  # a withdrawal: no next hop
+                group.withdrawn(nlri, message.attributes)
+            elif (full := group.announced(nlri, message.attributes, str(nlri.nexthop))) is not None:
+                yield Update(full, message.attributes)
             continue
-        yield from group.flush()
+        yield from _flushed(group)
         yield message
-    yield from group.flush()
+    yield from _flushed(group)
 
 
-class _Group:
-    """The EVPN NLRIs pending with one attribute set, by next hop (withdrawals, which have none, under None)."""
-
-    def __init__(self):
-        self.attributes, self.by_hop = None, {}
-
-    def add(self, nlri, attributes):
-        """Take ``nlri``; the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending, else
-        None (returned: no generator made a route)."""
-        self.attributes = attributes
-        if nlri.action != Action.ANNOUNCE:  # a withdrawal: no next hop
-            pending = self.by_hop.get(None)
-            if pending is None:
-                pending = self.by_hop[None] = []
-            pending.append(nlri)
-            return None
-        hop = str(nlri.nexthop)
-        pending = self.by_hop.setdefault(hop, [])
-        pending.append(nlri)
-        if len(pending) >= ANNOUNCED_PER_UPDATE:
-            del self.by_hop[hop]
-            return Update(pending, attributes)
-        return None
-
-    def flush(self):
-        """The Update of everything pending (ExaBGP splits it per next hop and at the message size), its NLRIs in the
-        order ExaBGP sorts them (``Update._split_nlris``: ``sorted``, by ``index()``), sorted here by that key: a key
-        each, compared in C, and ExaBGP's sort then walks them once (10,000 withdrawals sorted by ``__lt__``, two
-        ``index()`` calls a comparison: 2.7 million bytecodes, a quarter of ExaBGP's share of evpn_routes' withdraw)."""
-        if self.by_hop:
-            nlris = [nlri for pending in self.by_hop.values() for nlri in pending]
-            nlris.sort(key=_INDEX)
-            yield Update(nlris, self.attributes)
-        self.attributes, self.by_hop = None, {}
+def _flushed(group: UpdateGroup):
+    """The Update of everything ``group`` holds (ExaBGP splits it per next hop and at the message size), if any."""
+    pending = group.flush()
+    if pending is not None:
+        yield Update(*pending)
 
 
 _INDEX = methodcaller("index")  # an NLRI's RIB index, which orders NLRIs (ExaBGP's ``NLRI.__lt__``)
