@@ -311,7 +311,7 @@ def test_the_speakers_own_pauses_are_no_silence_of_exabgps():
     assert dog.check(waiting=True) == SILENT and dog.silent_for() == pytest.approx(5.0)
     clock.now += 2.0
     dog.paused(2.0)
-    assert dog.silent_for() == pytest.approx(5.0)  # what ``api_silent_for`` shows: ExaBGP's silence, the pause not in it
+    assert dog.silent_for() == pytest.approx(5.0)  # (``api_silent_for``: ExaBGP's silence, the pause not in it)
     clock.now += 25.0
     assert dog.check(waiting=True) == RESTART
 
