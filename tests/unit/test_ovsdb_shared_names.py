@@ -133,30 +133,54 @@ def change(db, rng, column, value):
     db.changes.record("Interface", row_key(i), RowChange(i, columns=frozenset({column})))
 
 
+def remove(db, gone) -> None:
+    """Port ``gone`` deleted, and its interfaces no other port references (OVSDB collects an Interface then only)."""
+    db.bridge.ports = [p for p in db.bridge.ports if p is not gone]
+    db.changes.record("Bridge", row_key(db.bridge), RowChange(db.bridge, columns=frozenset({"ports"})))
+    db.changes.record("Port", row_key(gone), RowChange(gone, deleted=True))
+    held = {row_key(i) for p in db.bridge.ports for i in p.interfaces}
+    for i in gone.interfaces:
+        if row_key(i) not in held:
+            db.changes.record("Interface", row_key(i), RowChange(i, deleted=True))
+
+
+def claim(db, rng, name) -> None:
+    """A new Port ``name`` referencing an interface another port holds (a refused claim: ovsdb/bridgeports.py)."""
+    p = port(name, rng.choice([i for p in db.bridge.ports[1:] for i in p.interfaces]))
+    db.bridge.ports = db.bridge.ports + [p]
+    db.changes.record("Port", row_key(p), RowChange(p))
+    db.changes.record("Bridge", row_key(db.bridge), RowChange(db.bridge, columns=frozenset({"ports"})))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_ports_of_few_names_equal_a_fresh_read_at_every_step(seed, monkeypatch):
-    """Ports added, deleted (alone, or with others' changes), their interfaces renamed, changed, bonded, among three
-    names; the names told changed include every name whose value changed (and may include one gone and back, equal,
-    in one update)."""
+    """Ports added, deleted (alone, or with others' changes), their interfaces renamed, changed, bonded, claimed by a
+    second port, among three names; now and then a read of every port (the session made to speak). The names told
+    changed include every name whose value changed (and may include one gone and back, equal, in one update)."""
     rng = random.Random(seed)
     monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=rng.getrandbits(128)))  # tests.unit.test_vrs_delta's rows
     db = Db()
     reporter = follow(db, Reports())
     for step in range(200):
-        for _ in range(rng.randint(1, 3)):
-            roll = rng.random()
-            if roll < 0.35 or len(db.bridge.ports) < 3:
-                add_named(db, f"p{step}.{_}", rng.choice(NAMES), rng.randrange(1, 99))
-            elif roll < 0.6:
-                db.remove(rng.choice(db.bridge.ports[1:]).name)
-            elif roll < 0.75:
+        for n in range(rng.randint(1, 3)):
+            roll, ports = rng.random(), db.bridge.ports[1:]
+            if roll < 0.3 or len(ports) < 3:
+                add_named(db, f"p{step}.{n}", rng.choice(NAMES), rng.randrange(1, 99))
+            elif roll < 0.5:
+                remove(db, rng.choice(ports))
+            elif roll < 0.65:
                 change(db, rng, "name", rng.choice(NAMES))
-            elif roll < 0.9:  # (one waiting for its name, or holding it)
+            elif roll < 0.8:  # (one waiting for its name, or holding it)
                 change(db, rng, "ofport", [rng.randrange(1, 99)])
+            elif roll < 0.9:
+                claim(db, rng, f"c{step}.{n}")
             else:
-                db.bond(rng.choice(db.bridge.ports[1:]).name, rng.choice(NAMES))
+                db.bond(rng.choice(ports).name, rng.choice(NAMES))
         before = by_name(reporter.last)
         reporter.refresh([db.root], db.take())
         after = by_name(reporter.last)
         assert reporter.last.ports == bridge_ports(db.bridge)
         assert reporter.last.changed >= {n for n in set(before) | set(after) if before.get(n) != after.get(n)}
+        if rng.random() < 0.05:
+            reporter.speak()
+            assert reporter.last.ports == bridge_ports(db.bridge)
