@@ -102,7 +102,7 @@ class ApiWatchdog:
 
     def paused(self, seconds: float) -> None:
         """The speaker gave the event loop a turn between two runs of its work for ``seconds``: not a wait of
-        ExaBGP's (``longest_wait``)."""
+        ExaBGP's (``longest_wait``, the verdicts)."""
         self._paused += seconds
 
     def _waited(self, now: float) -> float:
