@@ -1,0 +1,71 @@
+"""ovsdb/idl/datums.py ``uuid_texts_match`` (a list of texts checked by one match of them joined) against the pattern
+ovs checks a uuid's text with, text by text; ``uuids_of`` (each UUID's slots set by their own setters) against
+``uuid.UUID``."""
+
+import random
+import uuid
+
+import ovs.ovsuuid
+
+from ovsdb.idl.datums import uuid_texts_match, uuids_of
+
+_ALPHABET = "0123456789abcdefABCDEF-,\n xyz{}"
+
+
+def _mutant(rng: random.Random) -> str:
+    """A uuid's text, or one with a character changed, added or taken out (a comma, a newline among them)."""
+    text = str(uuid.UUID(int=rng.getrandbits(128)))
+    if rng.random() < 0.5:
+        text = text.upper() if rng.random() < 0.2 else text
+        return text
+    i = rng.randrange(len(text))
+    kind = rng.randrange(4)
+    if kind == 0:
+        return text[:i] + rng.choice(_ALPHABET) + text[i + 1:]
+    if kind == 1:
+        return text[:i] + rng.choice(_ALPHABET) + text[i:]
+    if kind == 2:
+        return text[:i] + text[i + 1:]
+    return text + "\n"
+
+
+def test_the_joined_match_says_what_the_pattern_says_of_each_text():
+    rng = random.Random(7)
+    match = ovs.ovsuuid.uuidRE.match
+    for _ in range(3000):
+        texts = [_mutant(rng) for _ in range(rng.randrange(0, 6))]
+        if rng.random() < 0.3:  # a text whose commas line up where the joined texts' separators fall
+            texts.append(texts[0][:20] + "," + texts[0][21:] if texts else "")
+        assert uuid_texts_match(texts) == all(map(match, texts)), texts
+
+
+def test_texts_split_so_that_their_join_is_a_list_of_uuids_do_not_match():
+    """Two texts that are not uuids, but whose join by "," reads as uuids, are refused as the pattern refuses each."""
+    a, b = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+    joined = a + "," + b
+    assert not uuid_texts_match([joined[:30], joined[30:]])
+    assert uuid_texts_match([a, b]) and uuid_texts_match([])
+
+
+def test_not_text_raises_as_the_pattern_raises():
+    for texts in ([1], [str(uuid.UUID(int=1)), None]):
+        try:
+            all(map(ovs.ovsuuid.uuidRE.match, texts))
+        except TypeError:
+            pass
+        else:
+            raise AssertionError(texts)
+        try:
+            uuid_texts_match(texts)
+        except TypeError:
+            continue
+        raise AssertionError(texts)
+
+
+def test_uuids_of_makes_what_uuid_makes():
+    rng = random.Random(3)
+    texts = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(100)] + ["0" * 8 + "-0000" * 3 + "-" + "F" * 12]
+    made = uuids_of(texts)
+    assert made == [uuid.UUID(text) for text in texts]
+    assert [u.is_safe for u in made] == [uuid.SafeUUID.unknown] * len(texts)
+    assert list(map(hash, made)) == [hash(uuid.UUID(text)) for text in texts]
