@@ -255,21 +255,31 @@ def uuid_of(text: str, _new=object.__new__, _set=object.__setattr__, _unknown=uu
 _SET_INT, _SET_SAFE = uuid.UUID.__dict__["int"].__set__, uuid.UUID.__dict__["is_safe"].__set__
 
 
-def uuids_of(texts: list[str], _new=object.__new__, _unknown=uuid.SafeUUID.unknown,
+def uuids_of(texts: list[str], known: dict | None = None, _new=object.__new__, _unknown=uuid.SafeUUID.unknown,
              _repeat=itertools.repeat) -> list[uuid.UUID]:
     """``uuid_of`` of each of ``texts`` (each matched ``_UUID_RE``), in C loops (``map``): no Python call per uuid where
     ``uuid_of`` is one (~40 bytecodes); each slot set by its own setter, not looked up by name per uuid (~40 % of
-    the CPU). A big delete names 20,000 rows (ovsdb/idl/rowloop.py)."""
+    the CPU). A big delete names 20,000 rows (ovsdb/idl/rowloop.py). ``known``: {text: its number} made before (a
+    big delete's plan, ovsdb/idl/slices.py: each text's number read once), looked up rather than read again."""
     if not set(map(len, texts)) <= {36}:  # (a final newline: UUID's ValueError, as uuid_of raises it)
         return list(map(uuid_of, texts))
     made = list(map(_new, _repeat(uuid.UUID, len(texts))))
-    numbers = map(int, map(str.replace, texts, _repeat("-"), _repeat("")), _repeat(16))
-    collections.deque(map(_SET_INT, made, numbers), maxlen=0)
+    collections.deque(map(_SET_INT, made, numbers_of(texts, known)), maxlen=0)
     collections.deque(map(_SET_SAFE, made, _repeat(_unknown)), maxlen=0)
     return made
 
 
-def drop_uuids(datum: ovs.db.data.Datum, json, pacer) -> ovs.db.data.Datum | None:
+def numbers_of(texts: list[str], known: dict | None = None) -> list[int]:
+    """The numbers of uuids' ``texts`` (each 36 characters ``_UUID_RE`` matched: what ``uuid.UUID(text).int`` is), from
+    ``known`` ({text: number}) when it holds every one, else each read (``int`` of its digits, in C loops)."""
+    if known:
+        found = list(map(known.get, texts))
+        if None not in found:
+            return found
+    return list(map(int, map(str.replace, texts, itertools.repeat("-"), itertools.repeat("")), itertools.repeat(16)))
+
+
+def drop_uuids(datum: ovs.db.data.Datum, json, pacer, known: dict | None = None) -> ovs.db.data.Datum | None:
     """Update2's difference ``json`` of a set of uuids applied to ``datum`` in place when it only removes, and removes
     many (``SET_PER_ELEMENT``: a big delete's slice of a bridge's ``ports``, 500 to 3,200 of 10,000): the
     copy of ``datum`` before (the old value ``__apply_diff`` hands back); None, nothing done, otherwise (parsed and
@@ -277,14 +287,15 @@ def drop_uuids(datum: ovs.db.data.Datum, json, pacer) -> ovs.db.data.Datum | Non
     their numbers in C loops (``map``) over the set and popped by the set's own atoms: ovs's parse, then a lookup per
     element, made six Python calls each (the atom's and its uuid's hash and equality: ~70 bytecodes a port), these
     two. The walk of the set is in C, at most ``SET_PER_ELEMENT`` elements per one removed (about what the Python calls
-    saved cost). ``pacer`` ticks as the difference's ``PacedArray`` (ovsdb/longsets.py) would, after the work."""
+    saved cost). ``pacer`` ticks as the difference's ``PacedArray`` (ovsdb/longsets.py) would, after the work.
+    ``known``: {text: number} of uuids read before (``numbers_of``)."""
     if type(json) is not list or len(json) != 2 or json[0] != "set" or not isinstance(json[1], list):
         return None
     atoms, values = json[1][:], datum.values  # (a slice: a plain list, not a PacedArray's paced iteration)
     texts = _uuid_texts(atoms) if atoms and len(atoms) * SET_PER_ELEMENT >= len(values) else None
     if texts is None:
         return None
-    gone = set(map(int, map(str.replace, texts, itertools.repeat("-"), itertools.repeat("")), itertools.repeat(16)))
+    gone = set(numbers_of(texts, known))
     keys = list(values)
     present = list(itertools.compress(keys, map(gone.__contains__, map(_VALUE_INT, keys))))
     if len(present) != len(gone) or len(gone) != len(texts):  # (one added, or named twice)

@@ -92,6 +92,10 @@ class _PacedIdl(ovs.db.idl.Idl):
         # (table name, row key) -> the copy a delete left below a stacked row (rowloop.py), the row now: for the
         # tracking IDL's notify of that delete; emptied at each update
         self.uncovered: dict[tuple[str, int], ovs.db.idl.Row] = {}
+        # {uuid text: its number} of the update being parsed, made by its plan (slices.py: a big delete's ports and
+        # interfaces), for its rows deleted (rowloop.py) and its bridge's ``ports`` difference (drop_uuids): each read
+        # once, not three times; emptied at each update
+        self.numbers: dict[str, int] = {}
 
     def cooperative_yield(self):
         self.pacer.tick()
@@ -167,7 +171,7 @@ class _PacedIdl(ovs.db.idl.Idl):
                 continue
             _, parse, default, lazy_diff, uuid_set = found
             held = dict.get(data, name)
-            old = drop_uuids(held, value, self.pacer) if uuid_set and held is not None else None
+            old = drop_uuids(held, value, self.pacer, self.numbers) if uuid_set and held is not None else None
             if old is not None:  # many references removed at once (a big delete's slice of a bridge's ``ports``)
                 old_row[name] = old
                 continue
@@ -229,6 +233,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         tables = tables or self.tables
         self.version = version
         self.uncovered.clear()  # what a refused update left un-notified
+        self.numbers = {}  # (and the last update's let go: 20,000 texts of a big delete)
         if tables is self.tables:
             try:
                 refusals.check_plain_sets(update, self.plain_sets, self.pacer)  # the whole update, before any slice
@@ -270,7 +275,8 @@ class _PacedIdl(ovs.db.idl.Idl):
         if self.on_slice is None or tables is not self.tables or self.state != self.IDL_S_MONITORING or \
                 version == ovs.db.idl.OVSDB_UPDATE:
             return [update]
-        return slices.plan(update, tables, pacer=self.pacer, between=self.on_slice, leaving=self.on_leaving) or [update]
+        return slices.plan(update, tables, pacer=self.pacer, between=self.on_slice, leaving=self.on_leaving,
+                           known=self.numbers) or [update]
 
     def _refuse(self, exc: Exception, update, version, tables) -> None:
         """Refuse the update (``refused`` says why) and close the session: the replica no longer follows the peer's

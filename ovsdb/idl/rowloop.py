@@ -139,7 +139,7 @@ def _delete_all(idl, table_name: str, table_update: dict, stacks: dict, uncovere
     while start < len(texts):
         run = texts[start:start + pacer.due()]
         start += len(run)
-        keys = uuids_of(run)
+        keys = uuids_of(run, idl.numbers)
         if len(set(map(_NUMBER, keys))) < len(keys):  # a row named twice (its uuid's text in two cases): row by row
             gone += [notice[1] for notice in (_delete(stacks, key, table_name, uncovered) for key in keys) if notice]
             pacer.tick(len(run))

@@ -70,3 +70,13 @@ def test_uuids_of_makes_what_uuid_makes():
     assert made == [uuid.UUID(text) for text in texts]
     assert [u.is_safe for u in made] == [uuid.SafeUUID.unknown] * len(texts)
     assert list(map(hash, made)) == [hash(uuid.UUID(text)) for text in texts]
+
+
+def test_numbers_are_looked_up_when_every_one_is_known_else_each_read():
+    from ovsdb.idl.datums import numbers_of
+
+    texts = [str(uuid.UUID(int=k)) for k in range(1, 5)]
+    assert numbers_of(texts) == [1, 2, 3, 4]
+    assert numbers_of(texts, dict.fromkeys(texts, 7)) == [7, 7, 7, 7]  # (known: looked up, not read)
+    assert numbers_of(texts, dict.fromkeys(texts[:3], 7)) == [1, 2, 3, 4]  # one unknown: each read
+    assert uuids_of(texts, {texts[0]: 1}) == [uuid.UUID(text) for text in texts]
