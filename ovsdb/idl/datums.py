@@ -279,7 +279,8 @@ def numbers_of(texts: list[str], known: dict | None = None) -> list[int]:
     return list(map(int, map(str.replace, texts, itertools.repeat("-"), itertools.repeat("")), itertools.repeat(16)))
 
 
-def drop_uuids(datum: ovs.db.data.Datum, json, pacer, known: dict | None = None) -> ovs.db.data.Datum | None:
+def drop_uuids(datum: ovs.db.data.Datum, json, pacer, known: dict | None = None,
+               found: dict | None = None) -> ovs.db.data.Datum | None:
     """Update2's difference ``json`` of a set of uuids applied to ``datum`` in place when it only removes, and removes
     many (``SET_PER_ELEMENT``: a big delete's slice of a bridge's ``ports``, 500 to 3,200 of 10,000): the
     copy of ``datum`` before (the old value ``__apply_diff`` hands back); None, nothing done, otherwise (parsed and
@@ -288,7 +289,10 @@ def drop_uuids(datum: ovs.db.data.Datum, json, pacer, known: dict | None = None)
     element, made six Python calls each (the atom's and its uuid's hash and equality: ~70 bytecodes a port), these
     two. The walk of the set is in C, at most ``SET_PER_ELEMENT`` elements per one removed (about what the Python calls
     saved cost). ``pacer`` ticks as the difference's ``PacedArray`` (ovsdb/longsets.py) would, after the work.
-    ``known``: {text: number} of uuids read before (``numbers_of``)."""
+    ``known``: {text: number} of uuids read before (``numbers_of``). ``found``: kept by the caller for one update (a big
+    delete's slices each drop some of the same bridge's ``ports``): the set's atoms by number made at the first
+    difference, and the next ones look theirs up (``_atoms_by_number``) instead of walking the set again (10 slices of
+    10,000 ports)."""
     if type(json) is not list or len(json) != 2 or json[0] != "set" or not isinstance(json[1], list):
         return None
     atoms, values = json[1][:], datum.values  # (a slice: a plain list, not a PacedArray's paced iteration)
@@ -296,14 +300,28 @@ def drop_uuids(datum: ovs.db.data.Datum, json, pacer, known: dict | None = None)
     if texts is None:
         return None
     gone = set(numbers_of(texts, known))
-    keys = list(values)
-    present = list(itertools.compress(keys, map(gone.__contains__, map(_VALUE_INT, keys))))
+    by_number = _atoms_by_number(values, found)
+    present = list(filter(None, map(by_number.get, gone)))
     if len(present) != len(gone) or len(gone) != len(texts):  # (one added, or named twice)
         return None
     old = datum.copy()
     collections.deque(map(values.pop, present), maxlen=0)
+    collections.deque(map(by_number.pop, gone), maxlen=0)
+    if found is not None:
+        found[id(values)] = (values, by_number, len(values))
     pacer.tick(len(texts) // ATOMS_PER_TICK)
     return old
+
+
+def _atoms_by_number(values: dict, found: dict | None) -> dict:
+    """{number: atom} of a set of uuids' atoms (``values``): the one ``found`` keeps for it when it is that dict still
+    at the size ``drop_uuids`` left it (nothing else changed it since; kept with it: its id is not reused), else made
+    (a walk of the set in C loops)."""
+    kept = found.get(id(values)) if found is not None else None
+    if kept is not None and kept[0] is values and kept[2] == len(values):
+        return kept[1]
+    keys = list(values)
+    return dict(zip(map(_VALUE_INT, keys), keys))
 
 
 def _uuid_reader(base):
