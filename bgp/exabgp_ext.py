@@ -39,20 +39,19 @@ ExaBGP decodes EVPN but has no API command to announce it. This module:
 
 from __future__ import annotations
 
-import copy
-import copyreg
 import functools
 import inspect
 import os
 import re
 import sys
 import time
-from collections import deque
 from itertools import repeat
-from operator import attrgetter, is_, itemgetter, methodcaller
+from operator import is_, itemgetter, methodcaller
 
 from bgp import routes
 from bgp.evpnwire import evpn_next_hop
+from bgp.plaincopy import copied, copies_with
+from bgp.updategroup import UpdateGroup
 
 PINNED_EXABGP = "5.0.15"
 
@@ -302,7 +301,7 @@ def _shared(route: routes.Route, action: str) -> tuple:
         return entry
     other = _NLRIS.get((id(route), routes.WITHDRAW if action == routes.ANNOUNCE else routes.ANNOUNCE))
     if other is not None and other[0] is route:  # the same fields, objects and index; another action
-        nlri = _copied(other[1])
+        nlri = copied(other[1])
         nlri.action = _ACTIONS[action]
         attributes = other[2]
     else:
@@ -311,23 +310,6 @@ def _shared(route: routes.Route, action: str) -> tuple:
         _NLRIS.clear()
     entry = _NLRIS[id(route), action] = (route, nlri, attributes)
     return entry
-
-
-_PLAIN: dict = {}  # NLRI class -> its objects keep all their state in their __dict__ (no slots, no copy protocol)
-_COPY_PROTOCOL = ("__slots__", "__getstate__", "__setstate__", "__getnewargs__", "__getnewargs_ex__", "__copy__",
-                  "__reduce_ex__", "__reduce__")  # what copy.copy would call or read instead of the object's __dict__
-
-
-def _copied(nlri):
-    """A shallow copy of ``nlri``: what ``copy.copy`` makes of it, without the generic protocol where the class keeps
-    its state in its ``__dict__`` only (ExaBGP's EVPN NLRIs: the copy was most of what a withdrawal cost ExaBGP once
-    its announcement's NLRI existed, beyond ExaBGP's own RIB)."""
-    cls = type(nlri)
-    if not _plain(cls):
-        return copy.copy(nlri)
-    twin = cls.__new__(cls)
-    twin.__dict__.update(nlri.__dict__)
-    return twin
 
 
 def build_nlri(route: routes.Route, action: str):
@@ -411,36 +393,18 @@ def build_changes(batch, action: str) -> list:
     made = list(map(_NLRIS.get, zip(ids, repeat(_OTHER[action])), repeat(_NO_ENTRY)))
     if any(mine) or not all(map(is_, map(_FIRST, made), batch)):
         return [build_change(route, action) for route in batch]
-    olds, attributes = list(map(_SECOND, made)), list(map(_THIRD, made))
-    classes = set(map(type, olds))
-    if not all(map(_copied_plainly, classes)):
+    nlris, attributes = copies_with(list(map(_SECOND, made)), "action", _ACTIONS[action]), list(map(_THIRD, made))
+    if nlris is None:
         return [build_change(route, action) for route in batch]
-    nlris = list(map(object.__new__, map(type, olds)))  # what ``_copied`` makes of each, in C
-    deque(map(dict.update, map(_DICT, nlris), map(_DICT, olds)), maxlen=0)
-    deque(map(setattr, nlris, repeat("action"), repeat(_ACTIONS[action])), maxlen=0)
     if len(_NLRIS) + len(ids) > _NLRIS_SIZE:
         _NLRIS.clear()
     _NLRIS.update(zip(zip(ids, repeat(action)), zip(batch, nlris, attributes)))
     return list(map(Change, nlris, attributes))
 
 
-def _copied_plainly(cls) -> bool:
-    """Whether ``_copied`` copies an NLRI of ``cls`` by its ``__dict__``, and ``object.__new__`` makes one."""
-    return _plain(cls) and cls.__new__ is object.__new__
-
-
-def _plain(cls) -> bool:
-    """Whether objects of ``cls`` keep all their state in their ``__dict__`` (no slots, no copy protocol)."""
-    plain = _PLAIN.get(cls)
-    if plain is None:
-        plain = _PLAIN[cls] = cls not in copyreg.dispatch_table and not any(
-            name in klass.__dict__ for klass in cls.__mro__[:-1] for name in _COPY_PROTOCOL)
-    return plain
-
-
 _OTHER = {routes.ANNOUNCE: routes.WITHDRAW, routes.WITHDRAW: routes.ANNOUNCE}
 _NO_ENTRY = (None, None, None)  # ``_NLRIS``' entry of a route never built
-_FIRST, _SECOND, _THIRD, _DICT = itemgetter(0), itemgetter(1), itemgetter(2), attrgetter("__dict__")
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 # --------------------------------------------------------------------------- API commands
@@ -553,55 +517,28 @@ def _grouped_updates(self, grouped):
     """ExaBGP's OutgoingRIB.updates, with consecutive one-route EVPN Updates that share the same attributes
     (ExaBGP yields them per attribute bucket, with that bucket's Attributes object) merged into one Update
     (``Update.messages`` then packs them per next hop up to the message size); a next hop's announcements
-    leave in an Update of their own each time ANNOUNCED_PER_UPDATE of them are pending."""
-    group = _Group()
+    leave in an Update of their own each time ANNOUNCED_PER_UPDATE of them are pending (bgp/updategroup.py)."""
+    group = UpdateGroup(ANNOUNCED_PER_UPDATE, _INDEX)
     for message in _exabgp_rib_updates(self, grouped):
         if grouped and _is_evpn_single(message):
             if message.attributes is not group.attributes:
-                yield from group.flush()
-            full = group.add(message.nlris[0], message.attributes)
-            if full is not None:
-                yield full
+                yield from _flushed(group)
+            nlri = message.nlris[0]
+            if nlri.action != Action.ANNOUNCE:  # a withdrawal: no next hop
+                group.withdrawn(nlri, message.attributes)
+            elif (full := group.announced(nlri, message.attributes, str(nlri.nexthop))) is not None:
+                yield Update(full, message.attributes)
             continue
-        yield from group.flush()
+        yield from _flushed(group)
         yield message
-    yield from group.flush()
+    yield from _flushed(group)
 
 
-class _Group:
-    """The EVPN NLRIs pending with one attribute set, by next hop (withdrawals, which have none, under None)."""
-
-    def __init__(self):
-        self.attributes, self.by_hop = None, {}
-
-    def add(self, nlri, attributes):
-        """Take ``nlri``; the Update of its next hop's announcements once ANNOUNCED_PER_UPDATE are pending, else
-        None (returned: no generator made a route)."""
-        self.attributes = attributes
-        if nlri.action != Action.ANNOUNCE:  # a withdrawal: no next hop
-            pending = self.by_hop.get(None)
-            if pending is None:
-                pending = self.by_hop[None] = []
-            pending.append(nlri)
-            return None
-        hop = str(nlri.nexthop)
-        pending = self.by_hop.setdefault(hop, [])
-        pending.append(nlri)
-        if len(pending) >= ANNOUNCED_PER_UPDATE:
-            del self.by_hop[hop]
-            return Update(pending, attributes)
-        return None
-
-    def flush(self):
-        """The Update of everything pending (ExaBGP splits it per next hop and at the message size), its NLRIs in the
-        order ExaBGP sorts them (``Update._split_nlris``: ``sorted``, by ``index()``), sorted here by that key: a key
-        each, compared in C, and ExaBGP's sort then walks them once (10,000 withdrawals sorted by ``__lt__``, two
-        ``index()`` calls a comparison: 2.7 million bytecodes, a quarter of ExaBGP's share of evpn_routes' withdraw)."""
-        if self.by_hop:
-            nlris = [nlri for pending in self.by_hop.values() for nlri in pending]
-            nlris.sort(key=_INDEX)
-            yield Update(nlris, self.attributes)
-        self.attributes, self.by_hop = None, {}
+def _flushed(group: UpdateGroup):
+    """The Update of everything ``group`` holds (ExaBGP splits it per next hop and at the message size), if any."""
+    pending = group.flush()
+    if pending is not None:
+        yield Update(*pending)
 
 
 _INDEX = methodcaller("index")  # an NLRI's RIB index, which orders NLRIs (ExaBGP's ``NLRI.__lt__``)

@@ -103,25 +103,19 @@ class Origins:
 
     def add(self, key: tuple, sources) -> None:
         """``sources`` stand behind the route ``key``: endpoints of kind "vport" (counted by vport id; each vport
-        once per route), or anything else (a hardware VTEP's endpoint or session), which pins the route."""
-        behind, keys_of = 0, self._keys_of
+        once per route: ``add_vport``), or anything else (a hardware VTEP's endpoint or session), which pins the
+        route."""
+        add_vport = self.add_vport
         for source in sources:
-            if getattr(source, "kind", None) != "vport":
+            if getattr(source, "kind", None) == "vport":
+                add_vport(key, source.vport_id)
+            else:
                 self._pins[key] = True
-                continue
-            vid = source.vport_id
-            held = keys_of.get(vid)
-            if held is None:
-                held = keys_of[vid] = list(self._base.keys_of(vid))
-            held.append(key)
-            behind += 1
-        if behind:
-            self._count[key] = self._left(key) + behind
 
     def add_vport(self, key: tuple, vport_id) -> None:
-        """``add`` of one vport's endpoint (a route announced at bind or carried: bgp/early.py), without the loop over
-        sources and its kind test (~54 bytecodes of its own a route instead of ~86: 10,000 bindings announce 10,000,
-        and the next publish may carry 9,000 of them)."""
+        """The vport ``vport_id`` stands behind the route ``key`` (once per route): ``add``'s rule for one vport, called
+        alone for a route announced at bind or carried (bgp/early.py: 10,000 bindings announce 10,000, and the next
+        publish may carry 9,000 of them)."""
         keys_of = self._keys_of
         held = keys_of.get(vport_id)
         if held is None:

@@ -23,11 +23,13 @@ It measures progress, not latency: a busy ExaBGP working through a burst of 10,0
 of BATCH_ROUTES routes every fraction of a second, so it is never silent, however long its queue. The clock is
 passed in (unit tests use their own, no wall clock).
 
-``longest_wait`` (how close ExaBGP came to the timeout) leaves out the speaker's own pauses: it handles a burst of
-ExaBGP's lines a run at a time and gives the event loop a turn between runs (``paused``), and an acknowledgement
-handled after such a pause, or read late because of one, was not waited for meanwhile. The verdicts (``silent``,
-``restart``) count real time, pauses included: ``longest_quiet`` is the longest wait so measured, the figure to set
-beside ``timeout``.
+Only ExaBGP's silence counts, not the speaker's own pauses: it handles a burst of ExaBGP's lines a run at a time and
+gives the event loop a turn between runs (``paused``), and an acknowledgement handled after such a pause, or read late
+because of one, was not waited for meanwhile. The verdicts (``silent``, ``restart``), ``silent_for`` and
+``longest_wait`` (how close ExaBGP came to the timeout) leave those pauses out; before stop 49 the verdicts counted
+them (a burst of received updates handled under load, an acknowledgement unread behind it: the peers reported down
+though ExaBGP answered). ``longest_quiet`` is the longest wait in real time, the pauses in it. Pauses come only from
+handling what ExaBGP wrote: a frozen ExaBGP writes nothing, and its silence counts whole.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class ApiWatchdog:
     silent: bool = False  # reported silent (peers reported down) and not answered since
     longest_wait: float = 0.0  # the longest wait for an acknowledgement that ended in one, the speaker's own pauses
     # left out (how long ExaBGP itself took)
-    longest_quiet: float = 0.0  # the same in real time, the speaker's pauses in it: what ``timeout`` is set against
+    longest_quiet: float = 0.0  # the same in real time, the speaker's pauses in it
     _since: float | None = None  # when the current wait began: the last acknowledgement or the first command after
     _paused: float = 0.0  # seconds the speaker spent in its own pauses, in all (``paused``)
     _paused_before: float = 0.0  # ``_paused`` when the current wait began
@@ -91,7 +93,7 @@ class ApiWatchdog:
         now = self.clock()
         if self._since is not None:
             self.longest_quiet = max(self.longest_quiet, now - self._since)
-            self.longest_wait = max(self.longest_wait, now - self._since - (self._paused - self._paused_before))
+            self.longest_wait = max(self.longest_wait, self._waited(now))
         self.silent, self._restarts_in_row = False, 0
         self._wait_from(now if waiting else None)
         if not waiting:
@@ -100,8 +102,12 @@ class ApiWatchdog:
 
     def paused(self, seconds: float) -> None:
         """The speaker gave the event loop a turn between two runs of its work for ``seconds``: not a wait of
-        ExaBGP's (``longest_wait``)."""
+        ExaBGP's (``longest_wait``, the verdicts)."""
         self._paused += seconds
+
+    def _waited(self, now: float) -> float:
+        """Seconds of the current wait (it has begun) that were ExaBGP's: the speaker's own pauses left out."""
+        return now - self._since - (self._paused - self._paused_before)
 
     def _wait_from(self, since: float | None) -> None:
         """The current wait began at ``since`` (None: nothing waited for)."""
@@ -118,7 +124,7 @@ class ApiWatchdog:
             return PROBE_NOW if now - self._idle_since >= PROBE_EVERY else OK
         if self._since is None:
             self._wait_from(now)
-        quiet = now - self._since
+        quiet = self._waited(now)
         if quiet >= self.restart_bound():
             self._restarts_in_row += 1
             self.disconnected()
@@ -161,8 +167,9 @@ class ApiWatchdog:
             self._wait_from(self.clock())
 
     def silent_for(self) -> float | None:
-        """Seconds ExaBGP has been waited for without an answer, once reported silent; else None."""
-        return self.clock() - self._since if self.silent and self._since is not None else None
+        """Seconds ExaBGP has been waited for without an answer (the speaker's own pauses left out), once reported
+        silent; else None."""
+        return self._waited(self.clock()) if self.silent and self._since is not None else None
 
     def restart_bound(self) -> float:
         """Seconds of silence before a restart: ``restart_after``, doubled per restart in a row that did not help."""

@@ -64,27 +64,37 @@ def duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
+def _progress(switches: list) -> tuple[int, int, str]:
+    """(switches in sync, switches counted, the progress line) of /v1/switches' items."""
+    syncs = [i["sync"] for i in switches if i.get("sync") and i.get("chassis")]
+    unnamed = sum(1 for i in switches if i.get("sync") and not i.get("chassis"))
+    done = sum(1 for s in syncs if not s.get("pending") and s.get("state") in ("in_sync", "standby"))
+    pending = sum(s.get("pending") or 0 for s in syncs)
+    line = f"programming switches: {done}/{len(syncs)} in sync, {pending} flow(s) pending"
+    if unnamed:
+        line += f" ({unnamed} bridge{'s' if unnamed > 1 else ''} over OpenFlow only not counted: no OVSDB session names it)"
+    return done, len(syncs), line
+
+
 def when(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def wait_programmed(fetch, timeout: float, clock=time.monotonic, sleep=time.sleep, out=sys.stderr) -> int:
-    """Poll ``fetch()`` (-> (status, /v1/switches reply)) until every switch connected over OpenFlow has
-    nothing pending, printing progress when it changes; 0, 3 (unreachable) or 5 (timed out)."""
+    """Poll ``fetch()`` (-> (status, /v1/switches reply)) until every switch connected over OpenFlow that an OVSDB
+    session names (a bridge without one is given nothing to program: docs/vrs.md) has nothing pending, printing
+    progress when it changes; 0, 3 (unreachable) or 5 (timed out)."""
     deadline = clock() + timeout
     settled, last = 0, None
     while True:
         status, reply = fetch()
         if status is None:
             return 3
-        syncs = [i["sync"] for i in (reply or {}).get("items", []) if i.get("sync")]
-        done = sum(1 for s in syncs if not s.get("pending") and s.get("state") in ("in_sync", "standby"))
-        pending = sum(s.get("pending") or 0 for s in syncs)
-        line = f"programming switches: {done}/{len(syncs)} in sync, {pending} flow(s) pending"
+        done, total, line = _progress((reply or {}).get("items", []))
         if line != last:
             print(f"canopy: {line}", file=out, flush=True)
             last = line
-        settled = settled + 1 if done == len(syncs) else 0
+        settled = settled + 1 if done == total else 0
         if settled >= SETTLED_POLLS:
             return 0
         if clock() >= deadline:

@@ -35,7 +35,8 @@ disable_created_metrics()  # the _created series only add noise to a long-runnin
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 REST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 ROLES = ("standalone", "starting", "active", "standby")
-SWITCH_STATES = ("connected", "reading", "syncing", "in_sync", "standby", "not_master", "error", "stopped")
+SWITCH_STATES = ("connected", "reading", "waiting", "syncing", "in_sync", "standby", "not_master", "error",
+                 "stopped")
 SENT_KINDS = ("flow_add", "flow_delete", "group_add", "group_modify", "group_delete", "meter_add", "meter_modify",
               "meter_delete")
 COUNT_EVERY = 1000  # flows a switch's count (its status) takes between two pauses of a scrape (as RECONCILE_EVERY)

@@ -222,6 +222,10 @@ def _q(text):
 
 # --------------------------------------------------------------------------------------- formatting
 
+OPENFLOW_ONLY = ("    over OpenFlow only: no OVSDB session names this bridge (ovs-vsctl set-manager tcp:CANOPY:6640 on the "
+                 "hypervisor, and an ovsdb-server that reads it: docs/vrs.md)")
+
+
 def format_tree(tree) -> str:
     c = tree["controller"]
     lines = [f"canopy {c.get('version')}  role {c.get('role')}  up {_duration(c.get('uptime'))}  seq {c.get('seq')}"]
@@ -242,9 +246,11 @@ def format_tree(tree) -> str:
     for h in tree["hypervisors"]:
         sync = h.get("sync") or {}
         flows = f"  flows {sync.get('installed')}/{sync.get('desired')} {sync.get('state')}" if sync else ""
-        lines.append(f"hypervisor {h['name']}  chassis {h['chassis']}  dpid {h['datapath_id']}  {h['flavour']}  "
-                     f"vtep {h['vtep_ip'] or '-'}  openflow {_updown(h['openflow'])}  ovsdb {_updown(h['ovsdb'])}"
-                     + flows)
+        lines.append(f"hypervisor {h['name'] or h['datapath_id']}  chassis {h['chassis'] or '-'}  "
+                     f"dpid {h['datapath_id']}  {h['flavour'] or '-'}  vtep {h['vtep_ip'] or '-'}  "
+                     f"openflow {_updown(h['openflow'])}  ovsdb {_updown(h['ovsdb'])}" + flows)
+        if not h["ovsdb"] and not h["chassis"]:
+            lines.append(OPENFLOW_ONLY)
         safety = h.get("bridge_safety") or {}
         if safety and not safety.get("safe", True):
             lines.append(f"    NOT SET UP SAFELY: {'; '.join(safety.get('problems') or ['see /v1/switches'])}")

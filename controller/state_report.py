@@ -38,11 +38,10 @@ class StateReport:
         if loc is not None:
             return {"status": "bound", "location": loc.to_json(), "mac_mismatch": None,
                     "migration": self.migration_of(vid)}
-        loc = self.mismatched.get(vid)
-        vport = self.policy.get("vport", vid)
-        if loc is not None and vport is not None:
-            return {"status": "mac_mismatch", "location": loc.to_json(), "mac_mismatch": _mismatch(vport, loc),
-                    "migration": None}
+        loc, vport = self.mismatched.get(vid), self.policy.get("vport", vid)
+        status, mismatch = _refused(vport, loc) if loc is not None else ("unbound", None)
+        if status == "mac_mismatch":
+            return {"status": status, "location": loc.to_json(), "mac_mismatch": mismatch, "migration": None}
         if vport is not None and (vport.get("binding") or {}).get("flavour") == "baremetal":
             places = self.vtep_places(vport)
             return {"status": "bound" if places else "unbound", "location": places[0] if places else None,
@@ -160,17 +159,18 @@ class _Briefs:
             return None
         vid, refused = taken
         vport = self.policy.get("vport", vid)
-        status, mismatch = "bound", None
-        if refused is not None:  # as ``vport_status``: a MAC mismatch while the vport exists, else unbound
-            status = "mac_mismatch" if vport is not None else "unbound"
-            mismatch = _mismatch(vport, refused) if vport is not None else None
+        status, mismatch = ("bound", None) if refused is None else _refused(vport, refused)
         return {"id": vid, "ref": self.policy.ref("vport", vport) if vport else None, "status": status,
                 "mac_mismatch": mismatch}
 
 
-def _mismatch(vport: dict, loc) -> dict:
-    """A vport refused for its MAC at ``loc``: the MAC its policy gives and the one the hypervisor reports."""
-    return {"policy": vport["mac"], "hypervisor": loc.attached_mac}
+def _refused(vport: dict | None, loc) -> tuple[str, dict | None]:
+    """(status, mac_mismatch) of a vport refused for its MAC at ``loc`` (``vport``: its policy, None once deleted):
+    "mac_mismatch", with the MAC its policy gives and the one the hypervisor reports, while it exists; else "unbound".
+    """
+    if vport is None:
+        return "unbound", None
+    return "mac_mismatch", {"policy": vport["mac"], "hypervisor": loc.attached_mac}
 
 
 def _safety_view(snap):

@@ -128,6 +128,7 @@ class Store:
         self.fault: dict | None = None  # the last write the disk refused, until one succeeds: {what, reason, since}
         self.faults = 0  # write transactions (and markers) the disk refused since the start
         self.deferral: dict | None = None  # a renewal a backup refused, until one succeeds: {reason, since, tries}
+        self._deferred_at = 0.0  # time.monotonic() at the deferral's first refusal (its duration: not the wall clock)
         self.deferrals = 0  # renewals refused since the start while a ``canopy backup`` copied (not ``faults``)
         self.renewal_wait = renewal_wait  # seconds a deferral may last, health ok (ha.store_renewal_wait_ms)
         self._waiting: int | None = None  # while deferred: storefile ``waiting_renewal`` (new backups give way)
@@ -361,6 +362,8 @@ class Store:
         """Record a renewal a backup refused (``deferral``, ``deferrals``; not ``fault``) and mark it waiting, so that
         backups begun from now on wait for it (storefile ``reading_files``): deferred while those copying end only."""
         self.deferrals += 1
+        if self.deferral is None:
+            self._deferred_at = time.monotonic()
         since = self.deferral["since"] if self.deferral is not None else time.time()
         self.deferral = {"reason": "a 'canopy backup' is copying", "since": since, "tries": self.deferrals}
         if self._waiting is None:
@@ -408,8 +411,9 @@ class Store:
         return self.fault
 
     def deferred_for(self) -> float:
-        """Seconds the renewal a backup deferred has waited (since its first refusal); 0 while none waits."""
-        return time.time() - self.deferral["since"] if self.deferral is not None else 0.0
+        """Seconds the renewal a backup deferred has waited (since its first refusal), on the monotonic clock (a step
+        of the wall clock is no wait); 0 while none waits."""
+        return time.monotonic() - self._deferred_at if self.deferral is not None else 0.0
 
     def _commit_unlocked(self, changes, meta):
         """The commit's transaction; the caller holds the lock (this may run in another OS thread)."""

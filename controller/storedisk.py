@@ -12,6 +12,7 @@ what to do (storefile ``LocksRefused``), never as an unexplained I/O error."""
 from __future__ import annotations
 
 import os
+import re
 
 MOUNTINFO = "/proc/self/mountinfo"
 # file system types that are not local disks (as /proc/self/mountinfo names them)
@@ -21,27 +22,33 @@ NETWORK = frozenset(("nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs"
 
 def file_system(path: str, mountinfo: str | None = None) -> tuple[str, str] | None:
     """(mount point, file system type) of the mount holding ``path`` (the longest mount point that is a prefix of its
-    real path), or None when the mount table cannot be read."""
+    real path), or None when the mount table cannot be read. Compared as bytes, as the kernel writes them (a name in
+    any encoding; ``os.fsdecode`` of them returned)."""
     try:
-        with open(mountinfo or MOUNTINFO, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
+        with open(mountinfo or MOUNTINFO, "rb") as fh:
+            lines = fh.read().split(b"\n")  # (a name's newline is escaped, its carriage return is not)
     except OSError:
         return None
-    real, best = os.path.realpath(path), None
+    real, best = os.fsencode(os.path.realpath(path)), None
     for line in lines:
-        fields, _, after = line.partition(" - ")
+        fields, _, after = line.partition(b" - ")
         fields, after = fields.split(), after.split()
         if len(fields) < 5 or not after:
             continue
         point = _unescaped(fields[4])
-        if (real == point or real.startswith(point.rstrip("/") + "/")) and (best is None or len(point) >= len(best[0])):
+        holds = real == point or real.startswith(point.rstrip(b"/") + b"/")
+        if holds and (best is None or len(point) >= len(best[0])):
             best = (point, after[0])
-    return best
+    return None if best is None else (os.fsdecode(best[0]), os.fsdecode(best[1]))
 
 
-def _unescaped(field: str) -> str:
-    """A mountinfo path with its octal escapes (``\\040`` for a space) undone."""
-    return field.encode("latin-1", "replace").decode("unicode_escape") if "\\" in field else field
+_ESCAPE = re.compile(rb"\\([0-7]{3})")  # a byte mountinfo escapes (space, tab, newline, backslash): ``\\040``
+
+
+def _unescaped(field: bytes) -> bytes:
+    """A mountinfo path with its octal escapes undone: the mount point's bytes (before stop 49: undone as Latin-1
+    text, so a name beyond ASCII beside an escape was garbled)."""
+    return _ESCAPE.sub(lambda m: bytes((int(m.group(1), 8),)), field) if b"\\" in field else field
 
 
 def network_warning(data_dir: str, mountinfo: str | None = None) -> str | None:

@@ -49,6 +49,10 @@ DATABASE_FILES = ("", "-wal", "-shm")  # a SQLite database's file, its write-ahe
 SAVE_AGAIN = 10.0  # seconds between two tries to save the open store while none succeeded (a full disk, no directory)
 MOVES_LOOK = 0.02  # seconds between two looks while a ``canopy backup`` waits for a standby's renewal
 WAITING_NAME = "canopy.renewal-waiting"  # a renewal a backup refused holds this file's flock: new backups give way
+# a 'canopy restore' (or --accept-store) moving the store's files holds this file's flock, its name written in it: a
+# backup waiting in vain names it (else the files move for an HA standby's renewal)
+MOVER_NAME = "canopy.moving"
+RENEWAL = "an HA standby's renewal"
 # seconds a renewal may stay deferred by backups before health says so, and a backup waits for one (the default of
 # the setting ha.store_renewal_wait_ms)
 DEFER_BOUND = 60.0
@@ -227,19 +231,49 @@ class FilesBusy(OSError):
 
 
 @contextlib.contextmanager
-def moving_files(directory: str):
+def moving_files(directory: str, mover: str = RENEWAL):
     """While an HA standby's renewal moves the store's files in ``directory`` aside and makes a new store there
     (store.py ``_renewed``), no ``canopy backup`` reads them (``reading_files``): a backup opened between two of its
     moves copied one store's database with the other's log (or without its log). An exclusive ``flock`` on the
     directory. Never waits (the renewal holds the store's lock, which the event loop may wait for): FilesBusy while a
-    backup reads them, and the next tick tries again."""
+    backup reads them, and the next tick tries again. ``mover``: who moves them, when not the renewal (a 'canopy
+    restore'): marked (``MOVER_NAME``) for a backup that waits in vain to name (best effort: a disk refusing the mark
+    leaves it unnamed, the move goes ahead)."""
     fd = _flocked(directory, fcntl.LOCK_EX)
     if fd is None:
         raise FilesBusy(errno.EBUSY, f"a 'canopy backup' is copying the store in {directory} (tried again later)")
+    mark = _mover_marked(directory, mover) if mover != RENEWAL else None
     try:
         yield
     finally:
+        if mark is not None:
+            os.close(mark)
         os.close(fd)  # (the lock goes with it)
+
+
+def _mover_marked(directory: str, mover: str) -> int | None:
+    """A descriptor holding ``MOVER_NAME``'s exclusive flock, ``mover`` written in it; None when the disk refuses."""
+    try:
+        fd = _marked(os.path.join(directory, MOVER_NAME))
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, mover.encode(), 0)
+        return fd
+    except OSError:
+        return None
+
+
+def _mover(directory: str) -> str:
+    """Who moves the store's files in ``directory`` now: the mover a held mark names (``moving_files``), else
+    ``RENEWAL``."""
+    path = os.path.join(directory, MOVER_NAME)
+    try:
+        if _held(path):
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                return fh.read(200).strip() or RENEWAL
+    except OSError:
+        pass
+    return RENEWAL
 
 
 @contextlib.contextmanager
@@ -254,12 +288,14 @@ def reading_files(directory: str, wait: float = DEFER_BOUND, pause=time.sleep, c
     deadline, passed = clock() + wait, False
     while True:
         fd = _flocked(directory, fcntl.LOCK_SH)
-        if fd is not None and not _renewal_waits(directory):
+        if fd is not None and not _held(os.path.join(directory, WAITING_NAME)):
             break
         if clock() >= deadline:
             if fd is None:
-                raise FilesBusy(errno.EBUSY, f"an HA standby's renewal of the store in {directory} was still moving "
-                                             f"its files after {wait:.0f} s (its disk may hang); try again")
+                mover = _mover(directory)
+                raise FilesBusy(errno.EBUSY, f"{mover} of the store in {directory} was still moving its files after "
+                                             f"{wait:.0f} s{' (its disk may hang)' if mover == RENEWAL else ''}; try "
+                                             "again")
             passed = True
             break
         if fd is not None:
@@ -275,14 +311,19 @@ def waiting_renewal(directory: str) -> int | None:
     """Mark a renewal a backup refused as waiting (``reading_files`` gives way to it): a descriptor holding an
     exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None while another holds it; OSError
     when the disk refuses it (the store says so, limited: it tries again at every tick)."""
-    os.close(os.open(os.path.join(directory, WAITING_NAME), os.O_WRONLY | os.O_CREAT, 0o640))
-    return _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_EX, False)
+    return _marked(os.path.join(directory, WAITING_NAME))
 
 
-def _renewal_waits(directory: str) -> bool:
-    """Whether a renewal holds ``WAITING_NAME``'s flock (a file left without it says nothing)."""
+def _marked(path: str) -> int | None:
+    """A descriptor holding an exclusive flock on the file ``path`` (made if missing); None while another holds it."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o640))
+    return _flocked(path, fcntl.LOCK_EX, False)
+
+
+def _held(path: str) -> bool:
+    """Whether a process holds the flock of the mark ``path`` (a file left without it says nothing)."""
     try:
-        fd = _flocked(os.path.join(directory, WAITING_NAME), fcntl.LOCK_SH, False)
+        fd = _flocked(path, fcntl.LOCK_SH, False)
     except FileNotFoundError:
         return False
     if fd is None:

@@ -157,7 +157,8 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
         raise StoreRefused(f"{problem}; {RECOVERY}")
     path, marker = _paths(data_dir)
     try:
-        with moving_files(data_dir):  # no backup opens the store while its files move (as for a restore)
+        # no backup opens the store while its files move (as for a restore)
+        with moving_files(data_dir, "a 'canopy run --accept-store'"):
             set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
             if not _readable(path):
                 _moved_aside(path)
@@ -309,7 +310,7 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
     facts = inspect(source)  # refuse a damaged backup before touching anything
     held = lock(data_dir)
     try:
-        with moving_files(data_dir):  # no backup opens the store while its files move (as for a renewal)
+        with moving_files(data_dir, "a 'canopy restore'"):  # no backup opens the store while its files move
             kept = _replaced(data_dir, source, facts)
     except FilesBusy:
         raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing restored; restore once it "

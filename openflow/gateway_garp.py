@@ -43,7 +43,7 @@ class GatewayAnnouncer:
     """What each VRS's responder answered per VNI, and the announcements a change there is due."""
 
     def __init__(self):
-        self.answered: dict[tuple[str, int], tuple[str, str] | None] = {}  # (session, VNI) -> (address, MAC)
+        self.answered: dict[str, dict[int, tuple[str, str] | None]] = {}  # session -> {VNI: (address, MAC)}
         self.changed_at: dict[str, dict[int, tuple[float, str]]] = {}  # session -> {VNI: (when, subnet id)}
 
     def due(self, view, session: str, changed, now: float = 0.0, pacer: Pacer = NEVER) -> list[Garp]:
@@ -59,15 +59,14 @@ class GatewayAnnouncer:
             owners = list(changed)
             subnets = compress(owners, map(eq, map(_KIND, owners), repeat("subnet")))
             sids = sorted(filter(present.__contains__, map(_ID, subnets)))
-        due = []
+        due, answered = [], self.answered.setdefault(session, {})
         for sid in sids:
             sub = view.subnets.get(sid)
             if sub is None:
                 continue
             answer = arp_answer(sub)
-            key = (session, sub.vni)
-            before = self.answered.get(key, "unknown")
-            self.answered[key] = answer
+            before = answered.get(sub.vni, "unknown")
+            answered[sub.vni] = answer
             if answer is None or before == answer or (changed is None and before == "unknown"):
                 continue
             self.changed_at.setdefault(session, {})[sub.vni] = (now, sid)
@@ -77,16 +76,16 @@ class GatewayAnnouncer:
     def recent(self, view, session: str, now: float) -> list[Garp]:
         """The announcements due on ``session`` within the last ``RECENT`` seconds before ``now``, with what answers
         there now: for a node that took over (the old active may not have sent them)."""
-        due, changes = [], self.changed_at.get(session, {})
+        due, changes, answered = [], self.changed_at.get(session, {}), self.answered.get(session, {})
         for vni, (when, sid) in sorted(changes.items()):
-            sub, answer = view.subnets.get(sid), self.answered.get((session, vni))
+            sub, answer = view.subnets.get(sid), answered.get(vni)
             if now - when <= RECENT and sub is not None and sub.vni == vni and answer:
                 due.append((sid, answer))
         return _to_vms(view, session, due)
 
     def forget(self, session: str) -> None:
-        """A VRS that left: what it answered is no longer known."""
-        self.answered = {k: v for k, v in self.answered.items() if k[0] != session}
+        """A VRS that left: what it answered is no longer known (its own entries only, whatever the others')."""
+        self.answered.pop(session, None)
         self.changed_at.pop(session, None)
 
 

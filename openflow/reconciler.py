@@ -15,6 +15,7 @@ if the switch refuses a change because this controller is its slave, the reconci
 "not_master") until the next ``set_desired`` or ``resync()``, which the app calls when it becomes master.
 An HA standby calls ``hold(True)``: the switch is read back (so the installed state is known) but nothing
 is sent (state "standby"); ``hold(False)`` on takeover reads back again and sends only the difference.
+A switch read back and given no desired state yet (the start-up hold, a bridge no OVSDB session names) is "waiting".
 ``request_role(role, generation)`` sends an OpenFlow role request and waits for the answer.
 
 What it does, in one green thread per switch:
@@ -392,9 +393,11 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
                 self.state = "standby"
                 self._wake.wait()  # until hold(False)
                 continue
-            if self._book.desired is not None and self._sync():
+            if self._book.desired is None:
+                self.state = "waiting"  # read back; nothing handed to it yet (module docstring)
+            elif self._sync():
                 continue
-            if self._book.desired is not None and self.state != "in_sync":
+            elif self.state != "in_sync":
                 self.state = "in_sync"
                 self.first_sync.set()
                 self._notify_sync()

@@ -19,6 +19,11 @@ reported once through ``refused`` (the interface's name, the refused port's, the
 the claim of the port with the smallest uuid still claiming it takes over, so the interface stays while a port
 references it, as a fresh read finds it; a fresh read (``rebuild``) gives it to the port that held it before the
 read, else to the port with the smallest uuid, whatever order the bridge lists its ports in.
+
+Interface rows of one name (ovs-vsctl refuses one; a buggy or hostile peer may send them) are one port: the
+interface's with the smallest uuid, whatever order they are read or applied in; the others of that name wait
+(``_waiting``), and when the holder goes or is renamed the smallest of them takes the name at once, as a fresh read
+(``ovsdb.vrs.bridge_ports``) finds it.
 """
 
 from __future__ import annotations
@@ -73,6 +78,10 @@ class BridgePorts:
         self._untold: set = set()  # (interface key, port key) of claims refused since the last report
         self._infos: dict = {}  # interface key -> PortInfo
         self._by_name: dict[str, PortInfo] = {}
+        self._name_key: dict = {}  # name -> key of the interface holding it (the smallest of that name)
+        # name -> the keys of the other interfaces of that name, sorted (a hostile peer's 10,000 of one name deleted:
+        # the next holder found by bisection, not by a pass over them each), while there are
+        self._waiting: dict[str, list] = {}
         self._names: list[str] = []  # sorted (but for the names in ``_gone``, taken out at ``_flush_gone``)
         self._gone: set[str] = set()  # names no longer in ``_by_name``, still in ``_names`` (within ``apply``)
         self.ports: tuple[PortInfo, ...] = ()
@@ -241,7 +250,7 @@ class BridgePorts:
             members = list(map(self._members.get, run, itertools.repeat(())))
             ifaces = list(itertools.chain.from_iterable(members))
             owners = list(itertools.chain.from_iterable(map(itertools.repeat, run, map(len, members))))
-            if self._others or self._told or list(map(self._iface_port.get, ifaces)) != owners:
+            if self._others or self._told or self._waiting or list(map(self._iface_port.get, ifaces)) != owners:
                 for key in run:
                     self._drop_port(key, changed)
             else:
@@ -252,15 +261,12 @@ class BridgePorts:
             self.pacer.tick(len(run) // ROWS_PER_TICK)
 
     def _unset_all(self, ifaces: list, changed: set) -> None:
-        """``_unset`` of each of ``ifaces`` (interfaces gone, none of them claimed twice), in C loops: a name leaves
-        ``_by_name`` when it names that very ``PortInfo`` there. One ``PortInfo`` may stand for two interfaces (a
-        hostile peer's of one name, equal, read again: ``rebuild`` hands out the value before): its name leaves once."""
-        infos = list(filter(None, map(self._infos.pop, ifaces, itertools.repeat(None))))
-        names = list(map(_NAME, infos))
-        by_name = self._by_name
-        named = list(itertools.compress(names, map(operator.is_, map(by_name.get, names), infos)))
-        collections.deque(map(by_name.pop, named, itertools.repeat(None)), maxlen=0)
-        self._gone.update(named)
+        """``_unset`` of each of ``ifaces`` (interfaces gone, none of them claimed twice, no name shared: each holds its
+        name), in C loops."""
+        names = list(map(_NAME, filter(None, map(self._infos.pop, ifaces, itertools.repeat(None)))))
+        collections.deque(map(self._by_name.pop, names), maxlen=0)
+        collections.deque(map(self._name_key.pop, names), maxlen=0)
+        self._gone.update(names)
         changed.update(names)
 
     def _drop_port(self, port_key, changed: set) -> None:
@@ -343,20 +349,57 @@ class BridgePorts:
         if again is not None and again == info:
             info = again
         self._infos[key] = info
+        holder = self._name_key.setdefault(info.name, key)
+        if holder != key:
+            self._share_name(info.name, key, holder, changed)
+            return
         if info.name not in self._by_name and not self._bulk:
             self._flush_gone()  # a name that went and comes back is in ``_names`` once
             bisect.insort(self._names, info.name)
         self._by_name[info.name] = info
         changed.add(info.name)
 
+    def _share_name(self, name: str, key, holder, changed: set) -> None:
+        """Interface ``key`` has the name interface ``holder`` holds (``key`` read again, waiting already, or new to
+        the name): the smaller key of the two holds it, the other waits."""
+        waiting = self._waiting.setdefault(name, [])
+        at = bisect.bisect_left(waiting, key)
+        if key > holder:
+            if at == len(waiting) or waiting[at] != key:
+                waiting.insert(at, key)
+        else:
+            bisect.insort(waiting, holder)
+            self._hand_over(name, key, changed)
+
+    def _hand_over(self, name: str, heir, changed: set) -> None:
+        """Interface ``heir`` holds ``name`` now: the name's ``PortInfo`` is its (an equal one stays, the same object,
+        not told changed)."""
+        self._name_key[name] = heir
+        held, info = self._by_name[name], self._infos[heir]
+        if info == held:
+            self._infos[heir] = held
+        else:
+            self._by_name[name] = info
+            changed.add(name)
+
     def _unset(self, key, changed: set) -> None:
+        """Interface ``key`` is gone, or is to be named otherwise: its name goes with it, or to the smallest of the
+        interfaces waiting for it."""
         info = self._infos.pop(key, None)
         if info is None:
             return
-        if self._by_name.get(info.name) is info:
-            del self._by_name[info.name]
-            self._gone.add(info.name)
-        changed.add(info.name)
+        name = info.name
+        waiting = self._waiting.get(name)
+        if self._name_key[name] != key:
+            del waiting[bisect.bisect_left(waiting, key)]
+        elif waiting:
+            self._hand_over(name, waiting.pop(0), changed)
+        else:
+            del self._name_key[name], self._by_name[name]
+            self._gone.add(name)
+            changed.add(name)
+        if waiting is not None and not waiting:
+            del self._waiting[name]
 
     def _flush_gone(self) -> None:
         """Take the names in ``_gone`` out of ``_names``: each found by bisection when few, else the list filtered once

@@ -145,14 +145,18 @@ def port_info_again(old: PortInfo, interface, columns: frozenset | None, bad_val
 
 def bridge_ports(bridge, bad_value: BadValue = _ignore) -> tuple[PortInfo, ...]:
     """Every Interface of every Port on ``bridge`` except the bridge's own internal interface, once each (an
-    Interface two ports reference, which a hostile peer may send, is one port: ovsdb/bridgeports.py)."""
+    Interface two ports reference, which a hostile peer may send, is one port), one per name (of Interfaces that
+    share one, which a hostile peer may send too, the one with the smallest uuid: ovsdb/bridgeports.py)."""
     interfaces = {
         row_key(iface): iface
         for port in _column(bridge, "ports", [])
         for iface in _column(port, "interfaces", [])
         if iface.name != bridge.name
     }
-    return tuple(sorted((port_info(i, bad_value) for i in interfaces.values()), key=lambda p: p.name))
+    named: dict = {}
+    for key in sorted(interfaces):
+        named.setdefault(interfaces[key].name, interfaces[key])
+    return tuple(sorted((port_info(i, bad_value) for i in named.values()), key=lambda p: p.name))
 
 
 def _present(named: dict, names) -> dict:

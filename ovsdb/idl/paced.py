@@ -92,6 +92,11 @@ class _PacedIdl(ovs.db.idl.Idl):
         # (table name, row key) -> the copy a delete left below a stacked row (rowloop.py), the row now: for the
         # tracking IDL's notify of that delete; emptied at each update
         self.uncovered: dict[tuple[str, int], ovs.db.idl.Row] = {}
+        # {uuid text: its number} of the update being parsed, made by its plan (slices.py: a big delete's ports and
+        # interfaces), for its rows deleted (rowloop.py) and its bridge's ``ports`` difference (drop_uuids): each read
+        # once, not three times; emptied at each update
+        self.numbers: dict[str, int] = {}
+        self.sets_found: dict[int, tuple] = {}  # drop_uuids' atoms by number of the sets it changed, per update
 
     def cooperative_yield(self):
         self.pacer.tick()
@@ -167,7 +172,8 @@ class _PacedIdl(ovs.db.idl.Idl):
                 continue
             _, parse, default, lazy_diff, uuid_set = found
             held = dict.get(data, name)
-            old = drop_uuids(held, value, self.pacer) if uuid_set and held is not None else None
+            old = drop_uuids(held, value, self.pacer, self.numbers, self.sets_found) \
+                if uuid_set and held is not None else None
             if old is not None:  # many references removed at once (a big delete's slice of a bridge's ``ports``)
                 old_row[name] = old
                 continue
@@ -184,6 +190,8 @@ class _PacedIdl(ovs.db.idl.Idl):
             current = held if held is not None else default.copy()  # a copy: diff changes the datum in place
             old_row[name] = current.copy()
             datum = _diff(current, diff)  # changes a datum the row holds in place; a scalar's: a new one
+            if self.sets_found:  # (changed otherwise: drop_uuids' atoms by number of it no longer hold)
+                self.sets_found.pop(id(current.values), None)
             if len(datum.values) > refusals.MAX_PLAIN and name in self.plain_sets.get(table.name, ()):
                 raise refusals.UpdateRefused("%s row %s: column %s: %d elements once changed, more than %d" % (
                     table.name, row.uuid, name, len(datum.values), refusals.MAX_PLAIN))  # grown by differences
@@ -229,6 +237,7 @@ class _PacedIdl(ovs.db.idl.Idl):
         tables = tables or self.tables
         self.version = version
         self.uncovered.clear()  # what a refused update left un-notified
+        self.numbers, self.sets_found = {}, {}  # (and the last update's let go: 20,000 texts of a big delete)
         if tables is self.tables:
             try:
                 refusals.check_plain_sets(update, self.plain_sets, self.pacer)  # the whole update, before any slice
@@ -270,7 +279,8 @@ class _PacedIdl(ovs.db.idl.Idl):
         if self.on_slice is None or tables is not self.tables or self.state != self.IDL_S_MONITORING or \
                 version == ovs.db.idl.OVSDB_UPDATE:
             return [update]
-        return slices.plan(update, tables, pacer=self.pacer, between=self.on_slice, leaving=self.on_leaving) or [update]
+        return slices.plan(update, tables, pacer=self.pacer, between=self.on_slice, leaving=self.on_leaving,
+                           known=self.numbers) or [update]
 
     def _refuse(self, exc: Exception, update, version, tables) -> None:
         """Refuse the update (``refused`` says why) and close the session: the replica no longer follows the peer's

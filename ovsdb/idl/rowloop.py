@@ -39,7 +39,7 @@ import ovs.db.error
 import ovs.db.idl
 import ovs.ovsuuid
 
-from ovsdb.idl.datums import uuid_of, uuids_of
+from ovsdb.idl.datums import uuid_of, uuid_texts_match, uuids_of
 
 # HACK (ovs 4.0.0): the pattern is_valid_string and from_string match (ovs.ovsuuid.uuidRE); from_string's uuid is
 # uuid.UUID of the same text.
@@ -133,13 +133,13 @@ def _delete_all(idl, table_name: str, table_update: dict, stacks: dict, uncovere
     delete (10,000 ports: 20,000 rows) made four Python calls a row here, and ``notify`` four more (``notify_deleted``:
     none)."""
     texts = list(table_update)
-    if not all(map(_UUID_TEXT.match, texts)):
+    if not uuid_texts_match(texts):
         return None
     pacer, gone, start = idl.pacer, [], 0
     while start < len(texts):
         run = texts[start:start + pacer.due()]
         start += len(run)
-        keys = uuids_of(run)
+        keys = uuids_of(run, idl.numbers)
         if len(set(map(_NUMBER, keys))) < len(keys):  # a row named twice (its uuid's text in two cases): row by row
             gone += [notice[1] for notice in (_delete(stacks, key, table_name, uncovered) for key in keys) if notice]
             pacer.tick(len(run))

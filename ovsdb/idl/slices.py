@@ -67,7 +67,7 @@ _LAZY = LazyDatum
 
 def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
          between: Callable[[], None] | None = None,
-         leaving: Callable[[list[int]], None] | None = None) -> Iterator[dict] | None:
+         leaving: Callable[[list[int]], None] | None = None, known: dict | None = None) -> Iterator[dict] | None:
     """The slices of ``update`` (update2/update3's ``<table-updates>``), in order (each built when reached: ``_parts``),
     the rest last; None when it is not a pure big insert or delete of ports (then it is applied whole). ``tables``: the
     Idl's tables (the rows now); ``slice_ports``: the ports of the slice after the lead (default ``SLICE_PORTS``; the
@@ -78,10 +78,13 @@ def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
     not when it is empty. ``leaving``: called with the numbers of the deleted Interface rows of a big pure delete of
     ports, once its shape is checked, before any slice is planned or applied (the reader's early word: the vports
     those interfaces stand for are about to go, controller/state_leaving.py); the update is then applied (in slices,
-    or whole when its ports do not qualify), unless the peer breaks the protocol further on (its session is closed)."""
+    or whole when its ports do not qualify), unless the peer breaks the protocol further on (its session is closed).
+    ``known``: given, {uuid text: its number} of a big delete's ports and interfaces as the plan reads them (texts of 36
+    characters; the numbers ``uuid.UUID`` gives them) is added to it: its rows deleted and its bridge's difference look
+    them up (ovsdb/idl/datums.py ``numbers_of``), each read once."""
     walk = _Walk(pacer)
     try:
-        return _plan(update, tables, slice_ports or SLICE_PORTS, walk, between or _nothing, leaving)
+        return _plan(update, tables, slice_ports or SLICE_PORTS, walk, between or _nothing, leaving, known)
     except (AttributeError, TypeError, KeyError, IndexError, ValueError):  # a shape not expected: ovs judges it whole
         return None
 
@@ -112,7 +115,7 @@ class _Walk:
 
 
 def _plan(update, tables, slice_ports: int, walk, between: Callable[[], None],
-          leaving: Callable[[list[int]], None] | None = None) -> Iterator[dict] | None:
+          leaving: Callable[[list[int]], None] | None = None, known: dict | None = None) -> Iterator[dict] | None:
     if not isinstance(update, dict) or not {"Port", "Interface", "Bridge"} <= tables.keys():
         return None
     ports, ifaces = update.get("Port"), update.get("Interface", {})
@@ -131,6 +134,9 @@ def _plan(update, tables, slice_ports: int, walk, between: Callable[[], None],
             leaving(deleted[1])
     owner = _bridge_of(update.get("Bridge", {}), tables["Bridge"].rows, operation, walk, numbers)
     held = _interfaces_held(ports, ifaces, tables["Port"].rows, operation, walk, numbers, deleted)
+    if known is not None and deleted is not None:  # (a delete's)
+        known.update(numbers)
+        known.update(zip(*deleted))
     sliceable = _sliceable(ports, ifaces, held, owner, walk)
     ahead = list(itertools.islice(sliceable, slice_ports + 1))  # enough to cut: the others are found after the lead
     if len(ahead) <= slice_ports:

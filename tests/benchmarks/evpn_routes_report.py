@@ -122,8 +122,8 @@ def print_table(result: dict) -> None:
     print("  " + health.disconnects_line(result["disconnects"]))
     speaker = result["speaker"]
     print(f"  ExaBGP restarts {speaker['restarts']}; longest wait for an acknowledgement "
-          f"{speaker.get('api_longest_quiet', '-')} s of real time (the watchdog reports its peers down at 5 s of it: "
-          f"bgp/watchdog.py), {speaker.get('api_longest_wait', '-')} s without the speaker's own pauses")
+          f"{speaker.get('api_longest_quiet', '-')} s of real time, {speaker.get('api_longest_wait', '-')} s without "
+          f"the speaker's own pauses (the watchdog reports its peers down at 5 s of that: bgp/watchdog.py)")
     print("  setup: " + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result["setup_seconds"].items()))
 
 

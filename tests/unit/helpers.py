@@ -3,6 +3,8 @@
 import contextlib
 import json
 
+import pytest
+
 from controller import logs, runtime
 from controller import policy as pol
 from controller import policydoc, yamldoc
@@ -136,3 +138,21 @@ class FederationStandIn:
         self.speaker, self.peers = speaker, peers
         self.mobility = Mobility()
         self.keeper = DuplicateKeeper(lambda: self.mobility.duplicates, None)
+
+
+@contextlib.contextmanager
+def flagging(owner, name: str, inside: list):
+    """``owner``'s method ``name`` setting ``inside[0]`` while it runs (False again when it returns or raises), for
+    the block."""
+    real = getattr(owner, name)
+
+    def flagged(self, *args):
+        inside[0] = True
+        try:
+            return real(self, *args)
+        finally:
+            inside[0] = False
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(owner, name, flagged)
+        yield

@@ -275,7 +275,7 @@ def test_a_resumption_whose_probe_is_not_answered_is_silent_again():
 def test_the_longest_wait_leaves_out_the_speakers_own_pauses():
     """Acknowledgements 0.1 s apart, with a pause of the speaker's own of 0.5 s (its pacer gave the event loop a turn)
     inside one of those waits: the longest wait is 0.1 s, not 0.6; one that truly took 0.3 s counts whole. The longest
-    quiet (real time, as the verdicts count it) is 0.6 s."""
+    quiet (real time) is 0.6 s."""
     dog, clock = watchdog()
     dog.probed()
     clock.now += 0.1
@@ -293,3 +293,32 @@ def test_the_longest_wait_leaves_out_the_speakers_own_pauses():
     clock.now += 0.2
     dog.acknowledged(waiting=False)
     assert dog.longest_wait == pytest.approx(0.3) and dog.longest_quiet == pytest.approx(0.6)
+
+
+def test_the_speakers_own_pauses_are_no_silence_of_exabgps():
+    """The speaker handling a burst of ExaBGP's lines pauses between runs (its pacer gives the event loop a turn); an
+    acknowledgement written meanwhile waits unread. Those pauses counted as silence: 6 s of them under load reported
+    the peers down (``timeout`` 5 s), 31 s killed ExaBGP. Only ExaBGP's own silence counts now."""
+    dog, clock = watchdog(timeout=5.0, restart_after=30.0)
+    dog.probed()
+    for _ in range(31):
+        clock.now += 1.0
+        dog.paused(0.9)
+        assert dog.check(waiting=True) == OK  # 3.1 s of its own silence
+    clock.now += 1.8
+    assert dog.check(waiting=True) == OK and dog.silent_for() is None
+    clock.now += 0.1
+    assert dog.check(waiting=True) == SILENT and dog.silent_for() == pytest.approx(5.0)
+    clock.now += 2.0
+    dog.paused(2.0)
+    assert dog.silent_for() == pytest.approx(5.0)  # (``api_silent_for``: ExaBGP's silence, the pause not in it)
+    clock.now += 25.0
+    assert dog.check(waiting=True) == RESTART
+
+
+def test_a_pause_before_a_wait_began_does_not_shorten_it():
+    dog, clock = watchdog(timeout=5.0)
+    dog.paused(10.0)  # nothing waited for then
+    dog.probed()
+    clock.now += 5.0
+    assert dog.check(waiting=True) == SILENT

@@ -154,6 +154,7 @@ def test_attached_mac_other_than_the_policy_mac_is_a_mismatch_not_bound(caplog):
     assert len(warnings) == 1 and "02:00:00:00:00:99" in warnings[0] and "02:00:00:00:00:01" in warnings[0]
     ports = state.switches()[0]["ports"]
     assert ports[0]["vport"]["status"] == "mac_mismatch" and ports[1]["vport"] is None
+    assert ports[0]["vport"]["mac_mismatch"] == state.vport_status("v1")["mac_mismatch"]  # (one rule: state_report.py)
     # the hypervisor's MAC agrees once it is fixed (Hyper-V's dashed upper case is the same MAC)
     state.vrs_update(snap("s1", "hv1", [port("tap1", 5, **{"iface-id": "vm1", "attached-mac": "02-00-00-00-00-01"})]))
     assert "v1" in state.locations and state.mismatched == {} and state.vport_status("v1")["status"] == "bound"

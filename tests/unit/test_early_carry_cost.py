@@ -238,22 +238,14 @@ def _publish_binding_in_mobility(first: int, then: int, in_pause: bool) -> tuple
     mobility takes inside ``_ours_again`` (a Pacer pausing every 25 units), each of those checked to be outside the
     Federation's lock (the hand-over pauses holding it: tests/unit/test_hand_over_pauses.py). The speaker's routes
     after that publish, then after the next pass's, and that pass's routes from scratch."""
-    import bgp.federation as federation_module
     from bgp.evpn import originate
     from bgp.mobility import Mobility
     from controller.pacer import Pacer
     from tests.benchmarks import evpn_announce as ea
+    from tests.unit.helpers import flagging
 
     state, programmer, federation, view = _compiled_world(max(first, then), first)
     walking, paused = [False], [0]
-    ours_again = Mobility._ours_again
-
-    def flagged(self, *args):
-        walking[0] = True
-        try:
-            return ours_again(self, *args)
-        finally:
-            walking[0] = False
 
     def pause():
         if walking[0]:
@@ -265,8 +257,7 @@ def _publish_binding_in_mobility(first: int, then: int, in_pause: bool) -> tuple
     if not in_pause:
         state.vrs_update(ea.report(then))
     federation.pacer = Pacer(pause, 25)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(federation_module.Mobility, "_ours_again", flagged)
+    with flagging(Mobility, "_ours_again", walking):
         federation.publish(view)
         after_one = dict(federation.speaker.desired)
         programmer.refresh()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bgp import evpnwire, exabgp_codec, exabgp_ext
+from bgp import evpnwire, exabgp_codec, exabgp_ext, plaincopy
 from bgp.received import from_exabgp_json
 from bgp.routes import InclusiveMulticastRoute, MacIpRoute
 from tests.harness.bgpraw import with_next_hop
@@ -229,7 +229,7 @@ def test_routes_of_one_subnet_share_their_rd_and_label_objects_and_pack_as_befor
 
 @pytest.mark.parametrize("route", ALL, ids=lambda r: f"type{r.TYPE}")
 def test_a_withdrawal_after_its_announcement_is_copy_copy_of_its_nlri_with_its_attributes(route):
-    """A withdrawal whose announcement ExaBGP took reuses that announcement's NLRI, copied (``_copied``), and its
+    """A withdrawal whose announcement ExaBGP took reuses that announcement's NLRI, copied (bgp/plaincopy.py), and its
     attributes object: the copy is what copy.copy makes of it (same class, same fields), packs and indexes as a
     withdrawal built afresh, and leaves the announcement's NLRI an announcement (review44w)."""
     import copy
@@ -237,7 +237,7 @@ def test_a_withdrawal_after_its_announcement_is_copy_copy_of_its_nlri_with_its_a
     other = replace(route, rd="65000:7301")  # a route object no other test announced
     _, announced, attributes = exabgp_ext._shared(other, "announce")
     _, withdrawn, withdrawn_attributes = exabgp_ext._shared(other, "withdraw")
-    assert exabgp_ext._PLAIN[type(announced)]  # (the cheap copy, not copy.copy's protocol)
+    assert plaincopy.plain(type(announced))  # (the cheap copy, not copy.copy's protocol)
     reference = copy.copy(announced)
     reference.action = withdrawn.action
     afresh = exabgp_ext.build_nlri(other, "withdraw")
@@ -245,36 +245,6 @@ def test_a_withdrawal_after_its_announcement_is_copy_copy_of_its_nlri_with_its_a
     assert withdrawn is not announced and str(announced.action) != str(withdrawn.action) == str(afresh.action)
     assert withdrawn.pack_nlri() == afresh.pack_nlri() and withdrawn.index() == afresh.index()
     assert withdrawn_attributes is attributes and attributes.index() == exabgp_ext.build_attributes(other).index()
-
-
-def test_a_class_with_its_own_copy_protocol_is_copied_by_copy_copy(monkeypatch):
-    """``_copied`` copies an object's __dict__ only where copy.copy would do no more: a class with __setstate__,
-    __getnewargs__ or a copyreg reducer is copied by copy.copy (review44w: __setstate__ and copyreg were missed)."""
-    import copy
-    import copyreg
-
-    class Restoring:
-        def __setstate__(self, state):
-            self.__dict__.update(state, restored=True)
-
-    class WithArgs:
-        def __new__(cls, *args):
-            self = object.__new__(cls)
-            self.args = args
-            return self
-
-        def __getnewargs__(self):
-            return ("kept",)
-
-    class Registered:
-        pass
-
-    monkeypatch.setitem(copyreg.dispatch_table, Registered, lambda obj: (Registered, (), {"via": "copyreg"}))
-    for cls in (Restoring, WithArgs, Registered):
-        original = cls() if cls is not WithArgs else cls("kept")
-        original.field = 1
-        assert exabgp_ext._copied(original).__dict__ == copy.copy(original).__dict__, cls.__name__
-        assert not exabgp_ext._PLAIN[cls]
 
 
 def test_every_keyed_evpn_nlri_shares_one_family_object():

@@ -1,11 +1,11 @@
 """ExaBGP's share of a big withdraw (Canopy's extension in its process, bgp/exabgp_ext.py): the withdraw lines parsed,
 their changes built (``build_changes``: a batch's NLRIs copied from its announcements', or taken again, in C loops) and
 put in a neighbor's outgoing RIB, the UPDATEs it yields grouped and packed. The grouped NLRIs are sorted by their index
-in C before ExaBGP sorts them (``_Group.flush``): the bytes are ExaBGP's own order's. The work a route stays the same
-whatever the batch: before stop 48, ~960 bytecodes a route at 2,000 withdrawn in a random order and ~1,010 at 10,000
-(~870 and ~920 withdrawn again after a new announce), ExaBGP's ``sorted`` by ``NLRI.__lt__`` (two ``index()`` calls a
-comparison) and a copy of each NLRI a route at a time; ~630 now (tests/benchmarks/evpn_withdraw.py counts it in
-evpn_routes' withdraw)."""
+in C before ExaBGP sorts them (bgp/updategroup.py ``UpdateGroup.flush``): the bytes are ExaBGP's own order's. The work
+a route stays the same whatever the batch: before stop 48, ~960 bytecodes a route at 2,000 withdrawn in a random order
+and ~1,010 at 10,000 (~870 and ~920 withdrawn again after a new announce), ExaBGP's ``sorted`` by ``NLRI.__lt__`` (two
+``index()`` calls a comparison) and a copy of each NLRI a route at a time; ~630 now (tests/benchmarks/evpn_withdraw.py
+counts it in evpn_routes' withdraw)."""
 
 from __future__ import annotations
 

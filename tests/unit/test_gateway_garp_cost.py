@@ -3,7 +3,8 @@ asks every switch in turn for the announcements due there (``recent``), and each
 changed there. They were read from the subnet's endpoints on every switch, once per switch: a subnet spread over S
 switches cost S times its VMs. Now each switch reads the shorter of the subnet's endpoints and its own (a live View's
 index by switch), so a takeover costs about the subnet's VMs once, whatever the switches; and the VMs, their order
-and the packets are those the subnet's walk gives."""
+and the packets are those the subnet's walk gives. And a switch leaving forgets its own answers only, whatever the
+others (``forget``)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,26 @@ def test_the_vms_read_from_the_switch_are_those_of_the_subnets_walk_in_its_order
     address, mac = arp_answer(view.subnets[web])
     assert packets and [p.vport for p in packets] == by_subnet_walk(view, session, web)
     assert {p.frame for p in packets} == {garp(mac, address)}
+
+
+def _forgetting(switches: int) -> tuple[int, list, list]:
+    """200 VMs over ``switches`` VRS, every switch's answers recorded (compiled whole), then the first switch leaving:
+    the bytecodes of its ``forget``, and what its web subnet and another switch's are due after that."""
+    state, view = spread(200, switches)
+    web = state.policy.find("subnet", "acme/web")["id"]
+    announcer, sessions = GatewayAnnouncer(), sorted(view.switches)
+    for session in sessions:
+        announcer.due(view, session, None)
+    cost = opcodes(lambda: announcer.forget(sessions[0]))
+    return cost, *(announcer.due(view, session, [Owner("subnet", web)]) for session in sessions[:2])
+
+
+def test_a_switch_leaving_forgets_its_answers_only_whatever_the_others(monkeypatch):
+    """A VRS that leaves forgets what its responder answered (its web subnet is new there again: announced) and nothing
+    of another's (unchanged there: nothing due), in the same work over 10 switches as over 100 (before: the record of
+    every switch copied, once per switch leaving)."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    few, left, other = _forgetting(10)
+    many, _left, _other = _forgetting(100)
+    assert left and not other
+    assert many == few, (few, many)

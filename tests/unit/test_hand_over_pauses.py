@@ -9,7 +9,6 @@ the hand-over and then those changes give, one after the other."""
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
 import time
 
@@ -102,25 +101,6 @@ def test_the_hand_over_carrying_9_000_routes_pauses_and_its_stretches_do_not_gro
     assert big_pauses >= 40, big_pauses
 
 
-@contextlib.contextmanager
-def _flagging(inside: list):
-    """``Federation._hand_over`` setting ``inside[0]`` while it runs, for the block."""
-    import bgp.federation as federation_module
-
-    real = federation_module.Federation._hand_over
-
-    def flagged(self, *args):
-        inside[0] = True
-        try:
-            return real(self, *args)
-        finally:
-            inside[0] = False
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(federation_module.Federation, "_hand_over", flagged)
-        yield
-
-
 class _SeenLock:
     """The Federation's lock, first come first served as the controller's (eventlet's Lock, a Semaphore, wakes its
     waiters in turn), telling how many threads found it held (``waited``) and whether one holds it."""
@@ -192,8 +172,10 @@ def _after(case: str, at_pause: int | None) -> tuple:
     the publish, one after the other (None). What the speaker holds then, what the Origins says of every route and
     vport, and after the next pass's publish the speaker's routes and what a publish from scratch makes."""
     from bgp.evpn import originate
+    from bgp.federation import Federation
     from bgp.mobility import Mobility
     from controller.pacer import Pacer
+    from tests.unit.helpers import flagging
     from tests.unit.test_originator_oracle import said
 
     n = 900
@@ -214,7 +196,7 @@ def _after(case: str, at_pause: int | None) -> tuple:
                 lock.wait_waited(waited + 1, thread)
 
     federation.pacer = Pacer(pause, 50)
-    with _flagging(inside):
+    with flagging(Federation, "_hand_over", inside):
         federation.publish(view, complete=False)
     for thread in threads:
         thread.join(WAIT)
@@ -290,7 +272,9 @@ class _Killed(BaseException):
 def test_a_hand_over_killed_at_a_pause_finishes_first():
     """A pause of the hand-over that raises (its thread killed) ends its pauses: the hand-over goes on to its end
     (``Finishing``), the speaker told all of it, then the publish raises: nothing is left half handed over."""
+    from bgp.federation import Federation
     from controller.pacer import Pacer
+    from tests.unit.helpers import flagging
 
     def hand_over(kill: bool) -> dict:
         state, programmer, federation, view = _world(1_000, 100, 1_000)
@@ -302,7 +286,7 @@ def test_a_hand_over_killed_at_a_pause_finishes_first():
                 raise _Killed()
 
         federation.pacer = Pacer(pause, 50)
-        with _flagging(inside):
+        with flagging(Federation, "_hand_over", inside):
             try:
                 federation.publish(view, complete=False)
             except _Killed:

@@ -504,15 +504,15 @@ def test_apply_reads_standard_input_and_status_prints_text(ctl, monkeypatch, cap
 
 def test_wait_programmed_reports_progress_until_nothing_is_pending():
     replies = iter([
-        {"items": [{"sync": {"state": "syncing", "pending": 40}}, {"sync": None}]},
-        {"items": [{"sync": {"state": "in_sync", "pending": 0}}, {"sync": None}]},
-        {"items": [{"sync": {"state": "in_sync", "pending": 0}}, {"sync": None}]},
+        {"items": [{"chassis": "hv1", "sync": {"state": "syncing", "pending": 40}}, {"sync": None}]},
+        {"items": [{"chassis": "hv1", "sync": {"state": "in_sync", "pending": 0}}, {"sync": None}]},
+        {"items": [{"chassis": "hv1", "sync": {"state": "in_sync", "pending": 0}}, {"sync": None}]},
     ])
     out = io.StringIO()
     assert wait_programmed(lambda: (200, next(replies)), 10, clock=lambda: 0.0, sleep=lambda s: None, out=out) == 0
     assert out.getvalue().splitlines() == ["canopy: programming switches: 0/1 in sync, 40 flow(s) pending",
                                            "canopy: programming switches: 1/1 in sync, 0 flow(s) pending"]
-    stuck = {"items": [{"sync": {"state": "syncing", "pending": 5}}]}
+    stuck = {"items": [{"chassis": "hv1", "sync": {"state": "syncing", "pending": 5}}]}
     times = iter([0.0, 5.0, 11.0])
     assert wait_programmed(lambda: (200, stuck), 10, clock=lambda: next(times), sleep=lambda s: None,
                            out=io.StringIO()) == cli.EXIT_TIMEOUT

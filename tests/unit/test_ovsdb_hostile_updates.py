@@ -595,36 +595,3 @@ def test_a_refused_claim_is_told_without_walking_the_bridges_ports(caplog, monke
             f"claim of {name} is refused"]
     db.delete("p1")  # evil takes if1 over; evil2's claim, told already, is not told again
     assert db.step(reporter) == (["if1", "if2"], []) and reporter.refused_claims == 2
-
-
-def test_two_interfaces_of_one_name_read_again_then_deleted_together_leave_the_bridge_as_a_fresh_read(caplog):
-    """A peer gives two interfaces the same name and the same columns: a read of every port (the session speaking
-    again) hands both the one ``PortInfo`` it reported before (``BridgePorts.rebuild`` reuses equal values). Both
-    ports then deleted in one update are dropped together in C loops (``_unset_all``): the name left ``_by_name``
-    twice, a KeyError that ended the session (stop 48's wd48a), now once, as ``_unset`` one at a time does."""
-    db = TwoClaims(caplog)
-    feed(db.replica, {"Interface": {u: {"modify": {"name": "same", "ofport": ["set", []]}}
-                                    for u in db.ifaces.values()}})
-    reporter = db.reporter()
-    assert [p.name for p in reporter.last.ports] == ["same"]
-    reporter.speak()
-    assert len(set(map(id, reporter._ports._infos.values()))) == 1  # (the case: one object for both interfaces)
-    gone = [db.ports.pop("p1"), db.ports.pop("p2")]
-    feed(db.replica, {"Port": {u: {"delete": None} for u in gone},
-                      "Bridge": {db.bridge: {"modify": {"ports": ["set", [["uuid", u] for u in gone]]}}}})
-    assert db.step(reporter) == ([], [])
-
-
-
-def test_a_deleted_ports_interface_leaves_a_name_another_interface_holds_to_it(caplog):
-    """Two interfaces of one name (a hostile peer's), of other columns: the name is the one read last's. The other's
-    port deleted (alone in its update: dropped in C loops, ``_unset_all``), the name stays with the interface that
-    holds it, as a fresh read of the rows says: a name leaves with the very ``PortInfo`` that holds it, not with any
-    of its name. (The holder's port deleted instead, the name goes, though a fresh read finds the other interface:
-    not handled, as before stop 48.)"""
-    db = TwoClaims(caplog)
-    feed(db.replica, {"Interface": {u: {"modify": {"name": "same"}} for u in db.ifaces.values()}})
-    reporter = db.reporter()
-    [holder] = reporter.last.ports
-    db.delete("p2" if holder.ofport == 1 else "p1")  # (if<n> is p<n>'s, of ofport n)
-    assert db.step(reporter) == (["same"], [])

@@ -582,3 +582,24 @@ def test_the_plan_reads_each_row_update_reference_and_uuid_text_in_c_loops():
             slices._uuids(bad)
     with pytest.raises(ValueError):
         slices._numbers([*texts, "not-a-uuid"])
+
+
+def test_a_big_deletes_plan_hands_out_the_numbers_of_its_ports_and_interfaces_uuids():
+    """The plan reads each deleted port's and interface's uuid text as a number (for the bridge's members and the
+    ports' interfaces): given ``known``, it hands them out ({text: number}), and the replica's rows deleted and its
+    bridge's difference look them up rather than read each text twice more (ovsdb/idl/rowloop.py, datums.py
+    ``numbers_of``); an insert hands out none. The same slices either way."""
+    import uuid
+
+    db = Database(random.Random(9))
+    db._apply(db.insert_ports(40))
+    replica = db.fresh()
+    update = db.delete_ports(40)
+    known = {}
+    parts = list(slices.plan(json.loads(json.dumps(update)), replica.tables, 8, known=known))
+    assert parts == list(slices.plan(json.loads(json.dumps(update)), replica.tables, 8))
+    assert set(update["Port"]) | set(update["Interface"]) <= known.keys()
+    assert all(number == uuid.UUID(text).int for text, number in known.items())
+    inserted = {}
+    assert slices.plan(json.loads(json.dumps(db.insert_ports(40))), replica.tables, 8, known=inserted) is not None
+    assert not inserted

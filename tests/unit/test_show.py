@@ -263,3 +263,27 @@ def test_show_says_a_peer_is_up_not_failing_when_its_last_error_is_past(tmp_path
     assert line == (f"bgp peer 127.0.0.1  as 65001  up  routes in 0 out 0  up since {show._when(row['since'])}, "
                     "down before: connection refused")
     ctl.close()
+
+
+def test_show_names_a_switch_known_over_openflow_only_and_says_what_it_lacks(tmp_path):
+    """A bridge whose ovsdb-server never connects (its manager not set, or an ovsdb-server started without
+    --remote=db:Open_vSwitch,Open_vSwitch,manager_options: docs/vrs.md) was printed "hypervisor None  chassis None ...
+    None": it is named by its datapath id, and a line says that no OVSDB session names it and where to look."""
+    ctl = Controller(tmp_path)
+    api = tree_api(ctl)
+    switch = {"datapath_id": "000002039f1e3348", "name": None, "chassis": None, "flavour": None, "vtep_ip": None,
+              "openflow": {"connected": True}, "ovsdb": None, "ports": [], "sync": {"installed": 0, "desired": 0,
+                                                                                  "state": "reading"}}
+
+    def fetch(path):
+        if path == "/v1/switches":
+            return {"items": [switch]}
+        return json.loads(api.handle(Request("GET", path)).encoded())
+
+    lines = show.format_tree(show.gather_tree(fetch)).splitlines()[1:3]
+    assert lines == [
+        "hypervisor 000002039f1e3348  chassis -  dpid 000002039f1e3348  -  vtep -  openflow up  ovsdb down  "
+        "flows 0/0 reading",
+        "    over OpenFlow only: no OVSDB session names this bridge (ovs-vsctl set-manager tcp:CANOPY:6640 on the "
+        "hypervisor, and an ovsdb-server that reads it: docs/vrs.md)"]
+    ctl.close()

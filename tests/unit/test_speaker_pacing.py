@@ -84,4 +84,30 @@ def test_the_speakers_own_pauses_are_no_wait_for_exabgp(tmp_path):
     speaker._handle([b"done"] * 6)
     assert speaker.pacer.pauses >= 2 and speaker._book.acks == 6 and not speaker._book.pending
     assert speaker.status()["api_longest_wait"] == 0.0
-    assert speaker.status()["api_longest_quiet"] == 1.0  # (real time, as the watchdog's verdicts count: a pause in it)
+    assert speaker.status()["api_longest_quiet"] == 1.0  # (real time: a pause in it)
+
+
+def test_a_burst_handled_with_pauses_longer_than_the_timeout_is_no_silence(tmp_path):
+    """A burst of received UPDATEs handled in runs, a pause of 1 s of the speaker's own between runs (the event loop
+    busy), while a probe waits: its acknowledgement is behind the burst, unread. The peers are not reported down when
+    the pauses add up to more than ``api_timeout`` (5 s): ExaBGP was not silent, the speaker was not reading."""
+    from bgp.watchdog import OK, PROBE
+    from tests.unit.test_bgp_watchdog import watchdog
+
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
+                                    workdir=str(tmp_path)))
+    speaker._watchdog, clock = watchdog(timeout=5.0)
+    speaker._book.attach()
+    speaker._book.handle_line(open_message())
+    speaker._book.handle_line(state("up"))
+
+    def pause():
+        clock.now += 1.0
+
+    speaker.pacer = Pacer(pause, HANDLE_BYTES)
+    speaker._book.probe(PROBE)
+    speaker._watchdog.probed()
+    speaker._handle(_updates().split(b"\n")[:-1])
+    assert speaker.pacer.pauses > 5 and speaker._book.pending
+    assert speaker._watchdog.check(waiting=True) == OK
+    assert speaker.peers()[0]["state"] == "up"

@@ -229,3 +229,39 @@ def _backed_up(data, changes) -> str:
 def _files(data) -> list[str]:
     """The files of the data directory ``data`` but its lock (``canopy.lock``, made by the first restore)."""
     return sorted(name for name in os.listdir(data) if name != storeguard.LOCK_NAME)
+
+
+@pytest.mark.parametrize("mover, named", [
+    ("restore", "a 'canopy restore' of the store"),
+    ("accept", "a 'canopy run --accept-store' of the store"),
+    ("renewal", "an HA standby's renewal of the store")])
+def test_a_backup_that_waits_in_vain_for_the_files_moving_names_who_moves_them(tmp_path, monkeypatch, mover, named):
+    """A backup waits for the store's files moving (``ha.store_renewal_wait_ms`` at most: 0 here) and then fails naming
+    what moves them: before, always "an HA standby's renewal", also behind a restore's move (a large store's copy)."""
+    data, dest = tmp_path / "data", str(tmp_path / "backup.db")
+    _killed(tmp_path / "first", data, [Change("tenant", "a", "put", {"id": "a"})])
+    source = _backed_up(tmp_path / "other", [Change("tenant", "b", "put", {"id": "b"})])
+    said = []
+
+    def back_up(*args):
+        with pytest.raises(storeguard.StoreRefused) as refused:
+            storeguard.backup(str(data), dest, wait=0)
+        said.append(str(refused.value))
+
+    if mover == "renewal":
+        with storefile.moving_files(str(data)):
+            back_up()
+    else:
+        real = storeguard.set_aside
+        monkeypatch.setattr(storeguard, "set_aside", lambda *args: (said or back_up(), real(*args))[1])  # (once)
+        if mover == "restore":
+            storeguard.restore(str(data), source)
+        else:
+            (data / "canopy.db").write_bytes(b"")  # (refused: accepted, moved aside)
+            storeguard.verify(str(data), accept=True)
+    [line] = said
+    assert named in line and "was still moving its files after 0 s" in line, line
+    assert ("renewal" in line) == (mover == "renewal") and not os.path.exists(dest)
+    monkeypatch.undo()
+    if mover != "accept":  # (accepted: no store until a controller makes one)
+        storeguard.backup(str(data), dest)  # nothing moves: the backup goes ahead (a mark left behind holds none back)

@@ -38,6 +38,29 @@ def test_a_data_directory_on_nfs_is_named_and_a_local_one_is_not(tmp_path):
     assert storedisk.network_warning("/srv/nfs/canopy", str(tmp_path / "none")) is None  # no mount table: unknown
 
 
+@pytest.mark.parametrize("written, path", [
+    ("/mnt/\u0434\u0430\u043d\u043d\u044b\u0435\\040nfs", "/mnt/\u0434\u0430\u043d\u043d\u044b\u0435 nfs"),  # not Latin-1
+    ("/mnt/caf\u00e9\\011tab", "/mnt/caf\u00e9\ttab"),  # escaped, Latin-1 but not ASCII: UTF-8 in the file
+    ("/mnt/back\\134slash\\012line", "/mnt/back\\slash\nline"),
+    ("/mnt/\u6587\u4ef6", "/mnt/\u6587\u4ef6")])
+def test_a_mount_point_with_escapes_and_names_beyond_latin_1_is_recognised(tmp_path, written, path):
+    """/proc/self/mountinfo writes a mount point's bytes, a space, tab, newline and backslash as octal escapes
+    (``\\040``): those were undone as if the line were Latin-1, so a name of UTF-8 beyond ASCII beside an escape was
+    garbled (or, beyond Latin-1, replaced by "?"), and the network file system under it went unnamed."""
+    mounts = _mounts(tmp_path, (written, "nfs4"))
+    line = storedisk.network_warning(path + "/canopy", mounts)
+    assert line is not None and f"nfs4 at {path})" in line, line
+
+
+def test_a_mount_point_of_bytes_that_are_not_utf_8_is_recognised(tmp_path):
+    """A mount point's name in another encoding (Latin-1 bytes): the path Canopy is given holds the same bytes
+    (``os.fsdecode``), as the kernel's table does."""
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_bytes(b"20 1 0:20 / / rw - ext4 src rw\n21 1 0:21 / /mnt/caf\xe9\\040x rw - cifs src rw\n")
+    line = storedisk.network_warning(os.fsdecode(b"/mnt/caf\xe9 x/canopy"), str(mountinfo))
+    assert line is not None and "cifs at /mnt/caf" in line, line
+
+
 def test_status_says_so_for_a_data_directory_on_a_network_file_system(tmp_path, monkeypatch):
     monkeypatch.setattr(storedisk, "MOUNTINFO", _mounts(tmp_path, (str(tmp_path), "nfs")))
     ctl = Controller(tmp_path)

@@ -92,7 +92,7 @@ def test_a_deferred_renewal_is_counted_apart_from_write_failures_and_health_says
         assert f"canopy_store_write_failures_total {float(faults)}" in text and store.fault == fault
         assert status["store"]["renewal"] == "deferred: a backup is copying" and status["store"]["faults"] == faults
         assert status["store"]["renewals_deferred"] == 3 and "deferred by" not in status.get("degraded_reason", "")
-        store.deferral["since"] -= store.renewal_wait + 1
+        store._deferred_at -= store.renewal_wait + 1  # (as if it had waited so long)
         status = ctl.call("GET", "/v1/status")[1]
         assert "deferred by 'canopy backup' for" in status["degraded_reason"], status
     store.renew()  # the next tick, the backup ended
@@ -126,10 +126,10 @@ def test_waiting_for_a_backup_is_reported_as_a_deferral_not_as_the_store_failing
     with storefile.reading_files(os.path.dirname(store.path)):
         with pytest.raises(RenewalDeferred):
             store.renew()
-        store.deferral["since"] -= 5
+        store._deferred_at -= 5  # (as if it had waited 5 s)
         state, health, reason, ok, waited = _store_said(ctl)
         assert (state, health, ok) == ("deferred", "ok", 1.0) and waited >= 5, (state, health, reason, ok)
-        store.deferral["since"] -= store.renewal_wait
+        store._deferred_at -= store.renewal_wait
         state, health, reason, ok, waited = _store_said(ctl)
         assert (state, health, ok) == ("deferred", "degraded", 1.0) and "refuses writes" not in reason, reason
         assert "deferred by 'canopy backup' for" in reason and waited > store.renewal_wait
@@ -200,3 +200,27 @@ def test_a_waiting_mark_the_disk_refuses_is_logged_once_not_at_every_tick(tmp_pa
     assert len(said) == 1 and "No space left" in said[0].getMessage(), [r.getMessage() for r in said]
     monkeypatch.undo()
     store.renew()
+
+
+def test_a_step_of_the_wall_clock_is_no_deferral_of_hours(tmp_path, monkeypatch):
+    """How long a renewal has been deferred is a duration, on the monotonic clock: the wall clock stepped 3 hours
+    forward (NTP, an operator) while a backup copies made ``canopy_store_renewal_deferred_seconds`` read 10,800 and
+    health degraded. ``deferral.since`` stays the wall-clock time it began (what /v1/status shows)."""
+    import time
+
+    ctl = Controller(tmp_path)
+    store = ctl.store
+    with storefile.reading_files(os.path.dirname(store.path)):
+        with pytest.raises(RenewalDeferred):
+            store.renew()
+        since = store.deferral["since"]
+        wall = time.time
+        monkeypatch.setattr(time, "time", lambda: wall() + 3 * 3600)
+        with pytest.raises(RenewalDeferred):
+            store.renew()  # the next tick, after the step
+        assert store.deferral["since"] == since and store.deferred_for() < 60
+        state, health, reason, ok, waited = _store_said(ctl)
+        assert (state, health, ok) == ("deferred", "ok", 1.0) and waited < 60, (state, health, reason, waited)
+        monkeypatch.undo()
+    store.renew()
+    ctl.close()
