@@ -18,7 +18,8 @@ behind, so that another vport going later does not take them away while it is th
 from __future__ import annotations
 
 from collections import Counter
-from itertools import chain, filterfalse
+from itertools import chain, compress, filterfalse, repeat
+from operator import is_, not_
 
 
 class _NoBase:
@@ -123,6 +124,11 @@ class Origins:
         left = self._count.get(key)
         self._count[key] = (left if left is not None else self._base.behind(key)) + 1
 
+    @property
+    def unbound_ids(self) -> set:
+        """The vports ``unbound`` took out from behind their routes, each with its keys held here (read only)."""
+        return self._unbound
+
     def has(self, vport_id) -> bool:
         """Whether routes of the last publish (or announced since) name this vport, unbound since or not."""
         keys = self._keys_of.get(vport_id)  # (``_keys``, without its call: asked of every vport bound)
@@ -146,14 +152,17 @@ class Origins:
         keys_of.update(held)  # held from here (as ``keep`` would: the base drops them at the next origination)
         unbound.update(filter(keys_of.get, ids))
         others = list(chain.from_iterable(mine))
-        odd = count.keys() & quick | set(others).intersection(quick)  # (counted here, or named by a vport held here)
+        odd = count.keys() & quick  # (counted here, or named by a vport held here)
+        if others:
+            odd |= set(others).intersection(quick)
         if odd:
             quick = [key for key in quick if key not in odd]
             others.extend(odd)
         # the base's keys with one vport behind each and nothing pinning them: nothing behind them now
         count.update(dict.fromkeys(quick, 0))
-        pins.update(dict.fromkeys(filterfalse(pins.__contains__, quick), False))
-        gone = list(filterfalse(pins.__getitem__, quick))
+        pinned = list(map(pins.get, quick))  # (a key hashed once for both: None, not pinned here yet)
+        pins.update(dict.fromkeys(compress(quick, map(is_, pinned, repeat(None))), False))
+        gone = list(compress(quick, map(not_, pinned)))
         for key, n in Counter(chain(grouped, others)).items():  # (``_left`` and ``_pinned`` inline)
             left = count.get(key)
             if left is None:

@@ -100,7 +100,9 @@ class BatchSwaps:
         deque(map(v.endpoints.__delitem__, vids), maxlen=0)
         deque(map(v.local.pop, vids, repeat(None)), maxlen=0)
         self.changed.update(zip(vids, zip(olds, repeat(None))))
-        for sid, gone in grouped(list(map(_SUBNET_ID, olds)), vids).items():
+        by_subnet = grouped(list(map(_SUBNET_ID, olds)), vids)
+        self._subnets_changed(by_subnet)
+        for sid, gone in by_subnet.items():
             self.leaving.setdefault(sid, set()).update(gone)
 
     def _swap_in(self, vids: list, news: list) -> None:
@@ -111,7 +113,9 @@ class BatchSwaps:
         v.endpoints.update(zip(vids, news))
         v.local.update(zip(vids, news))
         self.changed.update(zip(vids, zip(repeat(None), news)))
-        for sid, eps in grouped(list(map(_SUBNET_ID, news)), news).items():
+        by_subnet = grouped(list(map(_SUBNET_ID, news)), news)
+        self._subnets_changed(by_subnet)
+        for sid, eps in by_subnet.items():
             self._place_all(sid, eps)
 
     def _swap_out_evpn(self, vids: list, olds: list) -> None:
@@ -121,6 +125,13 @@ class BatchSwaps:
         self._count_all(olds, -1, evpn=True)
         deque(map(self.view.endpoints.__delitem__, vids), maxlen=0)
         self.changed.update(zip(vids, zip(olds, repeat(None))))
+        self._subnets_changed(set(map(_SUBNET_ID, olds)))
+
+    def _subnets_changed(self, sids) -> None:
+        """``sids`` hold endpoints this pass changed (new entries of ``changed``): into ``changed_sids``, unless that
+        is to be worked out again (``LiveView.changed_subnets``)."""
+        if self.changed_sids is not None:
+            self.changed_sids.update(sids)
 
     def _count_all(self, eps: list, step: int, evpn: bool = False) -> None:
         """``_count(ep, step)`` for each of the vport endpoints ``eps`` (distinct, in the walk's order), or of EVPN
@@ -130,7 +141,7 @@ class BatchSwaps:
         vids = list(map(_VPORT_ID, eps))
         pairs = list(zip(sids, sessions))
         tally = Counter(pairs)
-        if step > 0:  # a subnet's presence on a switch looked at where its first endpoint there came
+        if step > 0 or len(tally) == 1:  # a subnet's presence on a switch looked at where its first endpoint there came
             order = list(tally)
         else:  # or where its last went
             last = dict(zip(pairs, count()))

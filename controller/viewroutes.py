@@ -159,17 +159,20 @@ class OrderedFib:
         self._count_all(list(zip(repeat(-32), map(itemgetter(1), keys))), 1)
 
     def remove_hosts(self, ips: list, vids: list) -> None:
-        """``remove_host(ip, vid)`` for each pair of ``ips`` and ``vids``, in C loops when no key is repeated."""
+        """``remove_host(ip, vid)`` for each pair of ``ips`` and ``vids``, in C loops when no key is repeated or none
+        is to be taken back from ``added`` (noting a key ``gone`` twice is noting it once)."""
         keys = _host_keys(ips, vids)
-        if len(set(keys)) < len(keys):
+        if self.added and len(set(keys)) < len(keys):
             for ip, vid in zip(ips, vids):
                 self.remove_host(ip, vid)
             return
-        popped = list(map(self.added.pop, keys, repeat(None)))
-        taken = list(compress(keys, map(is_not, popped, repeat(None))))
-        if taken:
-            self._count_all(list(zip(repeat(-32), map(itemgetter(1), taken))), -1)
-        self.gone.update(filter(self.routes.__contains__, compress(keys, map(is_, popped, repeat(None)))))
+        if self.added:  # (routes come and not put in yet: taken back)
+            popped = list(map(self.added.pop, keys, repeat(None)))
+            taken = list(compress(keys, map(is_not, popped, repeat(None))))
+            if taken:
+                self._count_all(list(zip(repeat(-32), map(itemgetter(1), taken))), -1)
+            keys = compress(keys, map(is_, popped, repeat(None)))
+        self.gone.update(filter(self.routes.__contains__, keys))
 
     def empty(self) -> bool:
         return len(self.routes) + len(self.added) == len(self.gone)

@@ -78,8 +78,8 @@ def check(world: World, where: str, read_fib: bool = True):
 
 
 # per-pass notes of a LiveView (reset by every pass, bounded by what one pass reached) and its links to State
-PASS_NOTES = {"state", "pacer", "live", "view", "r", "listing", "changed", "presence", "on_before", "holders_changed",
-              "tunnels", "local_changed", "switches_changed", "redo", "was_at", "tails", "bound_changed",
+PASS_NOTES = {"state", "pacer", "live", "view", "r", "listing", "changed", "changed_sids", "presence", "on_before",
+              "holders_changed", "tunnels", "local_changed", "switches_changed", "redo", "was_at", "tails", "bound_changed",
               "hw_vtep_subnets", "vtep_names", "acl_reach", "touched", "touched_ips", "_build", "_keys_changed",
               "recheck", "places"}
 

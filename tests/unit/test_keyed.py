@@ -37,12 +37,12 @@ def test_items_leave_their_scopes_whole_or_in_part_and_emptied_scopes_go():
     assert index == {"b": {4}, "d": {7}}
 
 
-@pytest.mark.parametrize("scopes", [6, 40])  # (40: past ``_FEW_SCOPES`` scopes losing some items, often)
-def test_removing_at_random_leaves_what_one_by_one_removal_leaves(scopes):
+@pytest.mark.parametrize("scopes", [6, 40, 2000])  # (40: past ``_FEW_SCOPES`` scopes losing some items, often;
+def test_removing_at_random_leaves_what_one_by_one_removal_leaves(scopes):  # 2000: most hold one item, a MAC's)
     rng = random.Random(7)
     for _ in range(200):
         index, where = {}, {}
-        for item in range(rng.randrange(1, 120)):
+        for item in range(rng.randrange(1, 120 if scopes < 2000 else 30)):
             where[item] = scope = rng.randrange(scopes)
             index.setdefault(scope, set()).add(item)
         gone = rng.sample(sorted(where), rng.randrange(len(where) + 1))
@@ -87,3 +87,16 @@ def test_many_scopes_each_losing_a_few_cost_the_items_not_the_items_times_the_sc
     remove_all(index, scopes, items)
     assert all(len(index[s]) == 999 and f"{s}-0" not in index[s] for s in range(200))
     assert _Costed.cost <= 4 * len(items), _Costed.cost
+
+
+def test_scopes_of_one_item_each_go_without_counting_and_the_others_are_counted(monkeypatch):
+    """Every scope named holding just its item: each entry goes (``_only_theirs``); one scope holding another item too,
+    or an absent scope named: counted as before, and the same index left."""
+    index = {("s", n): {n} for n in range(5)}
+    remove_all(index, [("s", 1), ("s", 3)], [1, 3])
+    assert index == {("s", 0): {0}, ("s", 2): {2}, ("s", 4): {4}}
+    index[("s", 2)].add(9)
+    remove_all(index, [("s", 0), ("s", 2)], [0, 2])
+    assert index == {("s", 2): {9}, ("s", 4): {4}}
+    remove_all(index, [("s", 4), ("s", 7)], [4, 7])
+    assert index == {("s", 2): {9}}

@@ -163,3 +163,33 @@ def test_host_routes_coming_and_going_in_any_order_read_as_a_sorted_table():
         if not fib.ties:
             routes = {**{k: p for k, p in held.items()}, **{(*d._route_order(r.prefix), 0, ""): r.prefix for r in own}}
             assert [r.prefix for r in fib.ordered()] == [routes[k] for k in sorted(routes)]
+
+
+def test_host_routes_removed_together_leave_what_removed_one_by_one_leaves():
+    """``OrderedFib.remove_hosts`` of random pairs (an IP twice among them, routes settled or still ``added``) leaves
+    the table, its notes and counts as ``remove_host`` of each pair does."""
+    import random
+    from types import SimpleNamespace
+
+    from controller.viewroutes import OrderedFib
+
+    rng = random.Random(49)
+    for _ in range(300):
+        together, one_by_one = OrderedFib(), OrderedFib()
+        for fib in (together, one_by_one):
+            fib.set_own((), (), ())
+        pairs = [(f"10.0.0.{rng.randint(1, 8)}", f"v{rng.randint(1, 3)}") for _ in range(rng.randint(1, 12))]
+        settle = rng.random() < 0.5
+        for fib in (together, one_by_one):
+            for ip, vid in dict.fromkeys(pairs):
+                fib.add_host(ip, SimpleNamespace(vport_id=vid, subnet_id="s"))
+            if settle:
+                fib.settle()
+        gone = rng.sample(pairs, rng.randint(1, len(pairs)))
+        gone += rng.sample(gone, rng.randint(0, len(gone)))  # (some twice)
+        together.remove_hosts([ip for ip, _ in gone], [vid for _, vid in gone])
+        for ip, vid in gone:
+            one_by_one.remove_host(ip, vid)
+        for fib in (together, one_by_one):
+            fib.state = (dict(fib.routes), set(fib.gone), dict(fib.added), dict(fib.local), fib.ties)
+        assert together.state == one_by_one.state
