@@ -113,6 +113,21 @@ def test_the_waiting_interfaces_port_deleted_leaves_the_name_to_the_holder(caplo
     assert db.step(reporter) == (["same"], []) and reporter.last.ports[0].ofport == 1
 
 
+@pytest.mark.parametrize("deleted, told", [(("if2",), []), (("if1",), [["same"]]), (("if1", "if2"), [["same"]])])
+def test_a_big_delete_of_the_waiting_interface_tells_no_port_leaving(caplog, deleted, told):
+    """A big delete's interfaces are told leaving before its first slice (``VrsReporter.leaving``: the port's vports
+    unbound and their routes withdrawn at intake). The interface waiting for a name (if2, 0x12) is no port: its
+    deletion told the holder's port, which stays, leaving (withdrawn, then bound and announced again). The holder's
+    is told, once with the waiting one's."""
+    db = TwoClaims(caplog)
+    one_name(db)
+    reporter = db.reporter()
+    said = []
+    reporter._claims.leaving = lambda key, names: said.append(list(names))
+    reporter.leaving([uuid.UUID(db.ifaces[name]).int for name in deleted])
+    assert said == told
+
+
 NAMES = ("a", "b", "c")
 
 
