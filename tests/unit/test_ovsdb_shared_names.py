@@ -196,6 +196,18 @@ def test_random_ports_of_few_names_equal_a_fresh_read_at_every_step(seed, monkey
         after = by_name(reporter.last)
         assert reporter.last.ports == bridge_ports(db.bridge)
         assert reporter.last.changed >= {n for n in set(before) | set(after) if before.get(n) != after.get(n)}
+        assert_leaving_named_as_held(db, reporter, rng)
         if rng.random() < 0.05:
             reporter.speak()
             assert reporter.last.ports == bridge_ports(db.bridge)
+
+
+def assert_leaving_named_as_held(db, reporter, rng) -> None:
+    """``names_of`` (a big delete's ports told leaving) of some of the bridge's interfaces names the ports those
+    interfaces are, each once: a name's when its interface holds it (the smallest key of that name), no other."""
+    ifaces = {row_key(i): i for p in db.bridge.ports[1:] for i in p.interfaces}
+    holders: dict = {}
+    for key in sorted(ifaces):
+        holders.setdefault(ifaces[key].name, key)
+    some = rng.sample(sorted(ifaces), rng.randint(0, len(ifaces)))
+    assert sorted(reporter._ports.names_of(some)) == sorted(n for n, key in holders.items() if key in some)
