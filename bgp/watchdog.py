@@ -29,7 +29,9 @@ because of one, was not waited for meanwhile. The verdicts (``silent``, ``restar
 ``longest_wait`` (how close ExaBGP came to the timeout) leave those pauses out; before stop 49 the verdicts counted
 them (a burst of received updates handled under load, an acknowledgement unread behind it: the peers reported down
 though ExaBGP answered). ``longest_quiet`` is the longest wait in real time, the pauses in it. Pauses come only from
-handling what ExaBGP wrote: a frozen ExaBGP writes nothing, and its silence counts whole.
+handling what ExaBGP wrote: a frozen ExaBGP writes nothing, and its silence counts whole. A wedged one whose peers keep
+sending writes their updates on and on: the verdicts and ``silent_for`` leave pauses out of at most ``PAUSES_AT_MOST``
+of a wait (left out whole, a speaker pausing 99% of the time counted 0.01 s a second: reported silent after ~500 s).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from dataclasses import dataclass, field
 PROBE_EVERY = 1.0  # seconds without anything waited for before a probe is sent
 RESTART_MAX = 300.0  # the restart bound grows up to this while restarts do not help
 PROBE = "canopy ping"  # the probe command (bgp.exabgp_ext registers it)
+# the most of a wait's real time the speaker's own pauses take out of it: an ExaBGP that writes (its peers' updates)
+# but answers nothing, handled with pauses 99% of the time under load, is still silent after 8 x ``timeout``
+PAUSES_AT_MOST = 7 / 8
 
 OK, PROBE_NOW, SILENT, RESTART = "ok", "probe", "silent", "restart"
 
@@ -53,7 +58,7 @@ class ApiWatchdog:
     clock: object = time.monotonic
     silent: bool = False  # reported silent (peers reported down) and not answered since
     longest_wait: float = 0.0  # the longest wait for an acknowledgement that ended in one, the speaker's own pauses
-    # left out (how long ExaBGP itself took)
+    # left out (how long ExaBGP itself took; whole, not only up to ``PAUSES_AT_MOST`` as the verdicts do)
     longest_quiet: float = 0.0  # the same in real time, the speaker's pauses in it
     _since: float | None = None  # when the current wait began: the last acknowledgement or the first command after
     _paused: float = 0.0  # seconds the speaker spent in its own pauses, in all (``paused``)
@@ -93,7 +98,7 @@ class ApiWatchdog:
         now = self.clock()
         if self._since is not None:
             self.longest_quiet = max(self.longest_quiet, now - self._since)
-            self.longest_wait = max(self.longest_wait, self._waited(now))
+            self.longest_wait = max(self.longest_wait, now - self._since - (self._paused - self._paused_before))
         self.silent, self._restarts_in_row = False, 0
         self._wait_from(now if waiting else None)
         if not waiting:
@@ -106,8 +111,10 @@ class ApiWatchdog:
         self._paused += seconds
 
     def _waited(self, now: float) -> float:
-        """Seconds of the current wait (it has begun) that were ExaBGP's: the speaker's own pauses left out."""
-        return now - self._since - (self._paused - self._paused_before)
+        """Seconds of the current wait (it has begun) that were ExaBGP's: the speaker's own pauses left out, up to
+        ``PAUSES_AT_MOST`` of it."""
+        real = now - self._since
+        return real - min(self._paused - self._paused_before, real * PAUSES_AT_MOST)
 
     def _wait_from(self, since: float | None) -> None:
         """The current wait began at ``since`` (None: nothing waited for)."""

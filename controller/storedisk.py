@@ -42,7 +42,9 @@ def file_system(path: str, mountinfo: str | None = None) -> tuple[str, str] | No
     return None if best is None else (os.fsdecode(best[0]), os.fsdecode(best[1]))
 
 
-_ESCAPE = re.compile(rb"\\([0-7]{3})")  # a byte mountinfo escapes (space, tab, newline, backslash): ``\\040``
+# a byte mountinfo escapes (space, tab, newline, backslash): ``\\040``; ``\\400`` and above are no byte (a line the
+# kernel would not write: left as it is, not a ValueError at start)
+_ESCAPE = re.compile(rb"\\([0-3][0-7]{2})")
 
 
 def _unescaped(field: bytes) -> bytes:

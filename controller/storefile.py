@@ -252,15 +252,20 @@ def moving_files(directory: str, mover: str = RENEWAL):
 
 
 def _mover_marked(directory: str, mover: str) -> int | None:
-    """A descriptor holding ``MOVER_NAME``'s exclusive flock, ``mover`` written in it; None when the disk refuses."""
+    """A descriptor holding ``MOVER_NAME``'s exclusive flock, ``mover`` written in it; None when the disk refuses (the
+    descriptor closed: left open, it held the mark for the life of the process, a controller's after --accept-store)."""
     try:
         fd = _marked(os.path.join(directory, MOVER_NAME))
-        if fd is not None:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, mover.encode(), 0)
-        return fd
     except OSError:
         return None
+    if fd is not None:
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, mover.encode(), 0)
+        except OSError:
+            os.close(fd)
+            return None
+    return fd
 
 
 def _mover(directory: str) -> str:

@@ -97,8 +97,16 @@ class BridgePorts:
 
     def names_of(self, iface_keys) -> list[str]:
         """The names of the ports of the Interface rows ``iface_keys`` (row keys) that are on the bridge, in C loops
-        (10,000 interfaces of a big delete)."""
+        (10,000 interfaces of a big delete). While names are shared, only the interfaces holding theirs: one waiting
+        for its name is no port (its deletion told the holder's port leaving)."""
+        if self._waiting:
+            return self._held_names(iface_keys)
         return list(map(_NAME, filter(None, map(self._infos.get, iface_keys))))
+
+    def _held_names(self, iface_keys) -> list[str]:
+        """``names_of`` while names are shared: the names ``iface_keys`` hold."""
+        infos, holders = self._infos, self._name_key
+        return [info.name for key in iface_keys if (info := infos.get(key)) is not None and holders[info.name] == key]
 
     def by_name(self) -> dict[str, PortInfo]:
         """{name: PortInfo} (the live mapping: do not change it)."""

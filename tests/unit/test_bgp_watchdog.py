@@ -322,3 +322,18 @@ def test_a_pause_before_a_wait_began_does_not_shorten_it():
     dog.probed()
     clock.now += 5.0
     assert dog.check(waiting=True) == SILENT
+
+
+def test_an_exabgp_that_writes_but_never_answers_is_still_silent_and_restarted():
+    """A wedged ExaBGP (not reading its API) whose peers keep sending: the speaker handles their updates in runs,
+    pausing between them for the event loop (99% of the time under load), and no acknowledgement comes. The pauses
+    left out whole, its silence grew 0.01 s a second: reported after ~500 s, killed after ~3,000. A wait counts at
+    least an eighth of real time (``PAUSES_AT_MOST``): silent after 40 s, restarted after 240 s."""
+    dog, clock = watchdog(timeout=5.0, restart_after=30.0)
+    dog.probed()
+    verdicts = []
+    for _ in range(240):
+        clock.now += 1.0
+        dog.paused(0.99)
+        verdicts.append(dog.check(waiting=True))
+    assert verdicts.index(SILENT) == 39 and verdicts[-1] == RESTART, verdicts

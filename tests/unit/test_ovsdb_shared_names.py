@@ -113,6 +113,21 @@ def test_the_waiting_interfaces_port_deleted_leaves_the_name_to_the_holder(caplo
     assert db.step(reporter) == (["same"], []) and reporter.last.ports[0].ofport == 1
 
 
+@pytest.mark.parametrize("deleted, told", [(("if2",), []), (("if1",), [["same"]]), (("if1", "if2"), [["same"]])])
+def test_a_big_delete_of_the_waiting_interface_tells_no_port_leaving(caplog, deleted, told):
+    """A big delete's interfaces are told leaving before its first slice (``VrsReporter.leaving``: the port's vports
+    unbound and their routes withdrawn at intake). The interface waiting for a name (if2, 0x12) is no port: its
+    deletion told the holder's port, which stays, leaving (withdrawn, then bound and announced again). The holder's
+    is told, once with the waiting one's."""
+    db = TwoClaims(caplog)
+    one_name(db)
+    reporter = db.reporter()
+    said = []
+    reporter._claims.leaving = lambda key, names: said.append(list(names))
+    reporter.leaving([uuid.UUID(db.ifaces[name]).int for name in deleted])
+    assert said == told
+
+
 NAMES = ("a", "b", "c")
 
 
@@ -181,6 +196,18 @@ def test_random_ports_of_few_names_equal_a_fresh_read_at_every_step(seed, monkey
         after = by_name(reporter.last)
         assert reporter.last.ports == bridge_ports(db.bridge)
         assert reporter.last.changed >= {n for n in set(before) | set(after) if before.get(n) != after.get(n)}
+        assert_leaving_named_as_held(db, reporter, rng)
         if rng.random() < 0.05:
             reporter.speak()
             assert reporter.last.ports == bridge_ports(db.bridge)
+
+
+def assert_leaving_named_as_held(db, reporter, rng) -> None:
+    """``names_of`` (a big delete's ports told leaving) of some of the bridge's interfaces names the ports those
+    interfaces are, each once: a name's when its interface holds it (the smallest key of that name), no other."""
+    ifaces = {row_key(i): i for p in db.bridge.ports[1:] for i in p.interfaces}
+    holders: dict = {}
+    for key in sorted(ifaces):
+        holders.setdefault(ifaces[key].name, key)
+    some = rng.sample(sorted(ifaces), rng.randint(0, len(ifaces)))
+    assert sorted(reporter._ports.names_of(some)) == sorted(n for n, key in holders.items() if key in some)

@@ -265,3 +265,30 @@ def test_a_backup_that_waits_in_vain_for_the_files_moving_names_who_moves_them(t
     monkeypatch.undo()
     if mover != "accept":  # (accepted: no store until a controller makes one)
         storeguard.backup(str(data), dest)  # nothing moves: the backup goes ahead (a mark left behind holds none back)
+
+
+def test_a_mover_mark_the_disk_refuses_to_write_holds_nothing_after_the_move(tmp_path, monkeypatch):
+    """The mover's name written into ``canopy.moving`` refused (a full disk: ENOSPC): the move goes ahead unnamed, and
+    the mark's descriptor is closed with it. It was left open holding the mark's flock, for the life of the process
+    (``canopy run --accept-store``: the controller), so every later backup waiting in vain for a renewal named
+    "a 'canopy run --accept-store'"."""
+    import errno
+
+    data = tmp_path / "data"
+    data.mkdir()
+    mark = str(data / storefile.MOVER_NAME)
+    real = os.pwrite
+
+    def full(fd, payload, offset):
+        if os.path.realpath(f"/proc/self/fd/{fd}") == mark:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, payload, offset)
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with storefile.moving_files(str(data), "a 'canopy run --accept-store'"):
+        pass
+    assert not storefile._held(mark), "the mark's flock is still held after the move"
+    with storefile.moving_files(str(data)):  # a renewal moving them: named so
+        with pytest.raises(storefile.FilesBusy, match="an HA standby's renewal"):
+            with storefile.reading_files(str(data), wait=0):
+                pass

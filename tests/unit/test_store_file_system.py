@@ -162,3 +162,16 @@ def test_canopy_run_warns_once_at_start_for_a_data_directory_on_a_network_file_s
             runtime.DATA_LOCK.close()
         err = capsys.readouterr().err
         assert err.count(f"data_dir {data} is on a network file system ({kind} at {data})") == said, err
+
+
+def test_malformed_mountinfo_lines_are_passed_over_and_do_not_crash_the_start(tmp_path):
+    """Lines the kernel would not write (an escape beyond a byte, ``\\777``; a lone backslash; too few fields; no
+    separator) are passed over: ``\\777`` raised ValueError out of ``file_system`` (bytes must be in range(0, 256)),
+    which ``Store()`` and ``canopy run`` call at start. The lines around them are read as before."""
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_bytes(b"20 1 0:20 / / rw - ext4 src rw\n21 1 0:21 / /mnt/odd\\777x rw - nfs4 src rw\n"
+                          b"22 1 0:22 / /mnt/lone\\ rw - ext4 src rw\n23 1\n - nfs\n\n"
+                          b"24 1 0:24 / /srv/nfs rw - nfs4 src rw\n")
+    assert storedisk.network_warning("/var/lib/canopy", str(mountinfo)) is None
+    assert "nfs4 at /srv/nfs)" in storedisk.network_warning("/srv/nfs/canopy", str(mountinfo))
+    assert storedisk.file_system("/mnt/lone\\/canopy", str(mountinfo)) == ("/mnt/lone\\", "ext4")
