@@ -303,3 +303,60 @@ def test_only_the_stall_watchs_reports_of_short_stalls_are_left_out_of_the_alarm
     info = own.replace(" WARNING ", " INFO    ")
     text = "\n".join([own, "  File x.py, line 1, in compile", info, other, long, blocked, error])
     assert alarming(text) == [other, long, blocked, error]
+
+
+def progress_line(stream) -> str:
+    """The first line of ``canopy apply --wait``'s progress on ``stream`` (not "applying ..."), "" if none came."""
+    for line in stream:
+        if line.startswith("canopy: programming switches"):
+            return line
+    return ""
+
+
+def test_apply_wait_after_a_restart_waits_for_the_switches_to_come_back_and_be_programmed(lab):
+    """A controller restarted, its hypervisor back over OpenFlow but not yet over OVSDB (its manager set again only
+    once ``canopy apply --wait`` has polled): the start-up hold hands the switch nothing meanwhile, and the wait ends
+    only once the switch is back and programmed with the change. It ended at once with "0/0 in sync" (the bridge back
+    over OpenFlow only was not counted), the switch not programmed (tests/unit/test_apply_wait.py)."""
+    ctl = lab.add_controller_host("ctl1")
+    canopy = lab.start_controller(ctl, {"restart": {"hold_time": 120, "hold_max": 240}})  # ends on kvm1's report
+    api = canopy.api
+    tenant, domain, subnet = acme_web(api)
+    create(api, "vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:01:01",
+                           "binding": {"flavour": "kvm", "iface_id": "vm1"}})
+    hv = lab.add_hypervisor("kvm1")
+    hv.connect(ctl)
+    hv.set_max_backoff(1000)
+    lab.add_vm(hv, "vm1", mac="02:00:00:00:01:01", vnic_id="vm1")
+    lab.add_vm(hv, "vm2", mac="02:00:00:00:02:02", vnic_id="vm2")
+    before = wait_until(lambda: (s := switch_sync(api, "kvm1")) and s["state"] == "in_sync" and s["desired"] > 0
+                        and s["pending"] == 0 and api.get("/v1/status").json["vports_bound"] == 1 and s["desired"],
+                        timeout=20, what="kvm1 programmed with vm1 bound")
+    canopy.stop()
+    manager = hv.vsctl("get-manager").split()
+    hv.vsctl("del-manager")
+    canopy.start()
+    wait_until(lambda: api.get("/v1/status").json["switches"] == {"ovsdb": 0, "openflow": 1}, timeout=20,
+               what="kvm1 back over OpenFlow only")
+    document = ("tenants:\n  - name: ops\n    subnets:\n      - name: lan\n        cidr: 10.9.0.0/24\n"
+                "        gateway: 10.9.0.1\n        vports:\n          - {name: vm2, mac: '02:00:00:00:02:02', "
+                "binding: {flavour: kvm, iface_id: vm2}}\n")
+    applying = subprocess.Popen(["ip", "netns", "exec", ctl.ns, CANOPY, "apply", "-", "--url", "http://127.0.0.1:8080",
+                                 "--token", "test-token", "--wait", "--wait-timeout", "60"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        applying.stdin.write(document)
+        applying.stdin.close()
+        first = progress_line(applying.stderr)
+        assert first.startswith("canopy: programming switches: held after the start"), first
+        hv.vsctl("set-manager", *manager)
+        rest = applying.stderr.read()
+        assert applying.wait(timeout=60) == 0, first + rest
+    finally:
+        if applying.poll() is None:
+            applying.kill()
+            applying.wait(timeout=10)
+    got = switch_sync(api, "kvm1")  # as the wait ended: back, programmed with vm2
+    assert got is not None and (got["state"], got["pending"]) == ("in_sync", 0) and got["desired"] > before, got
+    assert api.get("/v1/status").json["vports_bound"] == 2
+    assert rest.splitlines()[-1] == "canopy: programming switches: 1/1 in sync, 0 flow(s) pending", rest
