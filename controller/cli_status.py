@@ -82,6 +82,12 @@ def _progress(switches: list) -> tuple[int, int, str]:
     return done, len(named), line
 
 
+def _refused(status: int, reply) -> str:
+    """The progress line of a listing refused (no items: not "0/0 in sync")."""
+    message = ((reply or {}).get("error") or {}).get("message") if isinstance(reply, dict) else None
+    return f"programming switches: GET /v1/switches answered {status}" + (f" ({message})" if message else "")
+
+
 def _held(status: dict) -> str:
     """What the controller's start-up hold waits for (/v1/status ``startup_hold``: nothing is handed to any switch
     while it lasts, controller/startup_hold.py), "" once it has ended."""
@@ -93,6 +99,23 @@ def when(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _poll(fetch) -> tuple[bool, str] | None:
+    """(whether the switches are programmed, the progress line) of one poll; None if the controller was not reached."""
+    status, reply = fetch("/v1/status")
+    if status is None:
+        return None
+    held = _held(reply if status == 200 and isinstance(reply, dict) else {})
+    status, reply = fetch("/v1/switches")
+    if status is None:
+        return None
+    if status != 200:
+        return False, _refused(status, reply)
+    done, total, line = _progress((reply or {}).get("items", []))
+    if held:
+        return False, f"programming switches: held after the start ({held})"
+    return done == total, line
+
+
 def wait_programmed(fetch, timeout: float, clock=time.monotonic, sleep=time.sleep, out=sys.stderr) -> int:
     """Poll ``fetch(path)`` (-> (status, reply) of a GET of /v1/status, then of /v1/switches) until the start-up hold
     has ended and every VRS an OVSDB session names is connected over OpenFlow with nothing pending (``_progress``),
@@ -102,20 +125,14 @@ def wait_programmed(fetch, timeout: float, clock=time.monotonic, sleep=time.slee
     deadline = clock() + timeout
     settled, last = 0, None
     while True:
-        status, reply = fetch("/v1/status")
-        if status is None:
+        polled = _poll(fetch)
+        if polled is None:
             return 3
-        held = _held(reply if status == 200 and isinstance(reply, dict) else {})
-        status, reply = fetch("/v1/switches")
-        if status is None:
-            return 3
-        done, total, line = _progress((reply or {}).get("items", []))
-        if held:
-            line = f"programming switches: held after the start ({held})"
+        programmed, line = polled
         if line != last:
             print(f"canopy: {line}", file=out, flush=True)
             last = line
-        settled = settled + 1 if done == total and not held else 0
+        settled = settled + 1 if programmed else 0
         if settled >= SETTLED_POLLS:
             return 0
         if clock() >= deadline:

@@ -68,3 +68,23 @@ def test_apply_wait_counts_a_vrs_not_connected_over_openflow_as_not_programmed()
     assert code == cli.EXIT_TIMEOUT
     assert lines[0] == ("canopy: programming switches: 1/2 in sync, 0 flow(s) pending, 1 not connected over OpenFlow "
                         "(2 bridges over OpenFlow only not counted: no OVSDB session names them)")
+
+
+def test_apply_wait_does_not_take_a_refused_listing_for_no_switch_to_wait_for():
+    """/v1/switches answered 503 (the REST server at its connection limit, or stopping) has no items: that is no
+    answer, not "0/0 in sync" (it returned 0)."""
+    answers = iter([(503, {"error": {"code": "unavailable", "message": "too many connections"}}),
+                    (200, {"items": [vrs("hv1", "a", "in_sync", 0)]})])
+    listing = next(answers)
+
+    def fetch(path="/v1/switches"):
+        nonlocal listing
+        if path == "/v1/status":
+            return 200, RELEASED
+        got, listing = listing, next(answers, listing)
+        return got
+
+    code, lines = waited(fetch)
+    assert code == 0
+    assert lines == ["canopy: programming switches: GET /v1/switches answered 503 (too many connections)",
+                     "canopy: programming switches: 1/1 in sync, 0 flow(s) pending"]
