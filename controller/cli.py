@@ -402,7 +402,7 @@ def cmd_apply(args) -> int:
     if args.wait and not reply["dry_run"]:
         from controller.cli_status import wait_programmed
 
-        return wait_programmed(lambda: cli_remote.request(args, "GET", "/v1/switches", None),
+        return wait_programmed(lambda path: cli_remote.request(args, "GET", path, None),
                                args.wait_timeout)
     return EXIT_OK
 

@@ -31,9 +31,10 @@ class SwitchReport:
         behind the reconcilers' lane (the reconciler's own ``pacer``, the default: controller/rest/lane.py); the count
         is made on copies of the records, as they were when it began.
 
-        ``state``: connected, reading (read-back), syncing (a change set in flight), in_sync,
-        not_master (the switch refused changes) or stopped; ``sent`` counts messages by kind; ``meters``: the meters
-        of the flows to the controller (openflow/meters.py): ``supported`` None until read, False on a switch
+        ``state``: connected, reading (read-back), waiting (read back, no desired state handed to it yet), syncing (a
+        change set in flight), in_sync, standby (held: an HA standby), not_master (the switch refused changes), error
+        (a round failed: read back again after a pause) or stopped; ``sent`` counts messages by kind; ``meters``: the
+        meters of the flows to the controller (openflow/meters.py): ``supported`` None until read, False on a switch
         without meters (``warning`` says why: its flows to the controller are not metered); ``packet_ins``: the
         packets the switch sent to the controller on this connection, by meter kind."""
         with collector_paused():  # a count's temporaries (a plan of the changed owners) are freed before it ends

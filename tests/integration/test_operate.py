@@ -59,6 +59,31 @@ def value(got, name, **labels):
     return got.get((name, frozenset(labels.items())))
 
 
+# a document adding vm2 on kvm1 (given as standard input to ``canopy apply -``)
+VM2_DOCUMENT = ("tenants:\n  - name: ops\n    subnets:\n      - name: lan\n        cidr: 10.9.0.0/24\n"
+                "        gateway: 10.9.0.1\n        vports:\n          - {name: vm2, mac: '02:00:00:00:02:02', "
+                "binding: {flavour: kvm, iface_id: vm2}}\n")
+
+
+def kvm1_with_vm1(lab, settings=None):
+    """(controller host, its controller, hypervisor kvm1 connected to it with VM vm1 bound on it)."""
+    ctl = lab.add_controller_host("ctl1")
+    canopy = lab.start_controller(ctl, settings)
+    tenant, domain, subnet = acme_web(canopy.api)
+    create(canopy.api, "vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:01:01",
+                                  "binding": {"flavour": "kvm", "iface_id": "vm1"}})
+    hv = lab.add_hypervisor("kvm1")
+    hv.connect(ctl)
+    lab.add_vm(hv, "vm1", mac="02:00:00:00:01:01", vnic_id="vm1")
+    return ctl, canopy, hv
+
+
+def apply_wait(ctl, timeout: int) -> list[str]:
+    """``canopy apply - --wait`` in the controller's namespace."""
+    return ["ip", "netns", "exec", ctl.ns, CANOPY, "apply", "-", "--url", "http://127.0.0.1:8080", "--token",
+            "test-token", "--wait", "--wait-timeout", str(timeout)]
+
+
 def switch_sync(api, chassis):
     for item in api.get("/v1/switches").json["items"]:
         if item["chassis"] == chassis and item.get("sync"):
@@ -67,15 +92,8 @@ def switch_sync(api, chassis):
 
 
 def test_metrics_after_real_switches_connect(lab):
-    ctl = lab.add_controller_host("ctl1")
-    canopy = lab.start_controller(ctl)
+    ctl, canopy, hv = kvm1_with_vm1(lab)
     api = canopy.api
-    tenant, domain, subnet = acme_web(api)
-    create(api, "vports", {"subnet_id": subnet["id"], "name": "vm1", "mac": "02:00:00:00:01:01",
-                           "binding": {"flavour": "kvm", "iface_id": "vm1"}})
-    hv = lab.add_hypervisor("kvm1")
-    hv.connect(ctl)
-    lab.add_vm(hv, "vm1", mac="02:00:00:00:01:01", vnic_id="vm1")
     dpid = f"{hv.datapath_id():016x}"
     sync = wait_until(lambda: (s := switch_sync(api, "kvm1")) and s["state"] == "in_sync" and s["desired"] > 0
                       and s["pending"] == 0 and api.get("/v1/status").json["vports_bound"] == 1 and s,
@@ -122,13 +140,8 @@ def test_metrics_after_real_switches_connect(lab):
 
     # canopy apply - --wait: the document from standard input, then progress until the switch is programmed
     lab.add_vm(hv, "vm2", mac="02:00:00:00:02:02", vnic_id="vm2")
-    document = ("tenants:\n  - name: ops\n    subnets:\n      - name: lan\n        cidr: 10.9.0.0/24\n"
-                "        gateway: 10.9.0.1\n        vports:\n          - {name: vm2, mac: '02:00:00:00:02:02', "
-                "binding: {flavour: kvm, iface_id: vm2}}\n")
     before = value(metrics(api), "canopy_switch_flows", **labels, kind="desired")
-    done = subprocess.run(["ip", "netns", "exec", ctl.ns, CANOPY, "apply", "-", "--url", "http://127.0.0.1:8080",
-                           "--token", "test-token", "--wait", "--wait-timeout", "30"], input=document,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(apply_wait(ctl, 30), input=VM2_DOCUMENT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "create vport ops/lan/vm2" in done.stdout and "<stdin>: 3 change(s)" in done.stdout
     assert "canopy: programming switches: 1/1 in sync, 0 flow(s) pending" in done.stderr.splitlines()
@@ -303,3 +316,49 @@ def test_only_the_stall_watchs_reports_of_short_stalls_are_left_out_of_the_alarm
     info = own.replace(" WARNING ", " INFO    ")
     text = "\n".join([own, "  File x.py, line 1, in compile", info, other, long, blocked, error])
     assert alarming(text) == [other, long, blocked, error]
+
+
+def progress_line(stream) -> str:
+    """The first line of ``canopy apply --wait``'s progress on ``stream`` (not "applying ..."), "" if none came."""
+    for line in stream:
+        if line.startswith("canopy: programming switches"):
+            return line
+    return ""
+
+
+def test_apply_wait_after_a_restart_waits_for_the_switches_to_come_back_and_be_programmed(lab):
+    """A controller restarted, its hypervisor back over OpenFlow but not yet over OVSDB (its manager set again only
+    once ``canopy apply --wait`` has polled): the start-up hold hands the switch nothing meanwhile, and the wait ends
+    only once the switch is back and programmed with the change. It ended at once with "0/0 in sync" (the bridge back
+    over OpenFlow only was not counted), the switch not programmed (tests/unit/test_apply_wait.py)."""
+    ctl, canopy, hv = kvm1_with_vm1(lab, {"restart": {"hold_time": 120, "hold_max": 240}})  # ends on kvm1's report
+    api = canopy.api
+    hv.set_max_backoff(1000)
+    lab.add_vm(hv, "vm2", mac="02:00:00:00:02:02", vnic_id="vm2")
+    before = wait_until(lambda: (s := switch_sync(api, "kvm1")) and s["state"] == "in_sync" and s["desired"] > 0
+                        and s["pending"] == 0 and api.get("/v1/status").json["vports_bound"] == 1 and s["desired"],
+                        timeout=20, what="kvm1 programmed with vm1 bound")
+    canopy.stop()
+    manager = hv.vsctl("get-manager").split()
+    hv.vsctl("del-manager")
+    canopy.start()
+    wait_until(lambda: api.get("/v1/status").json["switches"] == {"ovsdb": 0, "openflow": 1}, timeout=20,
+               what="kvm1 back over OpenFlow only")
+    applying = subprocess.Popen(apply_wait(ctl, 60), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        applying.stdin.write(VM2_DOCUMENT)
+        applying.stdin.close()
+        first = progress_line(applying.stderr)
+        assert first.startswith("canopy: programming switches: held after the start"), first
+        hv.vsctl("set-manager", *manager)
+        rest = applying.stderr.read()
+        assert applying.wait(timeout=60) == 0, first + rest
+    finally:
+        if applying.poll() is None:
+            applying.kill()
+            applying.wait(timeout=10)
+    got = switch_sync(api, "kvm1")  # as the wait ended: back, programmed with vm2
+    assert got is not None and (got["state"], got["pending"]) == ("in_sync", 0) and got["desired"] > before, got
+    assert api.get("/v1/status").json["vports_bound"] == 2
+    assert rest.splitlines()[-1] == "canopy: programming switches: 1/1 in sync, 0 flow(s) pending", rest

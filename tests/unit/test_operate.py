@@ -509,12 +509,16 @@ def test_wait_programmed_reports_progress_until_nothing_is_pending():
         {"items": [{"chassis": "hv1", "sync": {"state": "in_sync", "pending": 0}}, {"sync": None}]},
     ])
     out = io.StringIO()
-    assert wait_programmed(lambda: (200, next(replies)), 10, clock=lambda: 0.0, sleep=lambda s: None, out=out) == 0
+
+    def fetch(path):  # /v1/status: no start-up hold
+        return 200, next(replies) if path == "/v1/switches" else {}
+
+    assert wait_programmed(fetch, 10, clock=lambda: 0.0, sleep=lambda s: None, out=out) == 0
     assert out.getvalue().splitlines() == ["canopy: programming switches: 0/1 in sync, 40 flow(s) pending",
                                            "canopy: programming switches: 1/1 in sync, 0 flow(s) pending"]
     stuck = {"items": [{"chassis": "hv1", "sync": {"state": "syncing", "pending": 5}}]}
     times = iter([0.0, 5.0, 11.0])
-    assert wait_programmed(lambda: (200, stuck), 10, clock=lambda: next(times), sleep=lambda s: None,
+    assert wait_programmed(lambda path: (200, stuck), 10, clock=lambda: next(times), sleep=lambda s: None,
                            out=io.StringIO()) == cli.EXIT_TIMEOUT
 
 

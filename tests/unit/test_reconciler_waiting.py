@@ -49,7 +49,7 @@ def test_apply_wait_does_not_wait_for_a_bridge_no_ovsdb_session_names():
             pass
 
     ticks = iter(range(1000))
-    code = wait_programmed(lambda: (200, {"items": [vrs, bare]}), timeout=30, clock=lambda: next(ticks),
+    code = wait_programmed(lambda path: (200, {"items": [vrs, bare]}), timeout=30, clock=lambda: next(ticks),
                            sleep=lambda s: None, out=Out())
     assert code == 0
     assert "".join(printed).splitlines()[0] == ("canopy: programming switches: 1/1 in sync, 0 flow(s) pending "

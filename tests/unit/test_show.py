@@ -273,7 +273,7 @@ def test_show_names_a_switch_known_over_openflow_only_and_says_what_it_lacks(tmp
     api = tree_api(ctl)
     switch = {"datapath_id": "000002039f1e3348", "name": None, "chassis": None, "flavour": None, "vtep_ip": None,
               "openflow": {"connected": True}, "ovsdb": None, "ports": [], "sync": {"installed": 0, "desired": 0,
-                                                                                  "state": "reading"}}
+                                                                                  "state": "waiting"}}
 
     def fetch(path):
         if path == "/v1/switches":
@@ -283,7 +283,7 @@ def test_show_names_a_switch_known_over_openflow_only_and_says_what_it_lacks(tmp
     lines = show.format_tree(show.gather_tree(fetch)).splitlines()[1:3]
     assert lines == [
         "hypervisor 000002039f1e3348  chassis -  dpid 000002039f1e3348  -  vtep -  openflow up  ovsdb down  "
-        "flows 0/0 reading",
+        "flows 0/0 waiting",
         "    over OpenFlow only: no OVSDB session names this bridge (ovs-vsctl set-manager tcp:CANOPY:6640 on the "
         "hypervisor, and an ovsdb-server that reads it: docs/vrs.md)"]
     ctl.close()
