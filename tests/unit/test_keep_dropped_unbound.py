@@ -6,9 +6,14 @@ a twin of the watcher is told as before (no vport unbound to pass over) and both
 
 from __future__ import annotations
 
+import random
+
+from bgp import federation
 from bgp.originator import Originator
 from bgp.origins import Origins
+from controller import loglimit
 from tests.unit import test_originator_interleave as interleave
+from tests.unit import test_originator_oracle as oracle
 
 
 class _KeptAsBefore(Origins):
@@ -75,3 +80,46 @@ def test_vports_unbound_passed_over_leave_the_watcher_answering_as_when_kept(mon
     for seed in range(4):
         interleave.run(seed, monkeypatch)
     assert passed[0]
+
+
+def test_a_server_endpoint_under_the_id_of_a_vport_unbound_keeps_its_keys_when_dropped(monkeypatch):
+    """A bare-metal server's endpoint (kind "vtep_mac") is known under its vport's id; the watcher may hold that id
+    unbound: announced at bind as a hypervisor vport in another subnet (a commit between a View and its publish
+    turning it back to KVM and moving it), then its port gone. The random sequences do not reach this, so it is built:
+    a world run until the Originator holds a server endpoint with routes (seed 11: b2, behind a hardware VTEP), a key
+    of another subnet added for its id and that id unbound, then the server deleted. Its endpoint is not a vport's:
+    its type 2 keys (pinned: a server stands behind them) are kept, and the watcher answers after the Originator's
+    update what it answered before it."""
+    monkeypatch.setattr(loglimit, "_last_logged", {})
+    monkeypatch.setattr(federation, "originate", oracle._not_full)
+    world = oracle.Publishing(random.Random(11))
+    world.commit()
+    world.prog.refresh(full=True)
+    fed, vid = world.fed, None
+    for step in range(70):  # (b2's server endpoint is held after step 69)
+        world.step()
+        world.prog.refresh()
+        world.publish(f"step {step}")
+        vid = next((v["id"] for v in world.state.policy.all("vport") if v["name"] == "b2"), None)
+        held = fed.originator._eps.get(vid)
+        if held is not None and held[0].kind == "vtep_mac" and held[1]:
+            break
+    else:
+        raise AssertionError("no server endpoint with routes held: the world's sequence changed")
+    origins = fed._origins
+    server_keys = list(held[1])
+    moved = (server_keys[0][0], "65000:10099", *server_keys[0][2:])  # (its route as a KVM vport in another subnet)
+    origins.add_vport(moved, vid)
+    origins.unbound([vid])
+    assert vid in origins.unbound_ids
+    del world.vports["b2"]
+    world.commit()
+    world.prog.refresh()
+    keys = set(fed.speaker.desired) | set(origins._count) | set(origins._pins) | set(server_keys)
+    vports = set(origins._keys_of) | set(fed.originator._eps)
+    before = oracle.said(origins, keys, vports)
+    assert all(before[1][key][1] for key in server_keys)  # (pinned: a server behind each)
+    fed.mobility.update(world.prog.view, world.state.remote_index)
+    assert fed.originator.update(world.prog.view, world.state.policy, fed.mobility) is not None  # (by delta)
+    assert vid not in fed.originator._eps
+    assert oracle.said(origins, keys, vports) == before
