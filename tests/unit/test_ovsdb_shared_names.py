@@ -184,3 +184,16 @@ def test_random_ports_of_few_names_equal_a_fresh_read_at_every_step(seed, monkey
         if rng.random() < 0.05:
             reporter.speak()
             assert reporter.last.ports == bridge_ports(db.bridge)
+
+
+def test_a_name_another_interface_keeps_is_not_told_leaving(caplog):
+    """A big delete's early word (``VrsReporter.leaving``: the vports of those ports withdrawn before the update is
+    applied) names a port shared by interfaces of one name only when every one of them is deleted: the holder's
+    deleted alone, the other takes the name (its vport stays bound), and the other's alone leaves it as it is."""
+    db = TwoClaims(caplog)
+    one_name(db)
+    ports = db.reporter()._ports
+    held, waiting = 0x11, 0x12  # if1 (the holder: the smaller uuid) and if2
+    assert ports.names_of([waiting]) == [] and ports.names_of([held]) == []
+    assert ports.names_of([held, waiting]) == ["same"]
+    assert ports.names_of([0x99, waiting, held]) == ["same"]
