@@ -97,16 +97,15 @@ class BridgePorts:
 
     def names_of(self, iface_keys) -> list[str]:
         """The names of the ports of the Interface rows ``iface_keys`` (row keys) that are on the bridge, in C loops
-        (10,000 interfaces of a big delete). While names are shared, only the interfaces holding theirs: one waiting
-        for its name is no port (its deletion told the holder's port leaving)."""
-        if self._waiting:
-            return self._held_names(iface_keys)
-        return list(map(_NAME, filter(None, map(self._infos.get, iface_keys))))
-
-    def _held_names(self, iface_keys) -> list[str]:
-        """``names_of`` while names are shared: the names ``iface_keys`` hold."""
-        infos, holders = self._infos, self._name_key
-        return [info.name for key in iface_keys if (info := infos.get(key)) is not None and holders[info.name] == key]
+        (10,000 interfaces of a big delete). A name other interfaces share (``_waiting``) is one of them only when
+        every interface of that name is among ``iface_keys``: else the name stays, held by one left (``_unset``)."""
+        names = list(map(_NAME, filter(None, map(self._infos.get, iface_keys))))
+        shared = self._waiting.keys() & set(names) if self._waiting else None
+        if not shared:
+            return names
+        keys = set(iface_keys)
+        whole = {name for name in shared if self._name_key[name] in keys and keys.issuperset(self._waiting[name])}
+        return [name for name in names if name not in shared] + sorted(whole)
 
     def by_name(self) -> dict[str, PortInfo]:
         """{name: PortInfo} (the live mapping: do not change it)."""
