@@ -87,7 +87,8 @@ class BridgePorts:
         self.ports: tuple[PortInfo, ...] = ()
         self.full_reads = getattr(self, "full_reads", 0)  # times every port of the bridge was read
         self._reuse: dict[str, PortInfo] = {}  # during rebuild: values to hand out again when equal
-        self._held_claims: list = getattr(self, "_held_claims", [])  # refused claims of a read not kept yet (``rebuilt``)
+        # refused claims of a read not kept yet (``rebuilt``)
+        self._held_claims: list = getattr(self, "_held_claims", [])
         self._refused_then = getattr(self, "_refused_then", self._refused)  # who is told them once it is kept
         self._bulk = False  # during rebuild: the names are sorted once at the end
 
