@@ -93,11 +93,14 @@ class Origins:
         keys = self._keys_of.get(vid)
         return keys if keys is not None else self._base.keys_of(vid)
 
-    def _left(self, key) -> int:
+    def behind(self, key) -> int:
+        """The vports behind the route ``key`` now (the base's answer unless changed here): the base's protocol, read
+        by the oracle tests."""
         left = self._count.get(key)
         return left if left is not None else self._base.behind(key)
 
-    def _pinned(self, key) -> bool:
+    def pinned(self, key) -> bool:
+        """Whether anything but vports stands behind the route ``key`` (the base's answer unless changed here)."""
         pinned = self._pins.get(key)
         return pinned if pinned is not None else self._base.pinned(key)
 
@@ -163,7 +166,7 @@ class Origins:
         pinned = list(map(pins.get, quick))  # (a key hashed once for both: None, not pinned here yet)
         pins.update(dict.fromkeys(compress(quick, map(is_, pinned, repeat(None))), False))
         gone = list(compress(quick, map(not_, pinned)))
-        for key, n in Counter(chain(grouped, others)).items():  # (``_left`` and ``_pinned`` inline)
+        for key, n in Counter(chain(grouped, others)).items():  # (``behind`` and ``pinned`` inline)
             left = count.get(key)
             if left is None:
                 left = self._base.behind(key)

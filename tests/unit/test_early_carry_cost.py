@@ -45,7 +45,7 @@ def test_the_routes_carried_stand_for_their_vports_and_go_when_they_are_unbound(
     assert len(vports) == 300
     for vid in vports:
         keys = [key for key in origins._keys(vid) if key[0] == 2]  # (and its subnet's type 3 at the VTEP)
-        assert len(keys) == 1 and origins._left(keys[0]) == 1 and keys[0] in federation.speaker.desired
+        assert len(keys) == 1 and origins.behind(keys[0]) == 1 and keys[0] in federation.speaker.desired
     assert len([key for key in origins.unbound(vports) if key[0] == 2]) == 300
 
 

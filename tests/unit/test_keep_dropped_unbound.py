@@ -33,7 +33,7 @@ def _twin(origins: Origins) -> _KeptAsBefore:
 
 def _answers(origins: Origins, vids, keys) -> tuple:
     return ({vid: sorted(map(repr, origins._keys(vid))) for vid in vids},
-            {key: (origins._left(key), origins._pinned(key)) for key in keys})
+            {key: (origins.behind(key), origins.pinned(key)) for key in keys})
 
 
 def test_vports_unbound_passed_over_leave_the_watcher_answering_as_when_kept(monkeypatch):

@@ -89,7 +89,7 @@ class FullPublish(Federation):
 def said(origins: Origins, keys, vports) -> tuple:
     """What ``origins`` says of these vports (the keys they stand behind) and route keys (vports behind, pinned)."""
     return ({vid: sorted(origins._keys(vid)) for vid in vports if origins._keys(vid)},
-            {key: (origins._left(key), origins._pinned(key)) for key in keys})
+            {key: (origins.behind(key), origins.pinned(key)) for key in keys})
 
 
 class Publishing(ContestedBinds, Driver):
