@@ -222,8 +222,9 @@ def _q(text):
 
 # --------------------------------------------------------------------------------------- formatting
 
-OPENFLOW_ONLY = ("    over OpenFlow only: no OVSDB session names this bridge (ovs-vsctl set-manager tcp:CANOPY:6640 on the "
-                 "hypervisor, and an ovsdb-server that reads it: docs/vrs.md)")
+OPENFLOW_ONLY = ("    over OpenFlow only: no OVSDB session names this bridge (not back yet after a restart, or: "
+                 "ovs-vsctl set-manager tcp:CANOPY:6640 on the hypervisor, and an ovsdb-server that reads it: "
+                 "docs/vrs.md)")
 
 
 def format_tree(tree) -> str:

@@ -284,6 +284,6 @@ def test_show_names_a_switch_known_over_openflow_only_and_says_what_it_lacks(tmp
     assert lines == [
         "hypervisor 000002039f1e3348  chassis -  dpid 000002039f1e3348  -  vtep -  openflow up  ovsdb down  "
         "flows 0/0 waiting",
-        "    over OpenFlow only: no OVSDB session names this bridge (ovs-vsctl set-manager tcp:CANOPY:6640 on the "
-        "hypervisor, and an ovsdb-server that reads it: docs/vrs.md)"]
+        "    over OpenFlow only: no OVSDB session names this bridge (not back yet after a restart, or: ovs-vsctl "
+        "set-manager tcp:CANOPY:6640 on the hypervisor, and an ovsdb-server that reads it: docs/vrs.md)"]
     ctl.close()
