@@ -88,15 +88,20 @@ class RunRecord:
 
 
 def sweep_stale() -> list[str]:
-    """Clean up after dead runs; return a description of each thing removed."""
+    """Clean up after dead runs; return a description of each thing removed.
+
+    The namespaces are listed before the records are read: a run makes its record before any namespace, so every
+    namespace listed belongs to a record read after it. Read the other way round, a run claiming its id between the
+    two reads (another xdist worker's lab opening) lost its fabric namespace to this sweep."""
     removed: list[str] = []
+    names = netns.list_namespaces()
     live_ids: set[str] = set()
     for path, data, live in _runs(RECORD_DIR):
         if live:
             live_ids.add(path.stem)
             continue
         removed += _clean_dead_run(path, data)
-    for name in netns.list_namespaces():
+    for name in names:
         match = _RUN_NAMESPACE.match(name)
         if match and match.group(1) not in live_ids:
             _quietly(netns.delete, name)
