@@ -111,3 +111,32 @@ def test_a_burst_handled_with_pauses_longer_than_the_timeout_is_no_silence(tmp_p
     assert speaker.pacer.pauses > 5 and speaker._book.pending
     assert speaker._watchdog.check(waiting=True) == OK
     assert speaker.peers()[0]["state"] == "up"
+
+
+def test_a_pause_going_on_is_no_silence_to_whoever_asks_during_it(tmp_path):
+    """ExaBGP reported silent after 5 s; then a burst of its peers' updates handled in runs, a pause of 1 s of the
+    speaker's own between runs. What others read during a pause (``GET /v1/status``'s ``api_silent_for``, the peers'
+    ``last_error``) is ExaBGP's silence, 5 s, not 6, 7, ... (before stop 50 the pause going on counted)."""
+    from bgp.watchdog import PROBE, SILENT
+    from tests.unit.test_bgp_watchdog import watchdog
+
+    speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
+                                    workdir=str(tmp_path)))
+    speaker._watchdog, clock = watchdog(timeout=5.0)
+    speaker._book.attach()
+    speaker._book.handle_line(open_message())
+    speaker._book.handle_line(state("up"))
+    speaker._book.probe(PROBE)
+    speaker._watchdog.probed()
+    clock.now += 5.0
+    assert speaker._watchdog.check(waiting=True) == SILENT
+    seen = []
+
+    def pause():
+        clock.now += 1.0
+        seen.append((speaker.status()["api_silent_for"], speaker.peers()[0]["last_error"]))
+
+    speaker.pacer = Pacer(pause, HANDLE_BYTES)
+    speaker._handle(_updates().split(b"\n")[:-1])
+    assert len(seen) > 5 and speaker._book.pending
+    assert set(seen) == {(5.0, "exabgp has not answered its API for 5s")}, seen
