@@ -24,6 +24,7 @@ consistently with SQLite's online backup; ``restore()`` needs the controller sto
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, RENEWED_META, SCHEMA_VERSION, StoreError, free_bytes
 from controller.storefile import (
-    DEFER_BOUND, DATABASE_FILES, FilesBusy, LocksRefused, PartlyMoved, copy_into, discard, moving_files, put_back,
+    DEFER_BOUND, DATABASE_FILES, FilesBusy, FilesRefused, PartlyMoved, copy_into, discard, moving_files, put_back,
     reading_files, refused_lock, set_aside)
 
 LOCK_NAME = "canopy.lock"
@@ -156,18 +157,26 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
     if not accept:
         raise StoreRefused(f"{problem}; {RECOVERY}")
     path, marker = _paths(data_dir)
-    try:
-        # no backup opens the store while its files move (as for a restore)
-        with moving_files(data_dir, "a 'canopy run --accept-store'"):
-            set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
-            if not _readable(path):
-                _moved_aside(path)
-    except FilesBusy:
-        raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing accepted; start again once "
-                           "it ended") from None
-    except LocksRefused as exc:
-        raise StoreRefused(f"nothing accepted: {exc.strerror}") from None
+    with _files_moved(data_dir, "a 'canopy run --accept-store'", "nothing accepted"):  # (as for a restore)
+        set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
+        if not _readable(path):
+            _moved_aside(path)
     return f"accepted the store as it is (--accept-store): {problem}"
+
+
+@contextlib.contextmanager
+def _files_moved(data_dir: str, mover: str, undone: str):
+    """The store's files in ``data_dir`` held for ``mover`` (a restore, --accept-store: storefile ``moving_files``), so
+    that no backup opens them while they move; refused as StoreRefused saying ``undone`` ("nothing restored")."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(moving_files(data_dir, mover))
+        except FilesBusy:
+            raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: {undone}; try again once it "
+                               "ended") from None
+        except FilesRefused as exc:
+            raise StoreRefused(f"{undone}: {exc.strerror}") from None
+        yield
 
 
 def _moved_aside(path: str) -> list[str]:
@@ -261,7 +270,7 @@ def backup(data_dir: str, dest: str, wait: float = DEFER_BOUND, notes: list | No
         return _checked_copy(data_dir, path, dest, wait, [] if notes is None else notes)
     except FileNotFoundError:  # (the data directory)
         raise StoreRefused(f"there is no store to back up at {path}") from None
-    except (FilesBusy, LocksRefused) as exc:
+    except FilesRefused as exc:
         raise StoreRefused(f"could not back up {path}: {exc.strerror}") from None
 
 
@@ -310,13 +319,8 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
     facts = inspect(source)  # refuse a damaged backup before touching anything
     held = lock(data_dir)
     try:
-        with moving_files(data_dir, "a 'canopy restore'"):  # no backup opens the store while its files move
+        with _files_moved(data_dir, "a 'canopy restore'", "nothing restored"):
             kept = _replaced(data_dir, source, facts)
-    except FilesBusy:
-        raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing restored; restore once it "
-                           "ended") from None
-    except LocksRefused as exc:
-        raise StoreRefused(f"nothing restored: {exc.strerror}") from None
     finally:
         held.close()
     return facts, kept
