@@ -60,6 +60,9 @@ class StoreUnreadable(StoreRefused):
 
 # SQLite's errors that say the disk or the file system failed, not the file's contents (sqlite3 ``sqlite_errorname``)
 DISK_ERRORS = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_NOMEM")
+# SQLite's errors for a store it may read but not open as a WAL store needs (its index made or written beside it): a
+# backup by a user who is not Canopy's, of a stopped store (while it runs, SQLite reads an index it may not write)
+UNWRITABLE_TO_READ = ("SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT", "SQLITE_READONLY_CANTLOCK")
 _REMEDIES = {  # what to do about a store that cannot be read now, by SQLite's error name (its start)
     "SQLITE_BUSY": "another process holds the store (a second Canopy, a backup, an sqlite3 shell): stop it",
     "SQLITE_NOMEM": "the machine is out of memory: free some",
@@ -307,7 +310,10 @@ def _copied(path: str, dest: str) -> None:
     try:
         copy_into(src.backup, dest)
     except sqlite3.Error as exc:
-        raise StoreRefused(f"backing up {path} failed ({exc})") from None
+        unwritable = (getattr(exc, "sqlite_errorname", None) or "").startswith(UNWRITABLE_TO_READ)
+        raise StoreRefused(f"backing up {path} failed ({exc}" + (f", {exc.sqlite_errorname}: SQLite reads a store "
+                           "through its index, canopy.db-shm, which this user may not make or write there: run "
+                           "'canopy backup' as the user Canopy runs as" if unwritable else "") + ")") from None
     finally:
         src.close()
 
