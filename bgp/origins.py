@@ -124,8 +124,7 @@ class Origins:
         if held is None:
             held = keys_of[vport_id] = list(self._base.keys_of(vport_id))
         held.append(key)
-        left = self._count.get(key)
-        self._count[key] = (left if left is not None else self._base.behind(key)) + 1
+        self._count[key] = self.behind(key) + 1
 
     @property
     def unbound_ids(self) -> set:

@@ -100,13 +100,16 @@ class SpeakerApi:
             self._tick(sum(sizes[start:stop]))
 
     def _tick(self, size: int) -> None:
-        """``size`` bytes of lines handled (``pacer``); a pause it makes is the speaker's own, no wait for ExaBGP
-        (``ApiWatchdog.paused``)."""
-        pauses, began = self.pacer.pauses, self._watchdog.clock()
-        self.pacer.tick(size)
-        if self.pacer.pauses != pauses:
+        """``size`` bytes of lines handled (``pacer``); a pause it makes is the speaker's own, no wait for ExaBGP, also
+        to whoever asks the watchdog during it (``ApiWatchdog.pause_begins``; a tick that makes no pause adds its
+        microseconds, the speaker's own too)."""
+        with self._lock:
+            self._watchdog.pause_begins()
+        try:
+            self.pacer.tick(size)
+        finally:
             with self._lock:
-                self._watchdog.paused(self._watchdog.clock() - began)
+                self._watchdog.pause_ends()
 
     def _acknowledged(self) -> None:
         """ExaBGP acknowledged lines (caller holds the lock). After a silent spell, one more probe: its peers are

@@ -24,11 +24,12 @@ of BATCH_ROUTES routes every fraction of a second, so it is never silent, howeve
 passed in (unit tests use their own, no wall clock).
 
 Only ExaBGP's silence counts, not the speaker's own pauses: it handles a burst of ExaBGP's lines a run at a time and
-gives the event loop a turn between runs (``paused``), and an acknowledgement handled after such a pause, or read late
-because of one, was not waited for meanwhile. The verdicts (``silent``, ``restart``), ``silent_for`` and
-``longest_wait`` (how close ExaBGP came to the timeout) leave those pauses out; before stop 49 the verdicts counted
-them (a burst of received updates handled under load, an acknowledgement unread behind it: the peers reported down
-though ExaBGP answered). ``longest_quiet`` is the longest wait in real time, the pauses in it. Pauses come only from
+gives the event loop a turn between runs (``pause_begins``, ``pause_ends``), and an acknowledgement handled after such
+a pause, or read late because of one, was not waited for meanwhile. The verdicts (``silent``, ``restart``),
+``silent_for`` and ``longest_wait`` (how close ExaBGP came to the timeout) leave those pauses out, the one still going
+on included (``api_silent_for`` read meanwhile counted it before stop 50); before stop 49 the verdicts counted them (a
+burst of received updates handled under load, an acknowledgement unread behind it: the peers reported down though
+ExaBGP answered). ``longest_quiet`` is the longest wait in real time, the pauses in it. Pauses come only from
 handling what ExaBGP wrote: a frozen ExaBGP writes nothing, and its silence counts whole. A wedged one whose peers keep
 sending writes their updates on and on: the verdicts and ``silent_for`` leave pauses out of at most ``PAUSES_AT_MOST``
 of a wait (left out whole, a speaker pausing 99% of the time counted 0.01 s a second: reported silent after ~500 s).
@@ -61,8 +62,9 @@ class ApiWatchdog:
     # left out (how long ExaBGP itself took; whole, not only up to ``PAUSES_AT_MOST`` as the verdicts do)
     longest_quiet: float = 0.0  # the same in real time, the speaker's pauses in it
     _since: float | None = None  # when the current wait began: the last acknowledgement or the first command after
-    _paused: float = 0.0  # seconds the speaker spent in its own pauses, in all (``paused``)
-    _paused_before: float = 0.0  # ``_paused`` when the current wait began
+    _paused: float = 0.0  # seconds the speaker spent in its own pauses that ended, in all (``pause_ends``)
+    _pause_began: float | None = None  # when the speaker's pause going on began (``pause_begins``), else None
+    _paused_before: float = 0.0  # ``_paused_until`` the current wait began
     _idle_since: float = 0.0  # when the last wait ended (or the API connected)
     _restarts_in_row: int = 0  # watchdog restarts with no acknowledgement since
     _armed: bool = field(default=False)
@@ -98,27 +100,39 @@ class ApiWatchdog:
         now = self.clock()
         if self._since is not None:
             self.longest_quiet = max(self.longest_quiet, now - self._since)
-            self.longest_wait = max(self.longest_wait, now - self._since - (self._paused - self._paused_before))
+            paused = self._paused_until(now) - self._paused_before
+            self.longest_wait = max(self.longest_wait, now - self._since - paused)
         self.silent, self._restarts_in_row = False, 0
         self._wait_from(now if waiting else None)
         if not waiting:
             self._idle_since = now
         return was_silent
 
-    def paused(self, seconds: float) -> None:
-        """The speaker gave the event loop a turn between two runs of its work for ``seconds``: not a wait of
-        ExaBGP's (``longest_wait``, the verdicts)."""
-        self._paused += seconds
+    def pause_begins(self) -> None:
+        """The speaker may give the event loop a turn from now, between two runs of its work (its pacer's tick): until
+        ``pause_ends``, no wait of ExaBGP's (``longest_wait``, the verdicts, ``silent_for``), whoever asks meanwhile."""
+        self._pause_began = self.clock()
+
+    def pause_ends(self) -> None:
+        """The speaker's turn of work is back (``pause_begins``)."""
+        if self._pause_began is not None:
+            self._paused += self.clock() - self._pause_began
+            self._pause_began = None
+
+    def _paused_until(self, now: float) -> float:
+        """Seconds the speaker spent in its own pauses up to ``now``, the one going on included."""
+        return self._paused + (now - self._pause_began if self._pause_began is not None else 0.0)
 
     def _waited(self, now: float) -> float:
         """Seconds of the current wait (it has begun) that were ExaBGP's: the speaker's own pauses left out, up to
         ``PAUSES_AT_MOST`` of it."""
         real = now - self._since
-        return real - min(self._paused - self._paused_before, real * PAUSES_AT_MOST)
+        return real - min(self._paused_until(now) - self._paused_before, real * PAUSES_AT_MOST)
 
     def _wait_from(self, since: float | None) -> None:
         """The current wait began at ``since`` (None: nothing waited for)."""
-        self._since, self._paused_before = since, self._paused
+        self._since = since
+        self._paused_before = self._paused_until(since) if since is not None else self._paused
 
     def check(self, waiting: bool) -> str:
         """What to do now: OK, PROBE_NOW, SILENT (the first time only) or RESTART. ``waiting``: command lines

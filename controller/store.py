@@ -53,8 +53,8 @@ from controller.loglimit import log_limited, warn_limited
 from controller.storerows import (  # noqa: F401 - imported from here too
     Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
 from controller.storefile import (
-    DEFER_BOUND, FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back, remove,
-    set_aside, waiting_renewal)
+    DEFER_BOUND, WAITING_NAME, FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back,
+    remove, set_aside, waiting_renewal)
 from controller import storetxn
 from controller.storedisk import network_warning
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
@@ -379,8 +379,8 @@ class Store:
             return waiting_renewal(os.path.dirname(self.path))
         except OSError as exc:
             warn_limited(log, ("store", self.path, "waiting mark"), "the store %s: a renewal a backup deferred could "
-                         "not mark itself waiting, so new backups do not give way to it: %s", self.path,
-                         exc.strerror or exc)
+                         "not mark itself waiting (%s: %s), so new backups do not give way to it", self.path,
+                         os.path.join(os.path.dirname(self.path), WAITING_NAME), exc.strerror or exc)
             return None
 
     def _undeferred(self) -> None:

@@ -52,6 +52,9 @@ WAITING_NAME = "canopy.renewal-waiting"  # a renewal a backup refused holds this
 # a 'canopy restore' (or --accept-store) moving the store's files holds this file's flock, its name written in it: a
 # backup waiting in vain names it (else the files move for an HA standby's renewal)
 MOVER_NAME = "canopy.moving"
+# the marks' mode, as SQLite makes the store's files (the umask applies to both): a backup that may read the store may
+# read the marks (made 0640 before stop 50: a backup run by another user than Canopy's failed on a bare errno)
+MARK_MODE = 0o644
 RENEWAL = "an HA standby's renewal"
 # seconds a renewal may stay deferred by backups before health says so, and a backup waits for one (the default of
 # the setting ha.store_renewal_wait_ms)
@@ -226,8 +229,17 @@ def discard(path: str, suffixes=DATABASE_FILES) -> None:
             pass
 
 
-class FilesBusy(OSError):
+class FilesRefused(OSError):
+    """The store's files cannot be taken for a move or a copy now; ``strerror`` says why and what to do."""
+
+
+class FilesBusy(FilesRefused):
     """The store's files are held by the other side: a renewal moving them, or a backup reading them."""
+
+
+class FilesUnreadable(FilesRefused):
+    """A backup may not open the data directory or a mark in it to see whether their files move (PermissionError: run
+    by another user than Canopy's, a mark made by another): said naming the file, never as a bare errno."""
 
 
 @contextlib.contextmanager
@@ -289,27 +301,45 @@ def reading_files(directory: str, wait: float = DEFER_BOUND, pause=time.sleep, c
     no longer starve a renewal, which waits for those already copying only. Past ``wait`` a renewal still waiting (for
     the backups before this one: long copies) is passed, the copy made beside those backups (yields True: the
     renewal waits on, and health names it), never refused (before stop 48: refused after 10 s, the backup failed);
-    one still moving the files raises FilesBusy."""
-    deadline, passed = clock() + wait, False
+    one still moving the files raises FilesBusy; a directory or a mark this user may not open, FilesUnreadable."""
+    try:
+        fd, passed = _read_lock(directory, wait, pause, clock)
+    except PermissionError as exc:
+        raise FilesUnreadable(exc.errno, _unreadable(exc.filename or directory, exc.strerror)) from None
+    try:
+        yield passed
+    finally:
+        os.close(fd)
+
+
+def _read_lock(directory: str, wait: float, pause, clock) -> tuple[int, bool]:
+    """``reading_files``'s lock: (a descriptor holding it, whether a waiting renewal was passed)."""
+    deadline = clock() + wait
     while True:
         fd = _flocked(directory, fcntl.LOCK_SH)
-        if fd is not None and not _held(os.path.join(directory, WAITING_NAME)):
-            break
+        try:
+            if fd is not None and not _held(os.path.join(directory, WAITING_NAME)):
+                return fd, False
+        except BaseException:
+            os.close(fd)
+            raise
         if clock() >= deadline:
             if fd is None:
                 mover = _mover(directory)
                 raise FilesBusy(errno.EBUSY, f"{mover} of the store in {directory} was still moving its files after "
                                              f"{wait:.0f} s{' (its disk may hang)' if mover == RENEWAL else ''}; try "
                                              "again")
-            passed = True
-            break
+            return fd, True
         if fd is not None:
             os.close(fd)
         pause(MOVES_LOOK)
-    try:
-        yield passed
-    finally:
-        os.close(fd)
+
+
+def _unreadable(path: str, reason: str) -> str:
+    """One line for a backup that may not open ``path`` (the data directory or its renewal's mark) to lock it."""
+    return (f"cannot open {path} ({reason}), which tells a backup whether an HA standby's renewal moves the store's "
+            "files: run 'canopy backup' as the user Canopy runs as, or let this user read it as it reads the store's "
+            "files; nothing was copied")
 
 
 def waiting_renewal(directory: str) -> int | None:
@@ -321,7 +351,7 @@ def waiting_renewal(directory: str) -> int | None:
 
 def _marked(path: str) -> int | None:
     """A descriptor holding an exclusive flock on the file ``path`` (made if missing); None while another holds it."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o640))
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, MARK_MODE))
     return _flocked(path, fcntl.LOCK_EX, False)
 
 
@@ -337,7 +367,7 @@ def _held(path: str) -> bool:
     return False
 
 
-class LocksRefused(OSError):
+class LocksRefused(FilesRefused):
     """The file system refused a flock outright (not held by another: ENOLCK of an NFS mount without its lock service,
     EBADF of an emulation): said naming the file system and what to do (controller/storedisk.py), never as a bare
     errno (before stop 48, a standby's every renewal was refused with one)."""

@@ -24,6 +24,7 @@ consistently with SQLite's online backup; ``restore()`` needs the controller sto
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from controller.store import DB_NAME, MARKER_NAME, RENEWED_META, SCHEMA_VERSION, StoreError, free_bytes
 from controller.storefile import (
-    DEFER_BOUND, DATABASE_FILES, FilesBusy, LocksRefused, PartlyMoved, copy_into, discard, moving_files, put_back,
+    DEFER_BOUND, DATABASE_FILES, FilesBusy, FilesRefused, PartlyMoved, copy_into, discard, moving_files, put_back,
     reading_files, refused_lock, set_aside)
 
 LOCK_NAME = "canopy.lock"
@@ -59,6 +60,9 @@ class StoreUnreadable(StoreRefused):
 
 # SQLite's errors that say the disk or the file system failed, not the file's contents (sqlite3 ``sqlite_errorname``)
 DISK_ERRORS = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_NOMEM")
+# SQLite's errors for a store it may read but not open as a WAL store needs (its index made or written beside it): a
+# backup by a user who is not Canopy's, of a stopped store (while it runs, SQLite reads an index it may not write)
+UNWRITABLE_TO_READ = ("SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT", "SQLITE_READONLY_CANTLOCK")
 _REMEDIES = {  # what to do about a store that cannot be read now, by SQLite's error name (its start)
     "SQLITE_BUSY": "another process holds the store (a second Canopy, a backup, an sqlite3 shell): stop it",
     "SQLITE_NOMEM": "the machine is out of memory: free some",
@@ -156,18 +160,26 @@ def verify(data_dir: str, accept: bool = False) -> str | None:
     if not accept:
         raise StoreRefused(f"{problem}; {RECOVERY}")
     path, marker = _paths(data_dir)
-    try:
-        # no backup opens the store while its files move (as for a restore)
-        with moving_files(data_dir, "a 'canopy run --accept-store'"):
-            set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
-            if not _readable(path):
-                _moved_aside(path)
-    except FilesBusy:
-        raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing accepted; start again once "
-                           "it ended") from None
-    except LocksRefused as exc:
-        raise StoreRefused(f"nothing accepted: {exc.strerror}") from None
+    with _files_moved(data_dir, "a 'canopy run --accept-store'", "nothing accepted"):  # (as for a restore)
+        set_aside(marker, "replaced", ("",))  # (names claimed: never over an earlier one, storefile)
+        if not _readable(path):
+            _moved_aside(path)
     return f"accepted the store as it is (--accept-store): {problem}"
+
+
+@contextlib.contextmanager
+def _files_moved(data_dir: str, mover: str, undone: str):
+    """The store's files in ``data_dir`` held for ``mover`` (a restore, --accept-store: storefile ``moving_files``), so
+    that no backup opens them while they move; refused as StoreRefused saying ``undone`` ("nothing restored")."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(moving_files(data_dir, mover))
+        except FilesBusy:
+            raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: {undone}; try again once it "
+                               "ended") from None
+        except FilesRefused as exc:
+            raise StoreRefused(f"{undone}: {exc.strerror}") from None
+        yield
 
 
 def _moved_aside(path: str) -> list[str]:
@@ -261,7 +273,7 @@ def backup(data_dir: str, dest: str, wait: float = DEFER_BOUND, notes: list | No
         return _checked_copy(data_dir, path, dest, wait, [] if notes is None else notes)
     except FileNotFoundError:  # (the data directory)
         raise StoreRefused(f"there is no store to back up at {path}") from None
-    except (FilesBusy, LocksRefused) as exc:
+    except FilesRefused as exc:
         raise StoreRefused(f"could not back up {path}: {exc.strerror}") from None
 
 
@@ -298,7 +310,10 @@ def _copied(path: str, dest: str) -> None:
     try:
         copy_into(src.backup, dest)
     except sqlite3.Error as exc:
-        raise StoreRefused(f"backing up {path} failed ({exc})") from None
+        unwritable = (getattr(exc, "sqlite_errorname", None) or "").startswith(UNWRITABLE_TO_READ)
+        raise StoreRefused(f"backing up {path} failed ({exc}" + (f", {exc.sqlite_errorname}: SQLite reads a store "
+                           "through its index, canopy.db-shm, which this user may not make or write there: run "
+                           "'canopy backup' as the user Canopy runs as" if unwritable else "") + ")") from None
     finally:
         src.close()
 
@@ -310,13 +325,8 @@ def restore(data_dir: str, source: str) -> tuple[StoreFacts, str | None]:
     facts = inspect(source)  # refuse a damaged backup before touching anything
     held = lock(data_dir)
     try:
-        with moving_files(data_dir, "a 'canopy restore'"):  # no backup opens the store while its files move
+        with _files_moved(data_dir, "a 'canopy restore'", "nothing restored"):
             kept = _replaced(data_dir, source, facts)
-    except FilesBusy:
-        raise StoreRefused(f"a 'canopy backup' is copying the store in {data_dir}: nothing restored; restore once it "
-                           "ended") from None
-    except LocksRefused as exc:
-        raise StoreRefused(f"nothing restored: {exc.strerror}") from None
     finally:
         held.close()
     return facts, kept

@@ -4,7 +4,8 @@
 internal interface), sorted by name. ``rebuild`` reads them all (the first copy, a bridge replaced, or no
 change list); ``apply`` reads only the rows an ``ovsdb.rowchanges.RowChanges`` names: one port appearing costs
 that port's rows, not the bridge's. Either way it returns the names of the ports whose ``PortInfo``
-changed, and a ``PortInfo`` that did not change stays the same object.
+changed, and a ``PortInfo`` that did not change stays the same object (a name that goes and comes back in one update
+with the columns it had included: ``_as_before``).
 
 A port created or deleted is looked up in the bridge's ``ports`` column (one lookup, ``ovsdb.idl.references``),
 never by reading the column; only when the bridge's port count disagrees with what was applied (a port
@@ -87,6 +88,12 @@ class BridgePorts:
         self.ports: tuple[PortInfo, ...] = ()
         self.full_reads = getattr(self, "full_reads", 0)  # times every port of the bridge was read
         self._reuse: dict[str, PortInfo] = {}  # during rebuild: values to hand out again when equal
+        # within ``apply``: name -> the PortInfo it had before the update, for a name that went (``_unset``) or passed
+        # to another interface of that name (``_hand_over``), handed out again if it comes back equal; names gone in C
+        # loops (``_unset_all``) are kept as their PortInfos' lists, read into ``_before`` only if a name comes back in
+        # that update (``_as_before``)
+        self._before: dict[str, PortInfo] = {}
+        self._went_runs: list[list[PortInfo]] = []
         # refused claims of a read not kept yet (``rebuilt``)
         self._held_claims: list = getattr(self, "_held_claims", [])
         self._refused_then = getattr(self, "_refused_then", self._refused)  # who is told them once it is kept
@@ -105,7 +112,7 @@ class BridgePorts:
         if not shared:
             return names
         keys = set(iface_keys)
-        whole = {name for name in shared if self._name_key[name] in keys and keys.issuperset(self._waiting[name])}
+        whole = {name for name in shared if self._heir(name, keys) is None}
         return [name for name in names if name not in shared] + sorted(whole)
 
     def by_name(self) -> dict[str, PortInfo]:
@@ -149,7 +156,7 @@ class BridgePorts:
             for port in referenced_rows(bridge, "ports"):  # their order does not matter: names are unique
                 self._add_port(port, set())
         finally:
-            self._reuse, self._bulk = {}, False
+            self._reuse, self._bulk, self._before = {}, False, {}  # (a name passed on in the read: nothing before it)
         self._settle_claims(held_before)
         self._tell_refused()
         self._names = sorted(self._by_name)
@@ -194,6 +201,8 @@ class BridgePorts:
         if self._untold:
             self._tell_refused()
         self._flush_gone()
+        if self._before or self._went_runs:
+            self._came_back(changed)
         if changed:
             self.ports = tuple(map(self._by_name.__getitem__, self._names))
         return frozenset(changed)
@@ -271,7 +280,9 @@ class BridgePorts:
     def _unset_all(self, ifaces: list, changed: set) -> None:
         """``_unset`` of each of ``ifaces`` (interfaces gone, none of them claimed twice, no name shared: each holds its
         name), in C loops."""
-        names = list(map(_NAME, filter(None, map(self._infos.pop, ifaces, itertools.repeat(None)))))
+        infos = list(filter(None, map(self._infos.pop, ifaces, itertools.repeat(None))))
+        self._went_runs.append(infos)
+        names = list(map(_NAME, infos))
         collections.deque(map(self._by_name.pop, names), maxlen=0)
         collections.deque(map(self._name_key.pop, names), maxlen=0)
         self._gone.update(names)
@@ -356,6 +367,8 @@ class BridgePorts:
         again = self._reuse.get(info.name)
         if again is not None and again == info:
             info = again
+        elif self._before or self._went_runs:
+            info = self._as_before(info)
         self._infos[key] = info
         holder = self._name_key.setdefault(info.name, key)
         if holder != key:
@@ -386,9 +399,11 @@ class BridgePorts:
         held, info = self._by_name[name], self._infos[heir]
         if info == held:
             self._infos[heir] = held
-        else:
-            self._by_name[name] = info
-            changed.add(name)
+            return
+        self._before.setdefault(name, held)
+        self._infos[heir] = info = self._as_before(info)
+        self._by_name[name] = info
+        changed.add(name)
 
     def _unset(self, key, changed: set) -> None:
         """Interface ``key`` is gone, or is to be named otherwise: its name goes with it, or to the smallest of the
@@ -397,17 +412,45 @@ class BridgePorts:
         if info is None:
             return
         name = info.name
-        waiting = self._waiting.get(name)
-        if self._name_key[name] != key:
-            del waiting[bisect.bisect_left(waiting, key)]
-        elif waiting:
-            self._hand_over(name, waiting.pop(0), changed)
-        else:
+        waiting, heir = self._waiting.get(name), self._heir(name, (key,))
+        if heir is None:
             del self._name_key[name], self._by_name[name]
+            self._before.setdefault(name, info)
             self._gone.add(name)
             changed.add(name)
+        elif heir == self._name_key[name]:  # ``key`` was waiting: the holder keeps it
+            del waiting[bisect.bisect_left(waiting, key)]
+        else:  # ``key`` held it: the first waiting takes it
+            del waiting[0]
+            self._hand_over(name, heir, changed)
         if waiting is not None and not waiting:
             del self._waiting[name]
+
+    def _heir(self, name: str, leaving) -> object | None:
+        """The interface holding ``name`` once the interfaces ``leaving`` (keys) are gone: the one of that name with the
+        smallest key left (the holder, else the first waiting that stays); None: the name goes with them. The one
+        rule of a shared name's holder, for ``_unset`` and ``names_of``."""
+        stay = itertools.filterfalse(leaving.__contains__, itertools.chain((self._name_key[name],),
+                                                                           self._waiting.get(name, ())))
+        return next(stay, None)
+
+    def _as_before(self, info: PortInfo) -> PortInfo:
+        """``info``, or the PortInfo its name had before this update when the name went or passed to another interface
+        in it and comes back equal."""
+        if self._went_runs:
+            for run in self._went_runs:
+                for old in run:
+                    self._before.setdefault(old.name, old)
+            self._went_runs.clear()
+        before = self._before.get(info.name)
+        return before if before is not None and before == info else info
+
+    def _came_back(self, changed: set) -> None:
+        """The end of ``apply``: a name that went and came back with the PortInfo it had before (the same object:
+        ``_as_before``) did not change (before stop 50 it was told changed: work downstream for nothing)."""
+        by_name = self._by_name
+        changed.difference_update([name for name, info in self._before.items() if by_name.get(name) is info])
+        self._before, self._went_runs = {}, []
 
     def _flush_gone(self) -> None:
         """Take the names in ``_gone`` out of ``_names``: each found by bisection when few, else the list filtered once

@@ -24,6 +24,13 @@ def watchdog(timeout=5.0, restart_after=30.0):
     return dog, clock
 
 
+def pause(dog: ApiWatchdog, clock: Clock, seconds: float) -> None:
+    """A pause of the speaker's own of ``seconds`` (its pacer gave the event loop a turn)."""
+    dog.pause_begins()
+    clock.now += seconds
+    dog.pause_ends()
+
+
 def test_nothing_is_watched_before_the_api_connects():
     dog = ApiWatchdog(clock=Clock())
     assert dog.check(waiting=True) == OK and dog.check(waiting=False) == OK
@@ -280,15 +287,14 @@ def test_the_longest_wait_leaves_out_the_speakers_own_pauses():
     dog.probed()
     clock.now += 0.1
     dog.acknowledged(waiting=True)
-    clock.now += 0.5
-    dog.paused(0.5)
+    pause(dog, clock, 0.5)
     clock.now += 0.1
     dog.acknowledged(waiting=True)
     assert dog.longest_wait == pytest.approx(0.1)
     clock.now += 0.3
     dog.acknowledged(waiting=False)
     assert dog.longest_wait == pytest.approx(0.3) and dog.longest_quiet == pytest.approx(0.6)
-    dog.paused(2.0)  # paused while nothing was waited for: no wait begun then is shortened by it
+    pause(dog, clock, 2.0)  # paused while nothing was waited for: no wait begun then is shortened by it
     assert dog.check(waiting=True) == OK
     clock.now += 0.2
     dog.acknowledged(waiting=False)
@@ -301,16 +307,15 @@ def test_the_speakers_own_pauses_are_no_silence_of_exabgps():
     the peers down (``timeout`` 5 s), 31 s killed ExaBGP. Only ExaBGP's own silence counts now."""
     dog, clock = watchdog(timeout=5.0, restart_after=30.0)
     dog.probed()
-    for _ in range(31):
-        clock.now += 1.0
-        dog.paused(0.9)
-        assert dog.check(waiting=True) == OK  # 3.1 s of its own silence
-    clock.now += 1.8
+    for _ in range(32):  # (binary fractions: the clock's sums are exact)
+        clock.now += 0.125
+        pause(dog, clock, 0.875)
+        assert dog.check(waiting=True) == OK  # 4 s of its own silence
+    clock.now += 0.875
     assert dog.check(waiting=True) == OK and dog.silent_for() is None
-    clock.now += 0.1
+    clock.now += 0.125
     assert dog.check(waiting=True) == SILENT and dog.silent_for() == pytest.approx(5.0)
-    clock.now += 2.0
-    dog.paused(2.0)
+    pause(dog, clock, 2.0)
     assert dog.silent_for() == pytest.approx(5.0)  # (``api_silent_for``: ExaBGP's silence, the pause not in it)
     clock.now += 25.0
     assert dog.check(waiting=True) == RESTART
@@ -318,10 +323,43 @@ def test_the_speakers_own_pauses_are_no_silence_of_exabgps():
 
 def test_a_pause_before_a_wait_began_does_not_shorten_it():
     dog, clock = watchdog(timeout=5.0)
-    dog.paused(10.0)  # nothing waited for then
+    pause(dog, clock, 10.0)  # nothing waited for then
     dog.probed()
     clock.now += 5.0
     assert dog.check(waiting=True) == SILENT
+
+
+def test_a_wait_begun_during_a_pause_leaves_out_only_the_rest_of_it():
+    dog, clock = watchdog(timeout=5.0)
+    dog.pause_begins()
+    clock.now += 10.0
+    dog.probed()  # (a probe sent by another thread than the pausing one)
+    clock.now += 1.0
+    dog.pause_ends()
+    clock.now += 4.9
+    assert dog.check(waiting=True) == OK
+    clock.now += 0.1
+    assert dog.check(waiting=True) == SILENT and dog.silent_for() == pytest.approx(5.0)
+
+
+def test_a_pause_still_going_on_is_no_silence_to_whoever_asks_during_it():
+    """The speaker's pause is the event loop's turn: others ask the watchdog then (``api_silent_for`` in
+    ``GET /v1/status``, the peers' ``last_error``). Before stop 50 the pause counted as ExaBGP's silence until it ended:
+    a check 1 s into it after 4.5 s of ExaBGP's silence said SILENT, ``silent_for`` said 7 s instead of 5."""
+    dog, clock = watchdog(timeout=5.0, restart_after=30.0)
+    dog.probed()
+    clock.now += 4.5
+    dog.pause_begins()
+    clock.now += 1.0
+    assert dog.check(waiting=True) == OK and dog.silent_for() is None
+    dog.pause_ends()
+    clock.now += 0.5
+    assert dog.check(waiting=True) == SILENT and dog.silent_for() == pytest.approx(5.0)
+    dog.pause_begins()
+    clock.now += 2.0
+    assert dog.silent_for() == pytest.approx(5.0) and dog.why_down() == "exabgp has not answered its API for 5s"
+    dog.pause_ends()
+    assert dog.silent_for() == pytest.approx(5.0)
 
 
 def test_an_exabgp_that_writes_but_never_answers_is_still_silent_and_restarted():
@@ -333,7 +371,7 @@ def test_an_exabgp_that_writes_but_never_answers_is_still_silent_and_restarted()
     dog.probed()
     verdicts = []
     for _ in range(240):
-        clock.now += 1.0
-        dog.paused(0.99)
+        clock.now += 0.01
+        pause(dog, clock, 0.99)
         verdicts.append(dog.check(waiting=True))
     assert verdicts.index(SILENT) == 39 and verdicts[-1] == RESTART, verdicts

@@ -224,3 +224,44 @@ def test_a_name_another_interface_keeps_is_not_told_leaving(caplog):
     assert ports.names_of([waiting]) == [] and ports.names_of([held]) == []
     assert ports.names_of([held, waiting]) == ["same"]
     assert ports.names_of([0x99, waiting, held]) == ["same"]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("deleted_first", [True, False])
+def test_a_name_that_goes_and_comes_back_equal_in_one_update_is_no_change(caplog, shared, deleted_first):
+    """In one update the port of interface if1 (ofport 1) is deleted and a new port's interface takes its name with
+    the same columns (and, ``shared``, if2 of that name too, which held it in between). The port's ``PortInfo`` is
+    the one it had (the same object) and it is not told changed: before stop 50, applied deleted first, it was
+    (work downstream for a port as it was)."""
+    db = TwoClaims(caplog)
+    name = "same" if shared else "if1"
+    if shared:
+        one_name(db)
+    reporter = db.reporter()
+    held = by_name(reporter.last)[name]
+    assert held.ofport == 1
+    gone = [db.ports.pop(p) for p in (("p1", "p2") if shared else ("p1",))]
+    new_port, new_iface = str(uuid.UUID(int=0x73)), str(uuid.UUID(int=0x33))
+    deletes = {u: {"delete": None} for u in gone}
+    insert = {new_port: {"insert": {"name": "p3", "interfaces": ["uuid", new_iface]}}}
+    db.ports["p3"] = new_port
+    feed(db.replica, {"Interface": {new_iface: {"insert": {"name": name, "ofport": 1}}},
+                      "Port": {**deletes, **insert} if deleted_first else {**insert, **deletes},
+                      "Bridge": {db.bridge: {"modify": {"ports": ["set", [["uuid", u] for u in gone + [new_port]]]}}}})
+    assert db.step(reporter)[0] == ([name] if shared else [name, "if2"])
+    assert by_name(reporter.last)[name] is held
+    assert reporter.last.changed == frozenset(), reporter.last.changed
+
+
+def test_a_name_gone_with_a_port_dropped_in_c_loops_and_taken_back_equal_is_no_change(caplog):
+    """Only ports deleted in the update (dropped in C loops: ``_drop_ports``), and if2 renamed to the deleted if1's name
+    with its columns: the port is as it was, the same object, told unchanged; if2's own name goes."""
+    db = TwoClaims(caplog)
+    reporter = db.reporter()
+    held = by_name(reporter.last)["if1"]
+    gone = db.ports.pop("p1")
+    feed(db.replica, {"Interface": {db.ifaces["if2"]: {"modify": {"name": "if1", "ofport": 1}}},
+                      "Port": {gone: {"delete": None}},
+                      "Bridge": {db.bridge: {"modify": {"ports": ["set", [["uuid", gone]]]}}}})
+    assert db.step(reporter)[0] == ["if1"]
+    assert by_name(reporter.last)["if1"] is held and reporter.last.changed == {"if2"}

@@ -87,11 +87,10 @@ def test_the_speakers_own_pauses_are_no_wait_for_exabgp(tmp_path):
     assert speaker.status()["api_longest_quiet"] == 1.0  # (real time: a pause in it)
 
 
-def test_a_burst_handled_with_pauses_longer_than_the_timeout_is_no_silence(tmp_path):
-    """A burst of received UPDATEs handled in runs, a pause of 1 s of the speaker's own between runs (the event loop
-    busy), while a probe waits: its acknowledgement is behind the burst, unread. The peers are not reported down when
-    the pauses add up to more than ``api_timeout`` (5 s): ExaBGP was not silent, the speaker was not reading."""
-    from bgp.watchdog import OK, PROBE
+def _probing(tmp_path):
+    """(a speaker whose peer is up and whose probe waits for its acknowledgement, the clock of its watchdog: timeout
+    5 s)."""
+    from bgp.watchdog import PROBE
     from tests.unit.test_bgp_watchdog import watchdog
 
     speaker = Speaker(SpeakerConfig(asn=65000, router_id="10.0.0.1", neighbors=(Neighbor(PEER, 65001),),
@@ -100,14 +99,45 @@ def test_a_burst_handled_with_pauses_longer_than_the_timeout_is_no_silence(tmp_p
     speaker._book.attach()
     speaker._book.handle_line(open_message())
     speaker._book.handle_line(state("up"))
+    speaker._book.probe(PROBE)
+    speaker._watchdog.probed()
+    return speaker, clock
+
+
+def test_a_burst_handled_with_pauses_longer_than_the_timeout_is_no_silence(tmp_path):
+    """A burst of received UPDATEs handled in runs, a pause of 1 s of the speaker's own between runs (the event loop
+    busy), while a probe waits: its acknowledgement is behind the burst, unread. The peers are not reported down when
+    the pauses add up to more than ``api_timeout`` (5 s): ExaBGP was not silent, the speaker was not reading."""
+    from bgp.watchdog import OK
+
+    speaker, clock = _probing(tmp_path)
 
     def pause():
         clock.now += 1.0
 
     speaker.pacer = Pacer(pause, HANDLE_BYTES)
-    speaker._book.probe(PROBE)
-    speaker._watchdog.probed()
     speaker._handle(_updates().split(b"\n")[:-1])
     assert speaker.pacer.pauses > 5 and speaker._book.pending
     assert speaker._watchdog.check(waiting=True) == OK
     assert speaker.peers()[0]["state"] == "up"
+
+
+def test_a_pause_going_on_is_no_silence_to_whoever_asks_during_it(tmp_path):
+    """ExaBGP reported silent after 5 s; then a burst of its peers' updates handled in runs, a pause of 1 s of the
+    speaker's own between runs. What others read during a pause (``GET /v1/status``'s ``api_silent_for``, the peers'
+    ``last_error``) is ExaBGP's silence, 5 s, not 6, 7, ... (before stop 50 the pause going on counted)."""
+    from bgp.watchdog import SILENT
+
+    speaker, clock = _probing(tmp_path)
+    clock.now += 5.0
+    assert speaker._watchdog.check(waiting=True) == SILENT
+    seen = []
+
+    def pause():
+        clock.now += 1.0
+        seen.append((speaker.status()["api_silent_for"], speaker.peers()[0]["last_error"]))
+
+    speaker.pacer = Pacer(pause, HANDLE_BYTES)
+    speaker._handle(_updates().split(b"\n")[:-1])
+    assert len(seen) > 5 and speaker._book.pending
+    assert set(seen) == {(5.0, "exabgp has not answered its API for 5s")}, seen
