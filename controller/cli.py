@@ -126,7 +126,7 @@ def _parser():
         if name == "apply":
             cmd.add_argument("file", help="the policy document; - reads it from standard input")
             cmd.add_argument("--wait", action="store_true",
-                             help="after the commit, follow the switches until they are programmed")
+                             help="after the commit, wait until every switch holds its seq (programmed)")
             cmd.add_argument("--wait-timeout", type=cli_remote.seconds, default=300.0, metavar="SECONDS",
                              help="give up waiting after this long (exit code 5)")
             cmd.add_argument("--prune", action="store_true",
@@ -400,10 +400,10 @@ def cmd_apply(args) -> int:
     print(f"{doc.filename}: {len(changes)} change(s){' (dry run)' if reply['dry_run'] else ''}, "
           f"source {reply['source']!r}, seq {reply['seq']}")
     if args.wait and not reply["dry_run"]:
-        from controller.cli_status import wait_programmed
+        from controller.cli_wait import wait_programmed
 
         return wait_programmed(lambda path: cli_remote.request(args, "GET", path, None),
-                               args.wait_timeout)
+                               args.wait_timeout, reply["seq"])
     return EXIT_OK
 
 

@@ -41,6 +41,7 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
     def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
+        self._settling: list[int] = []  # last_seq before each commit State is still taking (its vports relocated)
         self.default_flavour = default_flavour
         self.hosts = dict(hosts)  # chassis -> {"vtep_ip", "flavour"} from settings; wins over OVSDB
         self.vrs: dict[str, VrsSnapshot] = {}
@@ -199,11 +200,23 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
             old = self.policy
             read = None if not changes and old is policy else commits.read_changes(old, policy, changes, self.pacer)
             self.policy = policy
+            before = self.last_seq
             if changes:
                 self.last_seq = max(self.last_seq, changes[-1].seq)
             reached = set() if read is None else self._take_changes(read)
+            self._settling.append(before)
             self._notify("policy", changes)
-        self._relocate(reached)
+        try:
+            self._relocate(reached)
+        finally:
+            self._settling.remove(before)
+
+    @property
+    def settled_seq(self) -> int:
+        """The newest policy seq State has taken whole: every commit up to it, its vports re-resolved too (a commit's
+        relocation pauses: a programming pass meanwhile sees only part of it). What a pass computes from
+        (Programmer.revision) and so what a switch in sync with that pass has programmed (docs/operations.md)."""
+        return min(self._settling) if self._settling else self.last_seq
 
     def _learn_policy(self, policy) -> None:
         """Index every vport of a policy (from scratch)."""
