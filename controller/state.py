@@ -86,7 +86,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, callback):
-        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp|external."""
+        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp|external, or
+        settled: a commit's relocation ended (``settled_seq`` grew: a pass during its pauses computed from before it)."""
         self._subscribers.append(callback)
 
     def _notify(self, what, detail=None):
@@ -210,6 +211,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
             self._relocate(reached)
         finally:
             self._settling.remove(before)
+        if reached and self.settled_seq > before:  # (without a vport reached nothing paused: the next pass has it)
+            self._notify("settled")
 
     @property
     def settled_seq(self) -> int:

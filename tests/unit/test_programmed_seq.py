@@ -117,3 +117,23 @@ def test_programmed_seq_is_the_handed_seq_when_settled_and_remembered_while_busy
     withheld.clear()
     assert seqs.of(rec, "s1") == 5
     assert seqs.of(Rec(), "s1") is None  # a new connection (read back again) knows nothing yet
+
+
+def test_a_pass_in_a_commits_relocation_is_followed_by_one_that_hands_out_its_seq():
+    """A pass that ran in the relocation's pauses computed from the seq before the commit; once it is settled State
+    says so ("settled"), and the pass that follows hands out its seq, even with nothing left to compile (it hung at
+    the seq before: the wait ran into its timeout)."""
+    state, programmer, loop, handed = world()
+    assert loop.attempt()
+    kinds = []
+    state.subscribe(lambda what, detail: kinds.append(what))
+
+    class PassInPause:
+        def tick(self, units=1):
+            loop.attempt()
+
+    state.pacer = PassInPause()
+    committed(state, 8, "vm2", "10.0.1.12")
+    assert loop.handed_seq == 0 and kinds[-1] == "settled"
+    state.pacer = Watching(state)
+    assert loop.attempt() and loop.handed_seq == 8
