@@ -21,7 +21,7 @@ from tests.integration.test_operate import apply_wait, kvm1_with_vm1, switch_syn
 pytestmark = pytest.mark.integration
 
 ROUNDS = 10
-CPU_PERCENT = 10  # of one CPU, the controller's limit while it applies and programs
+CPU_PERCENT = 5  # of one CPU, the controller's limit while it applies and programs
 VPORTS = 300  # on kvm1, bound to ports it holds already; each apply gives every one a new address (flows to change)
 BATCH = 50  # ports per ovs-vsctl call (tests/benchmarks/port_to_ping.py)
 
