@@ -123,7 +123,8 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                                        budget=BUDGET)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
-        extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause, budget=BUDGET)
+        extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause, budget=BUDGET,
+                                   programmed=lambda name: self.programmed.of_vtep(*self.ovsdb.vtep_settled(name)))
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep, pause=self.rest_lane.pause,
                                 budget=BUDGET)
@@ -502,7 +503,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         rec = self.reconcilers.get(dpid)
         if rec is None:
             return None
-        programmed = self.programmed.of(rec, self._session_of(dpid))  # (read before the count pauses)
+        programmed = self.programmed.of_switch(rec, self._session_of(dpid))  # (read before the count pauses)
         return {**rec.status(tick), "programmed_seq": programmed}
 
     def _programmer_counts(self):

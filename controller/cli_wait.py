@@ -1,10 +1,11 @@
 """``canopy apply --wait``: wait until every switch holds the policy seq the apply answered (docs/operations.md
 "Waiting for the switches").
 
-Each poll reads GET /v1/status (the role, the start-up hold, the store's seq) and GET /v1/switches, whose items say
-per switch ``sync.programmed_seq``: the newest policy seq that switch is known to hold (controller/programmed.py). A
-switch counts when an OVSDB session names it (a bridge over OpenFlow only is handed nothing: docs/vrs.md); it is done
-when its programmed seq is the apply's or newer and it refused nothing. The wait ends with 0 at the first poll where
+Each poll reads GET /v1/status (the role, the start-up hold, the store's seq), GET /v1/switches, whose items say
+per switch ``sync.programmed_seq``: the newest policy seq that switch is known to hold (controller/programmed.py), and
+GET /v1/vteps (``programmed_seq`` per hardware VTEP). A switch counts when an OVSDB session names it (a bridge over
+OpenFlow only is handed nothing: docs/vrs.md); it is done when its programmed seq is the apply's or newer and it
+refused nothing. The wait ends with 0 at the first poll where
 every counted switch is done (an apply that changed nothing: at once, if the switches hold its seq already); with 5
 when ``--wait-timeout`` passes first, or at once when the only switches behind are those holding the seq but refusing
 flows (nothing retries them until the desired state changes), naming each switch behind and why; with 3 when the
@@ -93,6 +94,13 @@ def poll(fetch, seq: int) -> Poll | None:
     verdict = Poll(note=note)
     for item in (listing or {}).get("items", []):
         _count(verdict, item, seq)
+    status, vteps = fetch("/v1/vteps")
+    if status is None:
+        return None
+    if status != 200:
+        return Poll(note=note or _refused(status, vteps, "/v1/vteps"))
+    for item in (vteps or {}).get("items", []):
+        _count_vtep(verdict, item, seq)
     return verdict
 
 
@@ -132,6 +140,21 @@ def _count(verdict: Poll, item: dict, seq: int) -> None:
     verdict.behind.append((name, _why(sync, have)))
 
 
+def _count_vtep(verdict: Poll, item: dict, seq: int) -> None:
+    """A hardware VTEP an OVSDB session serves (one only bound in policy is not counted, as a VRS no session names);
+    not by a controller older than ``programmed_seq``."""
+    if not item.get("connected") or "programmed_seq" not in item:
+        return
+    verdict.total += 1
+    have = item["programmed_seq"]
+    if have is not None and have >= seq:
+        verdict.done += 1
+        return
+    held = f"holds seq {have}" if have is not None else "holds no seq yet on this connection"
+    verdict.behind.append((f"hardware VTEP {item.get('name')}", f"its rows are still being written ({held}; "
+                           "GET /v1/ovsdb/sessions: its state, conflicts and waits)"))
+
+
 def _old_style(sync: dict, seq: int) -> int | None:
     """A controller older than ``programmed_seq``: in sync with nothing pending counts as holding ``seq``."""
     return seq if sync.get("state") in ("in_sync", "standby") and not sync.get("pending") else None
@@ -152,7 +175,7 @@ def _why(sync: dict, have: int | None) -> str:
     return f"still programming ({held}, {pending} flow(s) pending)" if pending else f"still programming ({held})"
 
 
-def _refused(status: int, reply) -> str:
+def _refused(status: int, reply, path: str = "/v1/switches") -> str:
     """Why a poll counts nothing: the listing refused (no items: not "0/0")."""
     message = ((reply or {}).get("error") or {}).get("message") if isinstance(reply, dict) else None
-    return f"GET /v1/switches answered {status}" + (f" ({message})" if message else "")
+    return f"GET {path} answered {status}" + (f" ({message})" if message else "")

@@ -10,6 +10,8 @@ state of seq N: a switch that pass did not touch had nothing of it to change. A 
 (State is still taking its first report: Programmer.due) is not. What a switch was last seen to hold is remembered
 per connection (a reconnected switch is read back: nothing is known of it until it settles again), so a switch busy
 with a newer change still shows the seq it had programmed when last looked at; it is looked at when it is listed.
+A hardware VTEP alike (GET /v1/vteps ``programmed_seq``): its reconciler settled when its last plan, made for the
+desired rows the pass handed it, found nothing to write.
 """
 
 from __future__ import annotations
@@ -27,9 +29,17 @@ class ProgrammedSeqs:
         self._withheld = withheld
         self._seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reconciler -> seq seen programmed
 
-    def of(self, rec, session: str | None) -> int | None:
+    def of_switch(self, rec, session: str | None) -> int | None:
         """The newest seq ``rec``'s switch (VRS ``session``, None: no OVSDB session names it) is known to hold;
         None: none yet on this connection. Call it before anything pauses: settled and handed are read together."""
-        if rec.settled and session not in self._withheld():
+        return self.of(rec, rec.settled and session not in self._withheld())
+
+    def of_vtep(self, rec, settled: bool) -> int | None:
+        """Alike for a hardware VTEP's reconciler (ovsdb/vtep_sync.py; OvsdbManagerServer.vtep_settled); None for no
+        reconciler (no session serves it)."""
+        return None if rec is None else self.of(rec, settled)
+
+    def of(self, rec, settled: bool) -> int | None:
+        if settled:
             self._seen[rec] = self._handed()
         return self._seen.get(rec)

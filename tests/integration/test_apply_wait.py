@@ -78,3 +78,20 @@ def check_round(ctl, hv, wanted, r):
     assert not missing, (f"round {r}: apply --wait returned 0 before {len(missing)} of the {VPORTS} new addresses "
                          f"were in kvm1's flows, e.g. {missing[:3]}", done.stderr)
     assert "switch(es) hold it" in done.stderr.splitlines()[-1], done.stderr
+
+
+def test_apply_wait_waits_for_the_hardware_vteps_rows_too(lab):
+    """A VLAN bound on a hardware VTEP (the ovs-vtep emulator): as the wait returns, its database holds the binding,
+    and the VTEP was counted with the VRS."""
+    ctl, canopy, hv = kvm1_with_vm1(lab)
+    tor = lab.add_hardware_vtep("tor1", ports=("p1",))
+    tor.connect(ctl)
+    wait_until(lambda: canopy.api.get("/v1/vteps/tor1").json.get("connected"), timeout=30, what="tor1 connected")
+    binding = "vtep_bindings:\n  - {switch: tor1, port: p1, vlan: 100, subnet: acme/web}\n"
+    done = subprocess.run(apply_wait(ctl, 120), input=binding, text=True, capture_output=True, timeout=180)
+    bound = tor.bindings("p1")  # at once
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert 100 in bound, (bound, done.stderr)
+    assert done.stderr.splitlines()[-1].endswith(": 2/2 switch(es) hold it"), done.stderr
+    seq = canopy.api.get("/v1/status").json["seq"]
+    assert canopy.api.get("/v1/vteps/tor1").json["programmed_seq"] == seq

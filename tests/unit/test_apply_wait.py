@@ -30,20 +30,19 @@ def vrs(chassis, dpid, state, pending, programmed=None, rejected=0):
 
 
 class Answers:
-    """The controller's answers, one (/v1/status, /v1/switches) a poll, the last repeated; None: not reached."""
+    """The controller's answers, one (/v1/status, /v1/switches[, /v1/vteps]) a poll, the last repeated; a status None:
+    not reached."""
 
     def __init__(self, polls):
-        self.polls, self.status = list(polls), None
+        self.polls, self.now = list(polls), None
 
-    def __call__(self, path="/v1/switches"):
-        if path == "/v1/status" or self.status is None:
-            self.status, self.switches = self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
-        if self.status is None:
-            return None, None
+    def __call__(self, path):
         if path == "/v1/status":
-            return 200, self.status
-        switches, self.status = self.switches, None
-        return 200, {"items": switches}
+            self.now = self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
+        status, switches, vteps = (*self.now, [])[:3]
+        if status is None:
+            return None, None
+        return 200, status if path == "/v1/status" else {"items": switches if path == "/v1/switches" else vteps}
 
 
 def waited(fetch, seq=7, timeout=60):
@@ -154,10 +153,10 @@ def test_a_refused_listing_is_no_answer_not_no_switch_to_wait_for():
                     (200, {"items": [vrs("hv1", "a", "in_sync", 0, 7)]})])
     listing = next(answers)
 
-    def fetch(path="/v1/switches"):
+    def fetch(path):
         nonlocal listing
-        if path == "/v1/status":
-            return 200, RELEASED
+        if path != "/v1/switches":
+            return 200, RELEASED if path == "/v1/status" else {"items": []}
         got, listing = listing, next(answers, listing)
         return got
 
@@ -173,3 +172,20 @@ def test_a_controller_older_than_programmed_seq_is_waited_for_as_before():
     code, lines = waited(Answers([(RELEASED, [{"chassis": "hv1", "sync": {"state": "syncing", "pending": 3}}]),
                                   (RELEASED, [old])]))
     assert code == 0 and lines[-1] == "canopy: programming seq 7: 1/1 switch(es) hold it"
+
+
+def vtep(name, programmed, connected=True):
+    return {"name": name, "connected": connected, "programmed_seq": programmed}
+
+
+def test_hardware_vteps_an_ovsdb_session_serves_are_waited_for():
+    """A VTEP only bound in policy (not connected) is not counted; one connected is, until it holds the seq."""
+    switches = [vrs("hv1", "a", "in_sync", 0, 7)]
+    code, lines = waited(Answers([(RELEASED, switches, [vtep("tor1", 6), vtep("tor2", None, connected=False)]),
+                                  (RELEASED, switches, [vtep("tor1", 7), vtep("tor2", None, connected=False)])]))
+    assert code == 0
+    assert lines == ["canopy: programming seq 7: 1/2 switch(es) hold it; hardware VTEP tor1: its rows are still being "
+                     "written (holds seq 6; GET /v1/ovsdb/sessions: its state, conflicts and waits)",
+                     "canopy: programming seq 7: 2/2 switch(es) hold it"]
+    old = {"name": "tor1", "connected": True}  # a controller older than programmed_seq: not counted
+    assert waited(Answers([(RELEASED, switches, [old])]))[0] == 0

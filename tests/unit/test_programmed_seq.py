@@ -106,17 +106,17 @@ def test_programmed_seq_is_the_handed_seq_when_settled_and_remembered_while_busy
     handed, withheld = [4], set()
     seqs = ProgrammedSeqs(lambda: handed[0], lambda: withheld)
     rec = Rec()
-    assert seqs.of(rec, "s1") is None  # nothing known on this connection
+    assert seqs.of_switch(rec, "s1") is None  # nothing known on this connection
     rec.settled = True
-    assert seqs.of(rec, "s1") == 4
+    assert seqs.of_switch(rec, "s1") == 4
     handed[0], rec.settled = 5, False  # busy with seq 5's change: still holds 4
-    assert seqs.of(rec, "s1") == 4
+    assert seqs.of_switch(rec, "s1") == 4
     rec.settled, withheld = True, {"s1"}  # its desired state withheld (State is reading it): not seq 5's
     seqs._withheld = lambda: withheld
-    assert seqs.of(rec, "s1") == 4
+    assert seqs.of_switch(rec, "s1") == 4
     withheld.clear()
-    assert seqs.of(rec, "s1") == 5
-    assert seqs.of(Rec(), "s1") is None  # a new connection (read back again) knows nothing yet
+    assert seqs.of_switch(rec, "s1") == 5
+    assert seqs.of_switch(Rec(), "s1") is None  # a new connection (read back again) knows nothing yet
 
 
 def test_a_pass_in_a_commits_relocation_is_followed_by_one_that_hands_out_its_seq():
