@@ -7,15 +7,21 @@ found the switch equal to everything handed to it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from types import SimpleNamespace
 
+from controller.app import CanopyApp
+from controller.discovery import VrsSnapshot
 from controller.programloop import ProgramLoop
 from controller.programmed import ProgrammedSeqs
 from controller.programmer import Programmer
+from controller.rest.wire import Request
 from controller.store import Change
 from openflow.reconciler import SwitchReconciler
 from tests.unit.green import turns_until
+from tests.unit.helpers import TOKEN, Controller
 from tests.unit.test_compiler import add_vport, base_state, snapshot
 from tests.unit.test_read_back_lost_part import Switch, part
 
@@ -137,3 +143,23 @@ def test_a_pass_in_a_commits_relocation_is_followed_by_one_that_hands_out_its_se
     assert loop.handed_seq == 0 and kinds[-1] == "settled"
     state.pacer = Watching(state)
     assert loop.attempt() and loop.handed_seq == 8
+
+
+def test_get_v1_switches_says_the_seq_a_switch_holds(tmp_path):
+    """The app's ``_switch_status`` (what GET /v1/switches ``sync`` is made of) adds ``programmed_seq``."""
+    class Settled(Rec):
+        settled = True
+
+        def status(self, tick=None):
+            return {"state": "in_sync", "desired": 3, "installed": 3, "pending": 0}
+
+    ctl = Controller(tmp_path)
+    ctl.state.vrs_update(VrsSnapshot(session="s1", chassis="hv1", hostname="hv1", peer="127.0.0.1:1", bridge="br-int",
+                                     bridge_present=True, datapath_id=1, vtep_ip="192.0.2.10", flavour="kvm"))
+    glue = SimpleNamespace(reconcilers={1: Settled()}, programmed=ProgrammedSeqs(lambda: 12, set),
+                           _session_of=lambda dpid: "s1")
+    ctl.api.switch_status = lambda dpid, tick: CanopyApp._switch_status(glue, dpid, tick)
+    resp = ctl.api.handle(Request("GET", "/v1/switches", {}, {"authorization": f"Bearer {TOKEN}"}, b"", "127.0.0.1"))
+    assert resp.status == 200
+    assert json.loads(resp.encoded())["items"][0]["sync"]["programmed_seq"] == 12
+    ctl.close()
