@@ -86,8 +86,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, callback):
-        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp|external, or
-        settled: a commit's relocation ended (``settled_seq`` grew: a pass during its pauses computed from before it)."""
+        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp|external,
+        or settled: a commit's relocation ended (``settled_seq`` grew: a pass in its pauses computed from before it)."""
         self._subscribers.append(callback)
 
     def _notify(self, what, detail=None):
