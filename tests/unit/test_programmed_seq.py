@@ -8,7 +8,6 @@ found the switch equal to everything handed to it."""
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from types import SimpleNamespace
 
@@ -19,13 +18,10 @@ from controller.programmed import ProgrammedSeqs
 from controller.programmer import Programmer
 from controller.rest.wire import Request
 from controller.store import Change
-from openflow.reconciler import SwitchReconciler
 from tests.unit.green import turns_until
 from tests.unit.helpers import TOKEN, Controller
 from tests.unit.test_compiler import add_vport, base_state, snapshot
-from tests.unit.test_read_back_lost_part import Switch, part
-
-VERSION = 4
+from tests.unit.test_reconciler_waiting import started
 
 
 def committed(state, seq, name, ip):
@@ -80,13 +76,6 @@ def test_a_pass_hands_out_the_seq_it_computed_from_and_a_failed_pass_none():
     programmer.live.apply = real
     del programmer.live.build  # (the class's again)
     assert loop.attempt() and loop.handed_seq == 6
-
-
-def started():
-    switch = Switch(VERSION, lambda xid: [part(VERSION, xid, 1, 0, b"")])  # holds no flow
-    rec = switch.rec = SwitchReconciler(switch, log=logging.getLogger("test.reconciler"))
-    rec.start()
-    return rec
 
 
 def test_a_reconciler_is_settled_only_once_a_round_found_the_switch_equal_to_all_it_was_handed():
