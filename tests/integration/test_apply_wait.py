@@ -70,6 +70,41 @@ def test_apply_wait_returns_only_once_the_switch_holds_the_flows_of_the_change(l
             limited.release(canopy.pid)
 
 
+def test_apply_wait_goes_on_through_a_controller_restart(lab):
+    """The controller restarted while the wait polls (its answer given, the change still being programmed): the wait
+    asks again while it is down, follows the start-up hold, and returns 0 once kvm1 holds the seq again, with the
+    change's flows; the seq is the store's, and survives the restart."""
+    ctl, canopy, hv = kvm1_with_vm1(lab)
+    api = canopy.api
+    hv.set_max_backoff(1000)
+    wanted = ports(VPORTS)
+    add_ports(hv, wanted)
+    wait_until(lambda: (s := switch_sync(api, "kvm1")) and s["state"] == "in_sync" and s["pending"] == 0,
+               timeout=60, what="kvm1 programmed with vm1")
+    with CpuGroup(group_name("apply-wait"), DEFAULT_WEIGHT) as limited:
+        limited.cap(CPU_PERCENT)
+        limited.move(canopy.pid)
+        applying = subprocess.Popen(apply_wait(ctl, 180), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        try:
+            applying.stdin.write(document(wanted, 0))
+            applying.stdin.close()
+            answered = next((line for line in applying.stdout if ", seq " in line), "")  # the apply's answer
+            canopy.stop()  # (the controller in the CPU group is gone with it)
+            canopy.start()
+            stderr = applying.stderr.read()
+            assert applying.wait(timeout=240) == 0, (answered, stderr)
+        finally:
+            if applying.poll() is None:
+                applying.kill()
+                applying.wait(timeout=10)
+    flows = hv.ofctl("dump-flows", BR_INT)
+    missing = [address(0, k) for k in range(VPORTS) if not re.search(rf"={re.escape(address(0, k))}\b(?!\.)", flows)]
+    assert not missing, (f"{len(missing)} of the {VPORTS} addresses not in kvm1's flows, e.g. {missing[:3]}", stderr)
+    assert "the controller cannot be reached (restarting?)" in stderr, stderr
+    assert stderr.splitlines()[-1].endswith(": 1/1 switch(es) hold it"), stderr
+
+
 def check_round(ctl, hv, wanted, r):
     done = subprocess.run(apply_wait(ctl, 180), input=document(wanted, r), text=True, capture_output=True, timeout=240)
     flows = hv.ofctl("dump-flows", BR_INT)  # at once: what the switch holds as the wait returned
