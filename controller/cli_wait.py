@@ -5,12 +5,11 @@ Each poll reads GET /v1/status (the role, the start-up hold, the store's seq), G
 per switch ``sync.programmed_seq``: the newest policy seq that switch is known to hold (controller/programmed.py), and
 GET /v1/vteps (``programmed_seq`` per hardware VTEP). A switch counts when an OVSDB session names it (a bridge over
 OpenFlow only is handed nothing: docs/vrs.md); it is done when its programmed seq is the apply's or newer and it
-refused nothing. The wait ends with 0 at the first poll where
-every counted switch is done (an apply that changed nothing: at once, if the switches hold its seq already); with 5
-when ``--wait-timeout`` passes first, or at once when the only switches behind are those holding the seq but refusing
-flows (nothing retries them until the desired state changes), naming each switch behind and why; with 3 when the
-controller could not be reached at the deadline (it is polled again until then: it may be restarting, and the seq,
-the store's, survives that and an HA takeover).
+refused nothing. The wait ends with 0 at the first poll where every counted switch is done (an apply that changed
+nothing: at once, if the switches hold its seq already); with 5 when ``--wait-timeout`` passes first, or at once when
+the only switches behind are those holding the seq but refusing flows (nothing retries them until the desired state
+changes), naming each switch behind and why; with 3 when the controller could not be reached at the deadline (it is
+polled again until then: it may be restarting, and the seq, the store's, survives that and an HA takeover).
 """
 
 from __future__ import annotations
@@ -27,13 +26,15 @@ EXIT_OK, EXIT_UNREACHABLE, EXIT_TIMEOUT = 0, 3, 5  # (controller/cli.py's)
 @dataclass
 class Poll:
     """One poll's verdict: ``done``, ``total`` switches counted; ``behind``: (switch, why) of those not done;
-    ``refused``: those holding the seq but refusing flows; ``note``: why nothing can be counted (held, standby)."""
+    ``refused``: those holding the seq but refusing flows; ``note``: why nothing can be counted (held, standby);
+    ``aside``: what else the controller says (its programming passes failing), which ends no wait."""
     done: int = 0
     total: int = 0
     behind: list = field(default_factory=list)
     refused: list = field(default_factory=list)
     note: str = ""
     unnamed: int = 0
+    aside: str = ""
 
     @property
     def finished(self) -> bool:
@@ -52,7 +53,7 @@ class Poll:
         if self.unnamed:
             line += (f" ({self.unnamed} bridge{'s' if self.unnamed > 1 else ''} over OpenFlow only not counted: no "
                      f"OVSDB session names {'them' if self.unnamed > 1 else 'it'})")
-        return line
+        return line + (f"; {self.aside}" if self.aside and not self.finished else "")
 
 
 def wait_programmed(fetch, timeout: float, seq: int, clock=time.monotonic, sleep=time.sleep, out=sys.stderr) -> int:
@@ -85,13 +86,14 @@ def poll(fetch, seq: int) -> Poll | None:
     status, reply = fetch("/v1/status")
     if status is None:
         return None
-    note = _status_note(reply if status == 200 and isinstance(reply, dict) else {}, seq)
+    said = reply if status == 200 and isinstance(reply, dict) else {}
+    note, aside = _status_note(said, seq), _failing(said)
     status, listing = fetch("/v1/switches")
     if status is None:
         return None
     if status != 200:
         return Poll(note=note or _refused(status, listing))
-    verdict = Poll(note=note)
+    verdict = Poll(note=note, aside=aside)
     for item in (listing or {}).get("items", []):
         _count(verdict, item, seq)
     status, vteps = fetch("/v1/vteps")
@@ -115,6 +117,11 @@ def _status_note(status: dict, seq: int) -> str:
     if isinstance(status.get("seq"), int) and status["seq"] < seq:
         return f"the controller answering holds policy up to seq {status['seq']} only (another node, or a store " \
                "restored from an older backup)"
+    return ""
+
+
+def _failing(status: dict) -> str:
+    """The controller's programming passes failing (/v1/status ``programming``), "" if they do not."""
     programming = status.get("programming") or {}
     if programming.get("state") == "degraded":
         return f"programming passes fail ({programming.get('reason')}): the switches keep their last good state"

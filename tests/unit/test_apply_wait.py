@@ -133,11 +133,14 @@ def test_flows_refused_end_the_wait_at_once_when_nothing_else_is_behind():
 def test_the_standby_an_older_store_and_failing_passes_are_said():
     synced = [vrs("hv1", "a", "in_sync", 0, 7)]
     for status, said in (({"role": "standby"}, "the controller answering is the HA standby"),
-                         ({"seq": 5}, "the controller answering holds policy up to seq 5 only"),
-                         ({"programming": {"state": "degraded", "reason": "KeyError: 'x'"}},
-                          "programming passes fail (KeyError: 'x')")):
+                         ({"seq": 5}, "the controller answering holds policy up to seq 5 only")):
         code, lines = waited(Answers([({**RELEASED, **status}, synced)]), timeout=2)
         assert code == cli.EXIT_TIMEOUT and said in lines[0], lines
+    failing = {**RELEASED, "programming": {"state": "degraded", "reason": "KeyError: 'x'"}}
+    code, lines = waited(Answers([(failing, [vrs("hv1", "a", "in_sync", 0, 6)])]), timeout=2)
+    assert code == cli.EXIT_TIMEOUT and lines[0].endswith("; programming passes fail (KeyError: 'x'): the switches "
+                                                          "keep their last good state"), lines
+    assert waited(Answers([(failing, synced)]))[0] == 0  # a later change failing: this one is programmed
 
 
 def test_unreachable_at_the_deadline_is_exit_3():
