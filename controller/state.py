@@ -197,17 +197,17 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
         changes, and State is unchanged meanwhile (another commit waits until this one is taken: ``OneAtATime``).
         Then State takes the commit in one stretch (policy, binding index, journal), and the vports it reaches are
         re-resolved in chunks (_relocate, pausing between them)."""
-        with self._commits.held():
-            old = self.policy
-            read = None if not changes and old is policy else commits.read_changes(old, policy, changes, self.pacer)
-            self.policy = policy
-            before = self.last_seq
-            if changes:
-                self.last_seq = max(self.last_seq, changes[-1].seq)
-            reached = set() if read is None else self._take_changes(read)
-            self._settling.append(before)
-            self._notify("policy", changes)
+        before = self.last_seq  # (a commit landing while this one waits for its turn: only later said settled)
+        self._settling.append(before)
         try:
+            with self._commits.held():
+                old = self.policy
+                read = None if not changes and old is policy else commits.read_changes(old, policy, changes, self.pacer)
+                self.policy = policy
+                if changes:
+                    self.last_seq = max(self.last_seq, changes[-1].seq)
+                reached = set() if read is None else self._take_changes(read)
+                self._notify("policy", changes)
             self._relocate(reached)
         finally:
             self._settling.remove(before)
