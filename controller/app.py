@@ -25,6 +25,7 @@ from controller.approles import RoleWiring
 from controller.gatewaykeep import GatewayKeeper
 from controller.lagcause import LateSamples
 from controller.stallwatch import StallWatch
+from controller.programmed import ProgrammedSeqs
 from controller.state_activation import ACTIVE_KEY
 from controller.programloop import ProgramLoop
 from controller.programmer import Programmer
@@ -122,7 +123,8 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
                                        budget=BUDGET)
         extra += rest_security.routes(self.state, self.programmer, lambda: self.reconcilers)
         extra += rest_external.routes(self.state, self.programmer, lambda: self.reconcilers)
-        extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause, budget=BUDGET)
+        extra += rest_vteps.routes(self.state, self.programmer, self.rest_lane.pause, budget=BUDGET,
+                                   programmed=lambda name: self.programmed.of_vtep(*self.ovsdb.vtep_settled(name)))
         extra += rest_inspect.routes(self.state, self.programmer, self.dhcp, settings.underlay_mtu)
         self.watch = VportWatch(self.state, lambda: self.reconcilers, sleep=hub.sleep, pause=self.rest_lane.pause,
                                 budget=BUDGET)
@@ -186,6 +188,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         runtime.FEDERATION = self.federation  # for SIGHUP too: a failed speaker takes the new bgp settings
         self._wake = hub.Event()
         self.program_loop = self._programming()
+        self.programmed = ProgrammedSeqs(lambda: self.program_loop.handed_seq, lambda: self.programmer.withheld)
         self._worker = None
         # a new, empty store deletes nothing from switches until the first policy change (docs/store.md)
         self._keep_stale = self.store.last_seq() == 0 and not runtime.STORE_ACCEPTED
@@ -498,7 +501,10 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         """The switch's programming status for REST, counted with the REST answer's pauses (``tick``), not through
         the reconcilers' lane (a GET /v1/switches does not wait for the switches' plans)."""
         rec = self.reconcilers.get(dpid)
-        return rec.status(tick) if rec is not None else None
+        if rec is None:
+            return None
+        programmed = self.programmed.of_switch(rec, self._session_of(dpid))  # (read before the count pauses)
+        return {**rec.status(tick), "programmed_seq": programmed}
 
     def _programmer_counts(self):
         """For GET /v1/status: how often the desired state was recomputed from scratch or incrementally."""

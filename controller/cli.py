@@ -17,7 +17,8 @@ reader of standard output went away: ``canopy show | head``); 2 wrong command li
 invalid settings for ``run``; 3 the controller cannot be reached; 4 ``run`` cannot start (a port in use, an
 address not on this host, an unusable data directory, a store that is empty, damaged or older than the last
 change this data directory held (controller/storeguard.py): one log line names the setting or the store;
-``backup`` and ``restore`` use 4 too); 5 ``apply --wait`` timed out before the switches were programmed;
+``backup`` and ``restore`` use 4 too); 5 ``apply --wait`` timed out before every switch held the apply's seq (or
+they refused its flows: controller/cli_wait.py);
 70 an essential part of a running controller stopped (controller.guard).
 """
 
@@ -126,9 +127,10 @@ def _parser():
         if name == "apply":
             cmd.add_argument("file", help="the policy document; - reads it from standard input")
             cmd.add_argument("--wait", action="store_true",
-                             help="after the commit, follow the switches until they are programmed")
+                             help="after the commit, wait until every switch holds its seq (programmed)")
             cmd.add_argument("--wait-timeout", type=cli_remote.seconds, default=300.0, metavar="SECONDS",
-                             help="give up waiting after this long (exit code 5)")
+                             help="give up waiting after this long (exit code 5: the last line names the "
+                             "switches behind and why)")
             cmd.add_argument("--prune", action="store_true",
                              help="delete objects an earlier apply of this source created that the file no longer has")
             cmd.add_argument("--dry-run", action="store_true",
@@ -400,10 +402,10 @@ def cmd_apply(args) -> int:
     print(f"{doc.filename}: {len(changes)} change(s){' (dry run)' if reply['dry_run'] else ''}, "
           f"source {reply['source']!r}, seq {reply['seq']}")
     if args.wait and not reply["dry_run"]:
-        from controller.cli_status import wait_programmed
+        from controller.cli_wait import wait_programmed
 
         return wait_programmed(lambda path: cli_remote.request(args, "GET", path, None),
-                               args.wait_timeout)
+                               args.wait_timeout, reply["seq"])
     return EXIT_OK
 
 

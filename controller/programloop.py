@@ -80,6 +80,8 @@ class ProgramLoop:
         self.since: float | None = None  # when the current degradation began
         self.failures = 0  # failed passes in a row
         self.passes = 0
+        self.handed_seq = 0  # the programmer's revision of the last pass that succeeded: every switch handed its
+        # desired state since holds that policy seq or a newer one (but those withheld: Programmer.due)
         self._started = False  # the first (full, not handed out) pass succeeded
         self._logged_reason = None
         self._reported = 0  # switch reports noted (their slices and chunks): the wait for reports sees them progress
@@ -111,9 +113,10 @@ class ProgramLoop:
         return self._started
 
     def status(self) -> dict:
-        """JSON-ready: state ok|degraded, reason, since (epoch seconds), failures in a row, next retry."""
+        """JSON-ready: state ok|degraded, reason, since (epoch seconds), failures in a row, next retry; ``handed_seq``:
+        the policy seq the switches' desired state was last computed from and handed out (docs/operations.md)."""
         return {"state": self.state, "reason": self.reason, "since": self.since, "failures": self.failures,
-                "retry_in": retry_delay(self.failures) if self.failures else None}
+                "retry_in": retry_delay(self.failures) if self.failures else None, "handed_seq": self.handed_seq}
 
     def run(self) -> None:
         """Forever: a pass, then wait for State to change (or for the back-off to end after a failure)."""
@@ -204,6 +207,7 @@ class ProgramLoop:
         elif self._started:  # (a clean start hands nothing out: switches get theirs as they connect)
             self._hand_out(touched)
         self._log_timings(started, refreshed, touched)
+        self.handed_seq = getattr(self.programmer, "revision", 0)
         self._started = True
         self.passes += 1
 

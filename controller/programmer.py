@@ -65,6 +65,7 @@ class Programmer:
         # refresh took its journal (State.partial): the View may hold them with only some of their vports
         self.partial_chassis: frozenset[str] = frozenset()  # their chassis (State.partial_chassis), in the View or not
         self.withheld: set[str] = set()  # sessions whose desired state is not handed out yet: partial (see due)
+        self.revision = 0  # the policy seq State had taken whole when the last refresh took its journal
         self._passing = False  # inside refresh()
         self.vteps = LiveVteps()  # each hardware VTEP's desired rows, by the same delta (controller/viewvteps.py)
         self.floods = FloodWatch(self._chassis_of, self._subnet_ref)  # subnets past OVS's flood limits (floodlimits)
@@ -102,6 +103,7 @@ class Programmer:
         started = time.perf_counter()
         self.shared.pacer = self.live.pacer = self.pacer
         journal = self.journal.take() if self.journal is not None else None
+        self.revision = getattr(self.state, "settled_seq", 0)  # (with the journal: no pause between them)
         self.partial = frozenset(getattr(self.state, "partial", ()))  # (a full build reads State before any pause too)
         self.partial_chassis = frozenset(getattr(self.state, "partial_chassis", ()))
         policy = self.state.policy  # the one the View's pass reads (viewdelta._Pinned)

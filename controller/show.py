@@ -247,6 +247,8 @@ def format_tree(tree) -> str:
     for h in tree["hypervisors"]:
         sync = h.get("sync") or {}
         flows = f"  flows {sync.get('installed')}/{sync.get('desired')} {sync.get('state')}" if sync else ""
+        if sync.get("programmed_seq") is not None:  # the newest policy seq it holds (docs/operations.md)
+            flows += f" (holds seq {sync['programmed_seq']})"
         lines.append(f"hypervisor {h['name'] or h['datapath_id']}  chassis {h['chassis'] or '-'}  "
                      f"dpid {h['datapath_id']}  {h['flavour'] or '-'}  vtep {h['vtep_ip'] or '-'}  "
                      f"openflow {_updown(h['openflow'])}  ovsdb {_updown(h['ovsdb'])}" + flows)

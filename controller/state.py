@@ -41,6 +41,7 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
     def __init__(self, policy: Policy, default_flavour: str = "kvm", last_seq: int = 0, hosts=()):
         self.policy = policy
         self.last_seq = last_seq
+        self._settling: list[int] = []  # last_seq before each commit State is still taking (its vports relocated)
         self.default_flavour = default_flavour
         self.hosts = dict(hosts)  # chassis -> {"vtep_ip", "flavour"} from settings; wins over OVSDB
         self.vrs: dict[str, VrsSnapshot] = {}
@@ -85,7 +86,8 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, callback):
-        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp|external."""
+        """callback(what: str, detail) after every change; what in policy|vrs|vtep|datapath|locations|bgp|external,
+        or settled: a commit's relocation ended (``settled_seq`` grew: a pass in its pauses computed from before it)."""
         self._subscribers.append(callback)
 
     def _notify(self, what, detail=None):
@@ -195,15 +197,29 @@ class State(Activations, Leaving, ReportPorts, StateReport, BindingLog, Discover
         changes, and State is unchanged meanwhile (another commit waits until this one is taken: ``OneAtATime``).
         Then State takes the commit in one stretch (policy, binding index, journal), and the vports it reaches are
         re-resolved in chunks (_relocate, pausing between them)."""
-        with self._commits.held():
-            old = self.policy
-            read = None if not changes and old is policy else commits.read_changes(old, policy, changes, self.pacer)
-            self.policy = policy
-            if changes:
-                self.last_seq = max(self.last_seq, changes[-1].seq)
-            reached = set() if read is None else self._take_changes(read)
-            self._notify("policy", changes)
-        self._relocate(reached)
+        before = self.last_seq  # (a commit landing while this one waits for its turn: only later said settled)
+        self._settling.append(before)
+        try:
+            with self._commits.held():
+                old = self.policy
+                read = None if not changes and old is policy else commits.read_changes(old, policy, changes, self.pacer)
+                self.policy = policy
+                if changes:
+                    self.last_seq = max(self.last_seq, changes[-1].seq)
+                reached = set() if read is None else self._take_changes(read)
+                self._notify("policy", changes)
+            self._relocate(reached)
+        finally:
+            self._settling.remove(before)
+        if reached and self.settled_seq > before:  # (without a vport reached nothing paused: the next pass has it)
+            self._notify("settled")
+
+    @property
+    def settled_seq(self) -> int:
+        """The newest policy seq State has taken whole: every commit up to it, its vports re-resolved too (a commit's
+        relocation pauses: a programming pass meanwhile sees only part of it). What a pass computes from
+        (Programmer.revision) and so what a switch in sync with that pass has programmed (docs/operations.md)."""
+        return min(self._settling) if self._settling else self.last_seq
 
     def _learn_policy(self, policy) -> None:
         """Index every vport of a policy (from scratch)."""

@@ -194,6 +194,8 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         self._plan_version = 0  # FlowBook.version when the change set being planned or sent began
         self._replans = 0  # change sets dropped in a row because the desired state changed during their pauses
         self.dropped = 0  # change sets dropped unsent, ever (for tests and the debug log)
+        self.given = 0  # desired states handed to it (set_desired_owners), counted
+        self._synced_given = -1  # ``given`` when a round last found the switch equal to it (``settled``)
 
     # ------------------------------------------------------------------------------ the app's API
 
@@ -227,6 +229,7 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
         """The desired state as the compiler keeps it: owner -> frozenset of flows (references are kept, so
         the sets must not change), every group; ``changed``: the owners whose flows changed since the last
         call, the only ones planned (None: not known, everything is diffed)."""
+        self.given += 1
         self._book.set_desired(flows_by_owner, changed)
         if changed is None or self._meter_dirty is None:  # counted in the reconciler's thread (``_count_meters``)
             self._meter_dirty = None
@@ -379,9 +382,16 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
                 self._need_read = True
                 hub.sleep(RETRY_DELAY)
 
+    @property
+    def settled(self) -> bool:
+        """In sync with every desired state handed to it so far (minus rejected items): a round found nothing to send
+        after the last ``set_desired_owners`` (its state stays in_sync while the next round plans)."""
+        return self.state == "in_sync" and self._synced_given == self.given
+
     def _round(self) -> None:
         while True:
             self._wake.clear()
+            given = self.given
             if self._not_master:
                 self._wake.wait()  # until set_desired or resync
                 self._not_master = False
@@ -397,11 +407,17 @@ class SwitchReconciler(ChangeSender, SwitchReport, MeterSync):
                 self.state = "waiting"  # read back; nothing handed to it yet (module docstring)
             elif self._sync():
                 continue
-            elif self.state != "in_sync":
-                self.state = "in_sync"
-                self.first_sync.set()
-                self._notify_sync()
+            else:
+                self._in_sync(given)
             self._wake.wait()
+
+    def _in_sync(self, given: int) -> None:
+        """A round found nothing to send: the switch holds the desired state as handed up to ``given``."""
+        self._synced_given = given
+        if self.state != "in_sync":
+            self.state = "in_sync"
+            self.first_sync.set()
+            self._notify_sync()
 
     def _interrupted(self) -> bool:
         """Whether the change set being planned or encoded must not be written (module docstring, "Pauses")."""

@@ -131,6 +131,10 @@ class PeerSession:
             self._server.slicing_turns += 1  # its slices progress (the programming loop waits for the last)
         self._server.pause()
 
+    def vtep_reconciler(self):
+        """The hardware VTEP's reconciler (ovsdb/vtep_sync.py), None for a VRS or before the schema is read."""
+        return self._vtep
+
     def ring(self) -> None:
         """Wake the session loop (its VTEP's desired state changed)."""
         if self._doorbell is not None:

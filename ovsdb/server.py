@@ -246,6 +246,15 @@ class OvsdbManagerServer:
             for session in self._sessions.values():
                 session.ring()
 
+    def vtep_settled(self, name: str):
+        """(the reconciler of the session serving hardware VTEP ``name``, whether it holds the desired state handed to
+        it); (None, False) when no session serves it (controller/programmed.py)."""
+        for session in self._sessions.values():
+            rec = session.vtep_reconciler() if session.switch == name else None
+            if rec is not None:
+                return rec, self.may_write and rec.settled(self._vtep_desired.get(name))
+        return None, False
+
     def vtep_desired(self, name: str | None) -> VtepDesired | None:
         """The desired state last set for the hardware VTEP ``name`` (None if none)."""
         return self._vtep_desired.get(name) if name else None

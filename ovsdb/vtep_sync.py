@@ -277,6 +277,11 @@ class VtepReconciler(OneInFlight):
                 "last_error": self.last_error or None, "conflicts": list(self.conflicts),
                 "waiting": list(self.waiting)}
 
+    def settled(self, desired: VtepDesired | None) -> bool:
+        """The VTEP holds ``desired`` (the controller's current desired state): the last plan was made for it and
+        found nothing to write (controller/programmed.py)."""
+        return self.state == IN_SYNC and self._planned is not None and self._planned[2] is desired
+
     def note(self, changes) -> None:
         """The rows the replica reports changed (``ovsdb.rowchanges.RowChanges``; None: unknown), so that the next
         plan covers only the remote MACs they and the desired state's changes reach."""

@@ -41,7 +41,8 @@ SWITCHES_EVERY = 1000  # list elements (switches, ports) encoded by GET /v1/swit
 CHANGES_PAGE = 1000  # changes GET /v1/changes reads and makes into their wire form between two pauses (~13 ms)
 LIST_EVERY = 500  # objects of a collection ordered, or made into views, between two pauses of GET /v1/<kind>
 LIST_CHUNK = 100  # of them between two ticks
-_SYNC_KEYS = ("state", "desired", "installed", "pending", "rejected", "kept", "meters", "packet_ins")  # ``sync`` (``_with_sync``)
+_SYNC_KEYS = ("state", "desired", "installed", "pending", "rejected", "kept", "meters", "packet_ins",
+              "programmed_seq")  # ``sync`` (``_with_sync``)
 ANSWER_EVERY = 1000  # elements of an answer's long lists encoded between two pauses (~4 ms: an apply's changes)
 COLLECTIONS = {"tenant": "tenants", "domain": "domains", "subnet": "subnets", "vport": "vports", "acl": "acls",
                "policy_group": "policy-groups", "external_network": "external-networks",

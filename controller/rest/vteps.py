@@ -19,16 +19,18 @@ VTEPS_EVERY = 1000  # MACs, bindings and ports made into views between two pause
 CHUNK = 100  # views made between two ticks
 
 
-def routes(state, programmer, pause=None, budget: float | None = None) -> list[Route]:
+def routes(state, programmer, pause=None, budget: float | None = None, programmed=None) -> list[Route]:
     """``pause``: a turn for the event loop (the REST lane's), taken first and every VTEPS_EVERY views (None:
-    never), and once ``budget`` seconds have run (controller/rest/lane.py ``answer_pacer``; None: by the count only)."""
+    never), and once ``budget`` seconds have run (controller/rest/lane.py ``answer_pacer``; None: by the count only).
+    ``programmed(name)``: the newest policy seq a VTEP is known to hold (controller/programmed.py), None: unknown."""
+    seq_of = programmed or (lambda name: None)
 
     def listing(req):
         pacer = answer_pacer(pause, VTEPS_EVERY, budget)
         pacer.tick(VTEPS_EVERY)  # waits for its turn (controller/rest/lane.py), the collector not held off meanwhile
         with collector_paused():  # thousands of young dicts (controller/rest/dataplane.py's listing)
             known = _Known(state, programmer.view)
-            items = [_vtep_view(state, programmer, known, name, pacer.tick) for name in _names(state)]
+            items = [_vtep_view(state, programmer, known, name, pacer.tick, seq_of) for name in _names(state)]
         return Response(200, {"items": items, "count": len(items)})
 
     def one(req, name):
@@ -37,7 +39,8 @@ def routes(state, programmer, pause=None, budget: float | None = None) -> list[R
         pacer = answer_pacer(pause, VTEPS_EVERY, budget)
         pacer.tick(VTEPS_EVERY)
         with collector_paused():
-            return Response(200, _vtep_view(state, programmer, _Known(state, programmer.view), name, pacer.tick))
+            return Response(200, _vtep_view(state, programmer, _Known(state, programmer.view), name, pacer.tick,
+                                            seq_of))
 
     return [Route("GET", "/v1/vteps", listing, "hardware VTEPs: connection, ports, bindings, local and remote MACs"),
             Route("GET", "/v1/vteps/{name}", one, "one hardware VTEP by its Physical_Switch name")]
@@ -66,9 +69,10 @@ class _Known:
         return self.refs.get(vni)
 
 
-def _vtep_view(state, programmer, known: _Known, name, tick=lambda n: None):
+def _vtep_view(state, programmer, known: _Known, name, tick=lambda n: None, seq_of=lambda name: None):
     """One VTEP's answer; ``tick(n)``: ``n`` more views made (a controller/pacer.py ``Pacer.tick``: it may pause)."""
     snap = known.snaps.get(name)
+    programmed = seq_of(name) if snap else None  # (before the pauses)
     desired = _rows(state, programmer, name)
     ref = known.subnet_ref
     bindings = []
@@ -79,7 +83,7 @@ def _vtep_view(state, programmer, known: _Known, name, tick=lambda n: None):
                          "subnet": {"id": sub["id"], "ref": ref(sub["vni"]), "vni": sub["vni"]},
                          "programmed": bool(seen)})
     return {
-        "name": name, "connected": snap is not None,
+        "name": name, "connected": snap is not None, "programmed_seq": programmed,
         "ovsdb": {"session": snap.session, "peer": snap.peer} if snap else None,
         "tunnel_ips": list(snap.tunnel_ips) if snap else [], "description": snap.description if snap else None,
         "ports": [{"name": p.name, "vlan_bindings": [{"vlan": v, "vni": n, "subnet": ref(n)}

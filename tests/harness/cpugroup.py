@@ -73,6 +73,21 @@ class CpuGroup:
             return False
         return True
 
+    def cap(self, percent: int, period_us: int = 100_000) -> None:
+        """At most ``percent`` of one CPU for the group's processes together (the CFS bandwidth limit: a container's CPU
+        limit, systemd's ``CPUQuota=``): v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``."""
+        quota = period_us * percent // 100
+        if self.knob == "cpu.weight":
+            (self.path / "cpu.max").write_text(f"{quota} {period_us}\n")
+        else:
+            (self.path / "cpu.cfs_period_us").write_text(f"{period_us}\n")
+            (self.path / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+
+    def release(self, pid: int) -> None:
+        """Move ``pid`` back to the root group (so that this one can be removed while it runs on)."""
+        with contextlib.suppress(ProcessLookupError):
+            (self.path.parent / "cgroup.procs").write_text(f"{pid}\n")
+
     def describe(self) -> str:
         return f"CPU weight {self.weight} ({self.knob} {self.value}, {self.path})"
 

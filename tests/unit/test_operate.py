@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller import cli, lifecycle, logs, runtime
-from controller.cli_status import render_status, wait_programmed
+from controller.cli_status import render_status
 from controller.rest import dataplane as rest_dataplane
 from controller.rest.api import Api
 from controller.rest.wire import Request
@@ -500,26 +500,6 @@ def test_apply_reads_standard_input_and_status_prints_text(ctl, monkeypatch, cap
     finally:
         server.close()
     assert cli.main(["status", "--url", server.url]) == cli.EXIT_UNREACHABLE
-
-
-def test_wait_programmed_reports_progress_until_nothing_is_pending():
-    replies = iter([
-        {"items": [{"chassis": "hv1", "sync": {"state": "syncing", "pending": 40}}, {"sync": None}]},
-        {"items": [{"chassis": "hv1", "sync": {"state": "in_sync", "pending": 0}}, {"sync": None}]},
-        {"items": [{"chassis": "hv1", "sync": {"state": "in_sync", "pending": 0}}, {"sync": None}]},
-    ])
-    out = io.StringIO()
-
-    def fetch(path):  # /v1/status: no start-up hold
-        return 200, next(replies) if path == "/v1/switches" else {}
-
-    assert wait_programmed(fetch, 10, clock=lambda: 0.0, sleep=lambda s: None, out=out) == 0
-    assert out.getvalue().splitlines() == ["canopy: programming switches: 0/1 in sync, 40 flow(s) pending",
-                                           "canopy: programming switches: 1/1 in sync, 0 flow(s) pending"]
-    stuck = {"items": [{"chassis": "hv1", "sync": {"state": "syncing", "pending": 5}}]}
-    times = iter([0.0, 5.0, 11.0])
-    assert wait_programmed(lambda path: (200, stuck), 10, clock=lambda: next(times), sleep=lambda s: None,
-                           out=io.StringIO()) == cli.EXIT_TIMEOUT
 
 
 def test_dashboard_and_served_metrics_are_documented(ctl, tmp_path):

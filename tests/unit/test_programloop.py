@@ -76,7 +76,8 @@ def test_a_failing_pass_is_reported_degraded_changes_nothing_and_recovers(world)
     assert status["retry_in"] == 2.0 and switches.given == good  # the last good state stays
     derive.broken = False
     assert loop.attempt()
-    assert loop.status() == {"state": "ok", "reason": None, "since": None, "failures": 0, "retry_in": None}
+    assert loop.status() == {"state": "ok", "reason": None, "since": None, "failures": 0, "retry_in": None,
+                             "handed_seq": 0}
     assert switches.given["s1"] != good["s1"]  # vm2's flows, computed from scratch and handed out
     assert switches.given["s1"] == from_scratch(state)
 

@@ -18,6 +18,7 @@ import pytest
 from controller.app import CanopyApp
 from controller.discovery import VrsSnapshot
 from controller.pacer import Pacer
+from controller.programmed import ProgrammedSeqs
 from controller.programmer import Programmer
 from controller.rest import dataplane as rest_dataplane
 from controller.rest.lane import Lane
@@ -43,7 +44,8 @@ def world(tmp_path):
     ctl = Controller(tmp_path)
     ctl.state.vrs_update(VrsSnapshot(session="s1", chassis="hv1", hostname="hv1", peer="127.0.0.1:1", bridge="br-int",
                                      bridge_present=True, datapath_id=1, vtep_ip="192.0.2.10", flavour="kvm"))
-    glue = SimpleNamespace(reconcilers={1: rec})
+    glue = SimpleNamespace(reconcilers={1: rec}, programmed=ProgrammedSeqs(lambda: 0, set),
+                           _session_of=lambda dpid: "s1")
     ctl.api.switch_status = functools.partial(CanopyApp._switch_status, glue)
     ctl.api.pause = Lane(give_way).pause  # the REST lane: a lane of its own
     ctl.api.metrics.attach(reconcilers=lambda: {1: rec}, pause=give_way)

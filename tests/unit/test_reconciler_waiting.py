@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from controller.cli_status import wait_programmed
 from openflow.reconciler import SwitchReconciler
 from tests.unit.green import turns_until
 from tests.unit.test_read_back_lost_part import Switch, part
@@ -33,24 +32,3 @@ def test_a_switch_read_back_with_nothing_desired_is_waiting_then_in_sync_once_gi
         turns_until(lambda: rec.state == "in_sync", rec._thread, what="in sync with nothing desired")
     finally:
         rec.stop()
-
-
-def test_apply_wait_does_not_wait_for_a_bridge_no_ovsdb_session_names():
-    """/v1/switches of two switches: a VRS in sync and a bridge known over OpenFlow only (no chassis)."""
-    vrs = {"chassis": "hv1", "sync": {"state": "in_sync", "pending": 0}}
-    bare = {"chassis": None, "ovsdb": None, "sync": {"state": "waiting", "pending": 0}}
-    printed = []
-
-    class Out:
-        def write(self, text):
-            printed.append(text)
-
-        def flush(self):
-            pass
-
-    ticks = iter(range(1000))
-    code = wait_programmed(lambda path: (200, {"items": [vrs, bare]}), timeout=30, clock=lambda: next(ticks),
-                           sleep=lambda s: None, out=Out())
-    assert code == 0
-    assert "".join(printed).splitlines()[0] == ("canopy: programming switches: 1/1 in sync, 0 flow(s) pending "
-                                                "(1 bridge over OpenFlow only not counted: no OVSDB session names it)")

@@ -287,3 +287,20 @@ def test_show_names_a_switch_known_over_openflow_only_and_says_what_it_lacks(tmp
         "    over OpenFlow only: no OVSDB session names this bridge (not back yet after a restart, or: ovs-vsctl "
         "set-manager tcp:CANOPY:6640 on the hypervisor, and an ovsdb-server that reads it: docs/vrs.md)"]
     ctl.close()
+
+
+def test_show_says_which_policy_seq_a_switch_holds(tmp_path):
+    """GET /v1/switches ``sync.programmed_seq`` (controller/programmed.py), on the hypervisor's line."""
+    ctl = Controller(tmp_path)
+    api = tree_api(ctl)
+    switch = {"datapath_id": "0000000000000001", "name": "hv1", "chassis": "hv1", "flavour": "kvm", "vtep_ip": None,
+              "openflow": {"connected": True}, "ovsdb": {"connected": True}, "ports": [],
+              "sync": {"installed": 12, "desired": 12, "state": "in_sync", "programmed_seq": 41}}
+
+    def fetch(path):
+        if path == "/v1/switches":
+            return {"items": [switch]}
+        return json.loads(api.handle(Request("GET", path)).encoded())
+
+    assert show.format_tree(show.gather_tree(fetch)).splitlines()[1].endswith("flows 12/12 in_sync (holds seq 41)")
+    ctl.close()

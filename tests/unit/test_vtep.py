@@ -277,6 +277,23 @@ def test_reconciler_converges_and_then_stays_quiet():
     assert rec.describe()["switch"] == "tor1"
 
 
+def test_reconciler_is_settled_with_the_desired_state_it_last_found_written():
+    """What GET /v1/vteps ``programmed_seq`` reads (controller/programmed.py): in sync with this very desired state."""
+    replica = FakeReplica(FakeVtepDb())
+    rec = VtepReconciler(replica, "peer", clock=Clock())
+    wanted = desired()
+    rec.step("tor1", wanted)  # a transaction in flight
+    assert not rec.settled(wanted)
+    for _ in range(3):
+        rec.step("tor1", wanted)
+    assert rec.state == "in-sync" and rec.settled(wanted)
+    newer = desired(flood=())
+    assert not rec.settled(newer)  # handed, not yet stepped: not known written
+    for _ in range(3):
+        rec.step("tor1", newer)
+    assert rec.settled(newer) and not rec.settled(wanted)
+
+
 def test_reconciler_never_plans_a_desired_state_not_known_yet_as_empty():
     db = FakeVtepDb()
     replica = FakeReplica(db)
