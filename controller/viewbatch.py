@@ -175,15 +175,15 @@ class BatchSwaps:
             return
         for sid, group in by_subnet.items():
             count_all(self.vport_macs, sid, list(map(_MAC, group)), step)
-        by_scope: dict = {}
+        by_scope: dict = {}  # scope -> the IPs of its endpoints (of the subnets' groups: made once each)
         for sid, group in by_subnet.items():
             sub = subnets.get(sid)
-            by_scope.setdefault((sub.domain_id if sub else None) or sid, []).extend(group)
-            if sub is not None and sub.domain_id and sub.cidr:
-                self.routes.count_all(group, sub.domain_id, step)
-        by_ip = self.remote.by_ip
-        for scope, group in by_scope.items():
             ips = list(chain.from_iterable(map(_IPS, group)))
+            by_scope.setdefault((sub.domain_id if sub else None) or sid, []).extend(ips)
+            if sub is not None and sub.domain_id and sub.cidr:
+                self.routes.count_all(group, sub.domain_id, step, ips)
+        by_ip = self.remote.by_ip
+        for scope, ips in by_scope.items():
             crossed_ips = count_all(self.claims, scope, ips, step)
             wanted = by_ip.get(scope)
             if wanted and crossed_ips:
