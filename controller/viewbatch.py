@@ -21,7 +21,7 @@ from itertools import chain, compress, count, repeat
 from operator import attrgetter, eq, is_, is_not, itemgetter
 
 from controller import derive as d
-from controller.keyed import count_all, count_in, remove_all
+from controller.keyed import count_all, count_in, remove_all, same
 
 _SUBNET_ID, _SESSION, _VPORT_ID, _MAC = (attrgetter(name) for name in ("subnet_id", "session", "vport_id", "mac"))
 _IPS, _KIND = attrgetter("ips"), attrgetter("kind")
@@ -139,8 +139,9 @@ class BatchSwaps:
         subnets = self.view.subnets
         sids, sessions = list(map(_SUBNET_ID, eps)), list(map(_SESSION, eps))
         vids = list(map(_VPORT_ID, eps))
-        pairs = list(zip(sids, sessions))
-        tally = Counter(pairs)
+        one = same(sids) and same(sessions)  # (a run of one subnet's endpoints on one switch: no pair made each)
+        pairs = [] if one else list(zip(sids, sessions))
+        tally = Counter({(sids[0], sessions[0]): len(eps)}) if one else Counter(pairs)
         if step > 0 or len(tally) == 1:  # a subnet's presence on a switch looked at where its first endpoint there came
             order = list(tally)
         else:  # or where its last went
