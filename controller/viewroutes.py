@@ -159,13 +159,10 @@ class OrderedFib:
         self._count_all(list(zip(repeat(-32), map(itemgetter(1), keys))), 1)
 
     def remove_hosts(self, ips: list, vids: list) -> None:
-        """``remove_host(ip, vid)`` for each pair of ``ips`` and ``vids``, in C loops when no key is repeated or none
-        is to be taken back from ``added`` (noting a key ``gone`` twice is noting it once)."""
+        """``remove_host(ip, vid)`` for each pair of ``ips`` and ``vids``, in C loops. A key repeated is as one by one
+        without a check (a key is in ``added`` or in ``routes``, never both: its first pop takes it from ``added``,
+        the next finds nothing in either; noting a key ``gone`` twice is noting it once)."""
         keys = _host_keys(ips, vids)
-        if self.added and len(set(keys)) < len(keys):
-            for ip, vid in zip(ips, vids):
-                self.remove_host(ip, vid)
-            return
         if self.added:  # (routes come and not put in yet: taken back)
             popped = list(map(self.added.pop, keys, repeat(None)))
             taken = list(compress(keys, map(is_not, popped, repeat(None))))
