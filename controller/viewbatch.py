@@ -54,7 +54,7 @@ class BatchSwaps:
         p, v = self.state.policy, self.view
         # (State's and the View's tables are changed in place, never replaced: read once, not through _Pinned per vport)
         locations, endpoints, switches, subnets = self.state.locations, v.endpoints, v.switches, v.subnets
-        vports = list(map(p.getter("vport"), run))
+        vports = list(map(p.getter("vport"), run)) if policy_changed else None  # (else read once any is located)
         if policy_changed:
             for vid, vport in compress(zip(run, vports), map(policy_changed.__contains__, run)):
                 self._server(vid, vport)
@@ -65,7 +65,7 @@ class BatchSwaps:
             gone = list(compress(held, map(eq, map(_KIND, map(_SECOND, held)), repeat("vport"))))
             return list(zip(map(_FIRST, gone), map(_SECOND, gone), repeat(None)))
         swaps = []
-        for vid, vport, loc, old in zip(run, vports, locs, helds):
+        for vid, vport, loc, old in zip(run, vports or map(p.getter("vport"), run), locs, helds):
             new = None
             if vport is not None and loc is not None and loc.session in switches and vport["subnet_id"] in subnets:
                 new = d.vport_endpoint(vport, loc)
