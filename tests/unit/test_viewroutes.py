@@ -166,8 +166,8 @@ def test_host_routes_coming_and_going_in_any_order_read_as_a_sorted_table():
 
 
 def test_host_routes_removed_together_leave_what_removed_one_by_one_leaves():
-    """``OrderedFib.remove_hosts`` of random pairs (an IP twice among them, routes settled, still ``added`` or both) leaves
-    the table, its notes and counts as ``remove_host`` of each pair does."""
+    """``OrderedFib.remove_hosts`` of random pairs (an IP twice among them, routes settled, still ``added`` or both)
+    leaves the table, its notes and counts as ``remove_host`` of each pair does."""
     import random
     from types import SimpleNamespace
 
