@@ -539,8 +539,8 @@ def _settle(announce: dict, withdraw: set, told: dict, desired: _Handed) -> None
             same[at] = True
         else:
             _tell(announce, withdraw, keys[at], got[at])
-    if announce or withdraw:  # the speaker holds these already
-        kept = list(compress(keys, same))
+    if announce or withdraw:  # the speaker holds these already (all of them, most often: a set made from ``told``
+        kept = set(told) if all(same) else list(compress(keys, same))  # takes their kept hashes: none hashed again)
         if announce:
             deque(map(announce.pop, kept, repeat(None)), maxlen=0)
         if withdraw:

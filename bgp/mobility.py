@@ -259,21 +259,27 @@ class Mobility:
                 self._take(key, remote)
             return
         entries.update(zip(keys, zip(repeat(0), map(self._ours.__getitem__, keys))))
-        self.lost.difference_update(keys)
-        self.lost_to_sticky.difference_update(keys)
+        self._not_lost(keys)
         self.seqs.update(zip(keys, repeat(0)))
 
     def _forget_keys(self, keys, pacer: Pacer) -> None:
         """The MACs ``keys``, not local (any more): forgotten, with the VTEPs peers announced them at."""
         seqs, entries, heard = self.seqs, self.entries, self._heard
         for run in runs(pacer, list(keys)):  # (10,000 ports gone: C loops, no Python step each)
-            for key in filter(heard.__contains__, run):
+            for key in filter(heard.__contains__, run) if heard else ():
                 self._hear(key, ())
             deque(map(seqs.pop, run, repeat(None)), maxlen=0)
             held = list(compress(run, map(entries.pop, run, repeat(None))))  # (an entry: a (seq, ip) pair)
-            self.lost.difference_update(held)
-            self.lost_to_sticky.difference_update(held)
+            self._not_lost(held)
             pacer.tick(len(run))
+
+    def _not_lost(self, keys: list) -> None:
+        """The MACs ``keys`` out of ``lost`` and ``lost_to_sticky``, each looked at only if it holds any (most often
+        neither does: a set's ``difference_update`` hashes every key of a list, a (subnet, MAC) tuple's hash is not
+        kept, even when the set is empty)."""
+        for lost in (self.lost, self.lost_to_sticky):
+            if lost:
+                lost.difference_update(keys)
 
     def _hear(self, key, locations) -> None:
         """Note the VTEPs peers announce ``key`` at (``_heard_at``: which MACs a VTEP becoming ours reaches): called

@@ -48,6 +48,12 @@ def discard_from(index: dict, key, item) -> None:
             del index[key]
 
 
+def same(values: list) -> bool:
+    """Whether ``values`` (a list) holds one value, however many times (a C pass of equality tests, each by identity
+    first): a run of one subnet's endpoints on one switch, whose per-item keys need not be made, hashed and counted."""
+    return bool(values) and values.count(values[0]) == len(values)
+
+
 def remove_all(index: dict, scopes: list, items: list) -> None:
     """Each of ``items`` (distinct) out of the set ``index`` holds it in under its scope (``scopes``, in the same
     order; each item in one set, the one of its scope); an entry goes with its last item, an absent scope is passed
@@ -59,7 +65,7 @@ def remove_all(index: dict, scopes: list, items: list) -> None:
     if _only_theirs(index, scopes, items):
         deque(map(index.pop, scopes, repeat(None)), maxlen=0)
         return
-    counts = Counter(scopes)
+    counts = Counter({scopes[0]: len(scopes)}) if same(scopes) else Counter(scopes)
     held = list(filter(index.__contains__, counts))
     whole = set(compress(held, map(eq, map(len, map(index.__getitem__, held)), map(counts.__getitem__, held))))
     deque(map(index.__delitem__, whole), maxlen=0)

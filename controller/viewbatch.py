@@ -21,7 +21,7 @@ from itertools import chain, compress, count, repeat
 from operator import attrgetter, eq, is_, is_not, itemgetter
 
 from controller import derive as d
-from controller.keyed import count_all, count_in, remove_all
+from controller.keyed import count_all, count_in, remove_all, same
 
 _SUBNET_ID, _SESSION, _VPORT_ID, _MAC = (attrgetter(name) for name in ("subnet_id", "session", "vport_id", "mac"))
 _IPS, _KIND = attrgetter("ips"), attrgetter("kind")
@@ -54,7 +54,7 @@ class BatchSwaps:
         p, v = self.state.policy, self.view
         # (State's and the View's tables are changed in place, never replaced: read once, not through _Pinned per vport)
         locations, endpoints, switches, subnets = self.state.locations, v.endpoints, v.switches, v.subnets
-        vports = list(map(p.getter("vport"), run))
+        vports = list(map(p.getter("vport"), run)) if policy_changed else None  # (else read once any is located)
         if policy_changed:
             for vid, vport in compress(zip(run, vports), map(policy_changed.__contains__, run)):
                 self._server(vid, vport)
@@ -65,7 +65,7 @@ class BatchSwaps:
             gone = list(compress(held, map(eq, map(_KIND, map(_SECOND, held)), repeat("vport"))))
             return list(zip(map(_FIRST, gone), map(_SECOND, gone), repeat(None)))
         swaps = []
-        for vid, vport, loc, old in zip(run, vports, locs, helds):
+        for vid, vport, loc, old in zip(run, vports or map(p.getter("vport"), run), locs, helds):
             new = None
             if vport is not None and loc is not None and loc.session in switches and vport["subnet_id"] in subnets:
                 new = d.vport_endpoint(vport, loc)
@@ -139,8 +139,9 @@ class BatchSwaps:
         subnets = self.view.subnets
         sids, sessions = list(map(_SUBNET_ID, eps)), list(map(_SESSION, eps))
         vids = list(map(_VPORT_ID, eps))
-        pairs = list(zip(sids, sessions))
-        tally = Counter(pairs)
+        one = same(sids) and same(sessions)  # (a run of one subnet's endpoints on one switch: no pair made each)
+        pairs = [] if one else list(zip(sids, sessions))
+        tally = Counter({(sids[0], sessions[0]): len(eps)}) if one else Counter(pairs)
         if step > 0 or len(tally) == 1:  # a subnet's presence on a switch looked at where its first endpoint there came
             order = list(tally)
         else:  # or where its last went
@@ -175,15 +176,15 @@ class BatchSwaps:
             return
         for sid, group in by_subnet.items():
             count_all(self.vport_macs, sid, list(map(_MAC, group)), step)
-        by_scope: dict = {}
+        by_scope: dict = {}  # scope -> the IPs of its endpoints (of the subnets' groups: made once each)
         for sid, group in by_subnet.items():
             sub = subnets.get(sid)
-            by_scope.setdefault((sub.domain_id if sub else None) or sid, []).extend(group)
-            if sub is not None and sub.domain_id and sub.cidr:
-                self.routes.count_all(group, sub.domain_id, step)
-        by_ip = self.remote.by_ip
-        for scope, group in by_scope.items():
             ips = list(chain.from_iterable(map(_IPS, group)))
+            by_scope.setdefault((sub.domain_id if sub else None) or sid, []).extend(ips)
+            if sub is not None and sub.domain_id and sub.cidr:
+                self.routes.count_all(group, sub.domain_id, step, ips)
+        by_ip = self.remote.by_ip
+        for scope, ips in by_scope.items():
             crossed_ips = count_all(self.claims, scope, ips, step)
             wanted = by_ip.get(scope)
             if wanted and crossed_ips:

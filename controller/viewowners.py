@@ -14,6 +14,7 @@ from collections import defaultdict
 from itertools import chain, compress, repeat
 from operator import attrgetter, eq, gt, is_, is_not, itemgetter, le
 
+from controller.keyed import same
 from controller.pacer import runs, unit_runs
 from controller.viewbatch import grouped
 from openflow.flows import Owner
@@ -103,9 +104,11 @@ class OwnerReach:
     def _where_all(self, eps: list) -> list:
         """``_where`` of each of ``eps`` (C loops: a lookup of ``places`` each, worked out once per place)."""
         subnets, places = self.view.subnets, self.places
-        sids = list(map(_SUBNET_ID, eps))
+        sids, sessions = list(map(_SUBNET_ID, eps)), list(map(_SESSION, eps))
+        if same(sids) and same(sessions):  # one place (a run of one subnet's endpoints on one switch): no key each
+            return [self._where(eps[0])] * len(eps)
         domains = {sid: getattr(subnets.get(sid), "domain_id", None) for sid in set(sids)}
-        keys = list(zip(map(_SESSION, eps), sids, map(domains.__getitem__, sids)))
+        keys = list(zip(sessions, sids, map(domains.__getitem__, sids)))
         for place in set(keys) - places.keys():
             places[place] = self._where_of(place)
         return list(map(places.__getitem__, keys))

@@ -159,13 +159,10 @@ class OrderedFib:
         self._count_all(list(zip(repeat(-32), map(itemgetter(1), keys))), 1)
 
     def remove_hosts(self, ips: list, vids: list) -> None:
-        """``remove_host(ip, vid)`` for each pair of ``ips`` and ``vids``, in C loops when no key is repeated or none
-        is to be taken back from ``added`` (noting a key ``gone`` twice is noting it once)."""
+        """``remove_host(ip, vid)`` for each pair of ``ips`` and ``vids``, in C loops. A key repeated is as one by one
+        without a check (a key is in ``added`` or in ``routes``, never both: its first pop takes it from ``added``,
+        the next finds nothing in either; noting a key ``gone`` twice is noting it once)."""
         keys = _host_keys(ips, vids)
-        if self.added and len(set(keys)) < len(keys):
-            for ip, vid in zip(ips, vids):
-                self.remove_host(ip, vid)
-            return
         if self.added:  # (routes come and not put in yet: taken back)
             popped = list(map(self.added.pop, keys, repeat(None)))
             taken = list(compress(keys, map(is_not, popped, repeat(None))))
@@ -300,12 +297,14 @@ class Routes:
             fib.stale(dom)
         self.touched_ips[dom].update(ep.ips)
 
-    def count_all(self, eps: list, dom, step: int) -> None:
+    def count_all(self, eps: list, dom, step: int, ips: list | None = None) -> None:
         """``count(ep, dom, step)`` for each of ``eps`` (distinct endpoints, all of ``dom``), in C loops: 10,000 ports
-        bound or gone were ~170 Python bytecodes each here."""
-        ips = list(chain.from_iterable(map(_IPS, eps)))
-        if ips:
-            holders = list(chain.from_iterable(map(repeat, eps, map(len, map(_IPS, eps)))))  # the endpoint of each IP
+        bound or gone were ~170 Python bytecodes each here. ``ips``: their IPs in order, if the caller has them."""
+        if ips is None:
+            ips = list(chain.from_iterable(map(_IPS, eps)))
+        if ips:  # the endpoint of each IP (an IP each, most often: the endpoints themselves)
+            holders = eps if len(ips) == len(eps) and all(map(len, map(_IPS, eps))) else \
+                list(chain.from_iterable(map(repeat, eps, map(len, map(_IPS, eps)))))
             vids = list(map(_VPORT_ID, holders))
             if step > 0:
                 inner = self.host_eps[dom]

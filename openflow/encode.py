@@ -124,6 +124,11 @@ _FLOW_HEADER = struct.Struct("!BBHI")  # an OpenFlow header: version, type, leng
 _BUNDLED_FLOW_HEADER = struct.Struct("!BBHII2xHBBHI")  # a bundle add's header, then its flow-mod's own header
 _FLOW_HEAD = struct.Struct("!QQBBHHHIIIHH")  # ofp_flow_mod after its header, up to its match: 40 bytes
 _BUNDLED_FLOW_MOD = struct.Struct(_BUNDLED_FLOW_HEADER.format + _FLOW_HEAD.format[1:])  # both, one pack: a delete
+# A DELETE_STRICT up to its match with its constant runs packed as bytes ("s": a copy, where an integer field is a
+# conversion; the cookie mask of all ones was the dearest): version and type, length, xid, cookie, mask, table,
+# command/idle/hard timeouts, priority, buffer/out port/out group/flags/importance. 48 bytes; bundled: 64.
+_DELETE_HEAD = struct.Struct("!2sHIQ8sB5sH16s")
+_BUNDLED_DELETE_HEAD = struct.Struct("!2sHI8s2sHIQ8sB5sH16s")  # the bundle add's header and bundle, then the above
 _RANKED = operator.itemgetter(0)
 _WIRE = operator.attrgetter("_wire")  # a Flow's cached adds, one slot per version (None before its first)
 _VERSION_SLOTS = {4: 0, 5: 1}  # OpenFlow 1.3, 1.4: where a Flow keeps its bytes of that version (``Flow._wire``)
@@ -323,17 +328,16 @@ class WireEncoder:
         matches = map(operator.getitem, tails, map(slice, repeat(skip), map(operator.add, padded, repeat(skip))))
         lengths = list(map(operator.add, padded, repeat(48)))
         tables, priorities, cookies = zip(*keys)
-        version, flow_mod, strict = repeat(self.version), repeat(self.ofp.OFPT_FLOW_MOD), self.ofp.OFPFC_DELETE_STRICT
-        tail = (cookies, repeat(ALL_ONES), tables, repeat(strict), repeat(0), repeat(0), priorities,
-                repeat(OFP_NO_BUFFER), repeat(OFPP_ANY), repeat(OFPG_ANY), repeat(0), repeat(0))
+        flow_mod = repeat(bytes((self.version, self.ofp.OFPT_FLOW_MOD)))
+        tail = (cookies, repeat(b"\xff" * 8), tables, repeat(struct.pack("!BHH", self.ofp.OFPFC_DELETE_STRICT, 0, 0)),
+                priorities, repeat(struct.pack("!IIIHH", OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)))
         xids = range(xid, xid + count)
         if bundle_id is None:
-            heads = map(_FLOW_MOD.pack, version, flow_mod, lengths, xids, *tail)
+            heads = map(_DELETE_HEAD.pack, flow_mod, lengths, xids, *tail)
         else:  # OpenFlow 1.4 only
-            flags = self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED
-            heads = map(_BUNDLED_FLOW_MOD.pack, version, repeat(self.ofp.OFPT_BUNDLE_ADD_MESSAGE),
-                        map(operator.add, lengths, repeat(16)), xids, repeat(bundle_id), repeat(flags), version,
-                        flow_mod, lengths, xids, *tail)
+            bundle = struct.pack("!I2xH", bundle_id, self.ofp.OFPBF_ATOMIC | self.ofp.OFPBF_ORDERED)
+            heads = map(_BUNDLED_DELETE_HEAD.pack, repeat(bytes((self.version, self.ofp.OFPT_BUNDLE_ADD_MESSAGE))),
+                        map(operator.add, lengths, repeat(16)), xids, repeat(bundle), flow_mod, lengths, xids, *tail)
         out += b"".join(chain.from_iterable(zip(heads, matches)))
         return True
 

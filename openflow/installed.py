@@ -217,12 +217,12 @@ class FlowBook:
             self.desired = {o: fs for o, fs in flows_by_owner.items() if fs}
             self.dirty = None
             return
-        changed = changed if type(changed) is list else list(changed)  # (walked three times, in C: 10,000 gone)
+        given, changed = changed, changed if type(changed) is list else list(changed)  # (walked in C: 10,000 gone)
         flows = list(map(flows_by_owner.get, changed))
         self.desired.update(compress(zip(changed, flows), map(truth, flows)))
         deque(map(self.desired.pop, compress(changed, map(not_, flows)), repeat(None)), 0)
         if self.dirty is not None:
-            self.dirty.update(changed)
+            self.dirty.update(given if type(given) is set else changed)  # (a set: its hashes kept, none hashed again)
 
     def _outdates(self, changed) -> bool:
         """Whether a new desired state with ``changed`` owners makes the plan in flight out of date: it changes one of

@@ -166,8 +166,8 @@ def test_host_routes_coming_and_going_in_any_order_read_as_a_sorted_table():
 
 
 def test_host_routes_removed_together_leave_what_removed_one_by_one_leaves():
-    """``OrderedFib.remove_hosts`` of random pairs (an IP twice among them, routes settled or still ``added``) leaves
-    the table, its notes and counts as ``remove_host`` of each pair does."""
+    """``OrderedFib.remove_hosts`` of random pairs (an IP twice among them, routes settled, still ``added`` or both)
+    leaves the table, its notes and counts as ``remove_host`` of each pair does."""
     import random
     from types import SimpleNamespace
 
@@ -180,11 +180,15 @@ def test_host_routes_removed_together_leave_what_removed_one_by_one_leaves():
             fib.set_own((), (), ())
         pairs = [(f"10.0.0.{rng.randint(1, 8)}", f"v{rng.randint(1, 3)}") for _ in range(rng.randint(1, 12))]
         settle = rng.random() < 0.5
+        distinct = list(dict.fromkeys(pairs))
+        later = rng.randint(0, len(distinct))  # (those after it come after the settle: some settled, some ``added``)
         for fib in (together, one_by_one):
-            for ip, vid in dict.fromkeys(pairs):
+            for ip, vid in distinct[:later]:
                 fib.add_host(ip, SimpleNamespace(vport_id=vid, subnet_id="s"))
             if settle:
                 fib.settle()
+            for ip, vid in distinct[later:]:
+                fib.add_host(ip, SimpleNamespace(vport_id=vid, subnet_id="s"))
         gone = rng.sample(pairs, rng.randint(1, len(pairs)))
         gone += rng.sample(gone, rng.randint(0, len(gone)))  # (some twice)
         together.remove_hosts([ip for ip, _ in gone], [vid for _, vid in gone])
