@@ -336,10 +336,10 @@ def drop_uuids(datum: ovs.db.data.Datum, json, pacer, known: dict | None = None,
     element, made six Python calls each (the atom's and its uuid's hash and equality: ~70 bytecodes a port), these
     two. The walk of the set is in C, at most ``SET_PER_ELEMENT`` elements per one removed (about what the Python calls
     saved cost). ``pacer`` ticks as the difference's ``PacedArray`` (ovsdb/longsets.py) would, after the work.
-    ``known``: {text: number} of uuids read and checked before (``checked_numbers``). ``found``: kept by the caller for one update (a big
-    delete's slices each drop some of the same bridge's ``ports``): the set's atoms by number made at the first
-    difference, and the next ones look theirs up (``_atoms_by_number``) instead of walking the set again (10 slices of
-    10,000 ports)."""
+    ``known``: {text: number} of uuids read and checked before (``checked_numbers``). ``found``: kept by the caller
+    for one update (a big delete's slices each drop some of the same bridge's ``ports``): the set's atoms by number
+    made at the first difference, and the next ones look theirs up (``_atoms_by_number``) instead of walking the set
+    again (10 slices of 10,000 ports)."""
     if type(json) is not list or len(json) != 2 or json[0] != "set" or not isinstance(json[1], list):
         return None
     atoms, values = json[1][:], datum.values  # (a slice: a plain list, not a PacedArray's paced iteration)

@@ -68,6 +68,12 @@ def _diff(datum, diff):
     return datum
 
 
+def _every(items: list) -> bool:
+    """Whether none of ``items`` is None, by identity in C (``None in items`` compares each with None: a Row's
+    comparison is a Python call)."""
+    return all(map(operator.is_not, items, itertools.repeat(None)))
+
+
 class _PacedIdl(ovs.db.idl.Idl):
     """An Idl that ticks ``pacer`` (controller/pacer.py) for each row of an update it processes: ovs 4.0.0 calls
     its ``cooperative_yield`` hook once per row in ``__do_parse_update`` (checked by tests/unit/test_ovsdb_idl.py),
@@ -344,9 +350,9 @@ class _TrackingIdl(_PacedIdl):
         if not name_of:
             return None
         names = list(map(name_of.get, numbers))
-        named = list(map(self.names[table].get, names)) if None not in names else [None]
-        rows = list(map(dict.get, named, numbers)) if None not in named else [None]
-        return None if None in rows else list(map(_UUID, rows))
+        named = list(map(self.names[table].get, names)) if _every(names) else None
+        rows = list(map(dict.get, named, numbers)) if named is not None and _every(named) else None
+        return list(map(_UUID, rows)) if rows is not None and _every(rows) else None
 
     def notify_deleted(self, table: str, rows: list) -> None:
         # what ``notify`` does with each of ``rows`` deleted from ``table``, in C loops (``map``) a run at a time between

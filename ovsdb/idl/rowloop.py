@@ -125,13 +125,14 @@ def _only_deletes(table_update: dict) -> bool:
 
 
 def _delete_all(idl, table_name: str, table_update: dict, stacks: dict, uncovered: dict) -> list | None:
-    """The rows of ``table_update`` (each one only deleted: ``_only_deletes``) taken out of their table
-    (``stacks``) as ``_delete`` takes each, in order, a run of rows at a time between the pacer's pauses (``idl.pacer``
-    ticked per row, pausing after the same number of rows): their uuids made, the rows popped and the rows handed back
-    in C loops (``map``). Returns the rows deleted, in order (a row the table lacks: ovs's warning, and no row);
-    None when a member name is not a uuid (nothing done: ``apply``'s row loop refuses it, as ovs, at that row). A big
-    delete (10,000 ports: 20,000 rows) made four Python calls a row here, and ``notify`` four more (``notify_deleted``:
-    none)."""
+    """The rows of ``table_update`` (each one only deleted: ``_only_deletes``) taken out of their table (``stacks``)
+    as ``_delete`` takes each, in order, a run of rows at a time between the pacer's pauses (``idl.pacer`` ticked
+    per row, pausing after the same number of rows): their keys (the table's own where ``idl.row_keys`` finds them,
+    else uuids made from their numbers: a big delete's plan read and checked the texts, ``idl.numbers``), the rows
+    popped and the rows handed back in C loops (``map``). Returns the rows deleted, in order (a row the table lacks:
+    ovs's warning, and no row); None when a member name is not a uuid (nothing done: ``apply``'s row loop refuses
+    it, as ovs, at that row). A big delete (10,000 ports: 20,000 rows) made four Python calls a row here, and
+    ``notify`` four more (``notify_deleted``: none)."""
     texts = list(table_update)
     numbers = known_numbers(texts, idl.numbers)  # (every one read and checked by a big delete's plan: slices.py)
     if numbers is None:

@@ -83,7 +83,8 @@ def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
     or whole when its ports do not qualify), unless the peer breaks the protocol further on (its session is closed).
     ``known``: given, {uuid text: its number} of a big delete's ports and interfaces as the plan reads them (texts of 36
     characters; the numbers ``uuid.UUID`` gives them) is added to it: its rows deleted and its bridge's difference look
-    them up (ovsdb/idl/datums.py ``numbers_of``), each read once."""
+    them up (ovsdb/idl/datums.py ``known_numbers``), each read once, and checked against ovs's pattern once
+    (``datums.checked_numbers``: a text it refuses, and the update is applied whole)."""
     walk = _Walk(pacer)
     try:
         return _plan(update, tables, slice_ports or SLICE_PORTS, walk, between or _nothing, leaving, known)
