@@ -24,6 +24,16 @@ LONG = 1000  # arrays at most this long are converted in one go (a few ms)
 ATOMS_PER_TICK = 10  # atoms converted count as one row of the pacer (``idl.PAUSE_ROWS`` rows between pauses)
 
 
+_DELETED = {"delete": None}  # an update2/update3 row update deleting its row, and nothing else
+
+
+def deleted_only(rows: dict) -> bool:
+    """Whether every row update of ``rows`` (a table's, in an update) is ``{"delete": null}`` and nothing else: none
+    holds a value to look at. Compared in C (``list.count``, ~100 instructions a row: a big delete's 20,000 rows were
+    walked by the checks, ~1,700 a row)."""
+    return list(rows.values()).count(_DELETED) == len(rows)
+
+
 class PacedArray(list):
     """A JSON array whose iteration ticks ``pacer`` once per ``ATOMS_PER_TICK`` elements."""
 
@@ -64,7 +74,7 @@ def pace_long_sets(table_updates, columns: dict[str, tuple[str, ...]], pacer) ->
         return
     for table_name, names in columns.items():
         rows = table_updates.get(table_name)
-        if not isinstance(rows, dict):
+        if not isinstance(rows, dict) or deleted_only(rows):
             continue
         for part in _parts(rows.values()):  # initial / insert / modify (update2, update3); old / new (update)
             for name in names:

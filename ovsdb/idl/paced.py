@@ -42,6 +42,7 @@ from ovsdb.rowchanges import RowChange, RowChanges, change as _change, deletion 
 _ROW_DELETE = ovs.db.idl.ROW_DELETE
 _SAME = lazy.SAME
 _UUID_NUMBER = operator.attrgetter("uuid.int")  # a row's key (``row_key``)
+_UUID = operator.attrgetter("uuid")
 _OVS_LOG = ovs.db.idl.vlog  # the ovs IDL's own log (silent unless ovs.vlog is initialised), for its own warnings
 # What ovs 4.0.0 raises on a malformed update: its own Error, and Python's where a part of it has the wrong shape (a
 # row's "insert" that is not an object, a set's elements that are not an array, ...). Peer input: the update is refused.
@@ -65,6 +66,12 @@ def _diff(datum, diff):
         if values.pop(atom, _ABSENT) is _ABSENT:
             values[atom] = None
     return datum
+
+
+def _every(items: list) -> bool:
+    """Whether none of ``items`` is None, by identity in C (``None in items`` compares each with None: a Row's
+    comparison is a Python call)."""
+    return all(map(operator.is_not, items, itertools.repeat(None)))
 
 
 class _PacedIdl(ovs.db.idl.Idl):
@@ -100,6 +107,11 @@ class _PacedIdl(ovs.db.idl.Idl):
 
     def cooperative_yield(self):
         self.pacer.tick()
+
+    def row_keys(self, table: str, numbers: list[int]) -> list | None:
+        """The table's own keys (``row.uuid``) of its rows ``numbers`` when found without a lookup by uuid, else None
+        (ovsdb/idl/rowloop.py then makes uuids: each lookup by one compares it with the table's key in Python)."""
+        return None
 
     def notify_deleted(self, table: str, rows: list) -> None:
         """``notify(ROW_DELETE, row)`` of each of ``rows``, deleted from ``table`` (ovsdb/idl/rowloop.py's notice of
@@ -330,6 +342,17 @@ class _TrackingIdl(_PacedIdl):
         index = self.names.get(table)
         if index is not None and (columns is None or "name" in columns):
             self._index(index, self._name_of[table], row)
+
+    def row_keys(self, table: str, numbers: list[int]) -> list | None:
+        # the keys of named rows, found through the name index in C loops: a big delete's 20,000 rows, each popped
+        # from its table by its own key (no ``UUID.__eq__`` call), none made
+        name_of = self._name_of.get(table)
+        if not name_of:
+            return None
+        names = list(map(name_of.get, numbers))
+        named = list(map(self.names[table].get, names)) if _every(names) else None
+        rows = list(map(dict.get, named, numbers)) if named is not None and _every(named) else None
+        return list(map(_UUID, rows)) if rows is not None and _every(rows) else None
 
     def notify_deleted(self, table: str, rows: list) -> None:
         # what ``notify`` does with each of ``rows`` deleted from ``table``, in C loops (``map``) a run at a time between

@@ -16,6 +16,7 @@ import ovs.db.idl
 import ovs.ovsuuid
 
 from controller.pacer import NEVER, Pacer
+from ovsdb.longsets import deleted_only
 
 UPDATE2_OPERATIONS = ("delete", "insert", "initial", "modify")
 _SECOND = itemgetter(1)
@@ -60,7 +61,7 @@ def check_plain_sets(update, columns: dict[str, tuple[str, ...]], pacer: Pacer =
         return
     for table_name, names in columns.items():
         rows = update.get(table_name)
-        if type(rows) is not dict:
+        if type(rows) is not dict or deleted_only(rows):
             continue
         if len(rows) <= CHECK_CHUNK:
             _check_rows(table_name, rows.items(), rows.values(), names)

@@ -39,7 +39,7 @@ import ovs.db.error
 import ovs.db.idl
 import ovs.ovsuuid
 
-from ovsdb.idl.datums import uuid_of, uuid_texts_match, uuids_of
+from ovsdb.idl.datums import checked_numbers, known_numbers, uuid_of, uuid_texts_match, uuids_numbered, uuids_of
 
 # HACK (ovs 4.0.0): the pattern is_valid_string and from_string match (ovs.ovsuuid.uuidRE); from_string's uuid is
 # uuid.UUID of the same text.
@@ -125,22 +125,28 @@ def _only_deletes(table_update: dict) -> bool:
 
 
 def _delete_all(idl, table_name: str, table_update: dict, stacks: dict, uncovered: dict) -> list | None:
-    """The rows of ``table_update`` (each one only deleted: ``_only_deletes``) taken out of their table
-    (``stacks``) as ``_delete`` takes each, in order, a run of rows at a time between the pacer's pauses (``idl.pacer``
-    ticked per row, pausing after the same number of rows): their uuids made, the rows popped and the rows handed back
-    in C loops (``map``). Returns the rows deleted, in order (a row the table lacks: ovs's warning, and no row);
-    None when a member name is not a uuid (nothing done: ``apply``'s row loop refuses it, as ovs, at that row). A big
-    delete (10,000 ports: 20,000 rows) made four Python calls a row here, and ``notify`` four more (``notify_deleted``:
-    none)."""
+    """The rows of ``table_update`` (each one only deleted: ``_only_deletes``) taken out of their table (``stacks``)
+    as ``_delete`` takes each, in order, a run of rows at a time between the pacer's pauses (``idl.pacer`` ticked
+    per row, pausing after the same number of rows): their keys (the table's own where ``idl.row_keys`` finds them,
+    else uuids made from their numbers: a big delete's plan read and checked the texts, ``idl.numbers``), the rows
+    popped and the rows handed back in C loops (``map``). Returns the rows deleted, in order (a row the table lacks:
+    ovs's warning, and no row); None when a member name is not a uuid (nothing done: ``apply``'s row loop refuses
+    it, as ovs, at that row). A big delete (10,000 ports: 20,000 rows) made four Python calls a row here, and
+    ``notify`` four more (``notify_deleted``: none)."""
     texts = list(table_update)
-    if not uuid_texts_match(texts):
-        return None
+    numbers = known_numbers(texts, idl.numbers)  # (every one read and checked by a big delete's plan: slices.py)
+    if numbers is None:
+        if not uuid_texts_match(texts):
+            return None
+        numbers = checked_numbers(texts)
+        if numbers is None:  # (a text the pattern takes with a final newline: uuid.UUID's ValueError, as ovs raises)
+            numbers = list(map(_NUMBER, uuids_of(texts)))
     pacer, gone, start = idl.pacer, [], 0
     while start < len(texts):
-        run = texts[start:start + pacer.due()]
+        run = numbers[start:start + pacer.due()]
         start += len(run)
-        keys = uuids_of(run, idl.numbers)
-        if len(set(map(_NUMBER, keys))) < len(keys):  # a row named twice (its uuid's text in two cases): row by row
+        keys = idl.row_keys(table_name, run) or uuids_numbered(run)
+        if len(set(run)) < len(keys):  # a row named twice (its uuid's text in two cases): row by row
             gone += [notice[1] for notice in (_delete(stacks, key, table_name, uncovered) for key in keys) if notice]
             pacer.tick(len(run))
             continue

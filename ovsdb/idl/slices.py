@@ -45,7 +45,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 
 from controller.pacer import NEVER, Pacer
+from ovsdb.idl.datums import checked_numbers
 from ovsdb.idl.lazy import LazyDatum
+from ovsdb.longsets import deleted_only
 
 SLICE_PORTS = 500  # ports (with their interfaces) in the slice after the lead; an update with fewer sliceable ports:
 # whole
@@ -81,7 +83,8 @@ def plan(update, tables, slice_ports: int | None = None, pacer: Pacer = NEVER,
     or whole when its ports do not qualify), unless the peer breaks the protocol further on (its session is closed).
     ``known``: given, {uuid text: its number} of a big delete's ports and interfaces as the plan reads them (texts of 36
     characters; the numbers ``uuid.UUID`` gives them) is added to it: its rows deleted and its bridge's difference look
-    them up (ovsdb/idl/datums.py ``numbers_of``), each read once."""
+    them up (ovsdb/idl/datums.py ``known_numbers``), each read once, and checked against ovs's pattern once
+    (``datums.checked_numbers``: a text it refuses, and the update is applied whole)."""
     walk = _Walk(pacer)
     try:
         return _plan(update, tables, slice_ports or SLICE_PORTS, walk, between or _nothing, leaving, known)
@@ -202,6 +205,8 @@ def _references_to_ports(tables) -> set[tuple[str, str]]:
 def _operation(ports: dict, ifaces: dict) -> str | None:
     """INSERT or DELETE when every Port and Interface row of the update is that, else None. Each row's update looked at
     by C loops (``map``): 20,000 rows of a big delete, ~30 bytecodes each in a Python loop."""
+    if deleted_only(ports) and deleted_only(ifaces):  # (a big delete's: compared in C, no iterator made per row)
+        return DELETE
     found = set()
     for rows in (ports, ifaces):
         updates = rows.values()
@@ -236,6 +241,11 @@ def _uuids(value) -> list[str]:
     if not set(map(_FIRST, atoms)) <= {"uuid"} or not all(map(isinstance, out, itertools.repeat(str))):
         raise ValueError(next(atom for atom in atoms if atom[0] != "uuid" or not isinstance(atom[1], str)))
     return out
+
+
+def _named_count(value) -> int:
+    """How many uuids a reference set's JSON names (a shape ``_uuids`` took), each counted as often as named."""
+    return 1 if value[0] == "uuid" else len(value[1])
 
 
 def _bridge_of(bridges: dict, rows, operation: str, walk, numbers: dict[str, int]) -> dict[str, str]:
@@ -287,18 +297,19 @@ def _members(rows, bridge: str) -> frozenset[int]:
 
 
 def _number(text: str) -> int:
-    """A uuid's text as its number (what ``uuid.UUID(text).int`` is for a uuid's usual text, in a fraction of its
-    time: 20,000 rows); ValueError for any other text."""
-    if len(text) != 36:
-        raise ValueError(text)
-    return int(text.replace("-", ""), 16)
+    """A uuid's text as its number (what ``uuid.UUID(text).int`` is); ValueError for a text ovs's pattern does not take
+    in 36 characters (the update is then applied whole: ovs refuses it)."""
+    return _numbers([text])[0]
 
 
 def _numbers(texts: list[str]) -> list[int]:
-    """``_number`` of each of ``texts``, in C loops (``map``: 10,000 ports and 10,000 interfaces of a big delete)."""
-    if not set(map(len, texts)) <= {36}:
-        raise ValueError(next(text for text in texts if len(text) != 36))
-    return list(map(int, map(str.replace, texts, itertools.repeat("-"), itertools.repeat("")), itertools.repeat(16)))
+    """``_number`` of each of ``texts`` (``datums.checked_numbers``: 10,000 ports and 10,000 interfaces of a big
+    delete, checked and read in C). Every text the plan reads so is checked: its numbers are handed out (``known``)
+    as such."""
+    numbers = checked_numbers(texts) if texts else []
+    if numbers is None:
+        raise ValueError("not uuids")
+    return numbers
 
 
 def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numbers: dict[str, int],
@@ -315,12 +326,12 @@ def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numb
     if deleted is None:
         listed = list(walk(ifaces))
         deleted = (listed, _numbers(listed))
-    text = dict(zip(deleted[1], deleted[0]))
+    get = _text_of(deleted)
     names = list(walk(ports))
     got = list(map(numbers.get, names))
     if None in got:  # (a port no bridge's difference named: its number made here)
         got = [_number(port) if number is None else number for port, number in zip(names, got)]
-    wanted, get, held = dict(zip(got, names)), text.get, {}
+    wanted, held = dict(zip(got, names)), {}
     for block in walk.blocks(_table_rows(rows)):
         found = list(map(wanted.get, map(_INT, map(_FIRST, block))))  # the port each row is, if deleted
         if found.count(None) == len(found):
@@ -334,8 +345,29 @@ def _interfaces_held(ports: dict, ifaces: dict, rows, operation: str, walk, numb
         if None in jsons:  # (a port whose interfaces were read as a Datum, or changed since its insert)
             held.update(zip(going, map(_held_by, datums, itertools.repeat(get))))
         else:  # new ports' one reference each as sent, never read (ovsdb/idl/lazy.py): no atoms made, C loops
-            held.update(zip(going, zip(map(get, _numbers(list(map(_SECOND, jsons)))))))
+            held.update(zip(going, zip(_deleted_texts(list(map(_SECOND, jsons)), ifaces, get))))
     return held
+
+
+def _text_of(deleted: tuple) -> Callable[[int], str | None]:
+    """number -> the text of the deleted interface of that number (``deleted``: (texts, numbers)), None for another;
+    their map made at the first call (none when every port's references are the update's texts: ``_deleted_texts``)."""
+    made: dict[int, str] = {}
+
+    def get(number: int) -> str | None:
+        if not made:
+            made.update(zip(deleted[1], deleted[0]))
+        return made.get(number)
+    return get
+
+
+def _deleted_texts(texts: list[str], ifaces: dict, get) -> list:
+    """The uuid texts of the update's Interface rows (``ifaces``) that ``texts`` (a port's references as sent) name,
+    None for one it does not delete: ``texts`` themselves when each is one of them (the usual: ovsdb-server writes a
+    uuid one way), else each by its number (``get``: number -> text)."""
+    if all(map(ifaces.__contains__, texts)):
+        return texts
+    return list(map(get, _numbers(texts)))
 
 
 def _held_by(datum, get) -> tuple:
@@ -404,32 +436,44 @@ def _check_rest(update: dict) -> None:
 def _rest(update: dict, chosen: list[str], held: dict, owner: dict, walk) -> dict:
     """What the slices leave of ``update``: its other rows, and each bridge's difference without the ports sliced
     with it (``owner``)."""
-    gone_ports = set(chosen)
-    gone_ifaces = set(itertools.chain.from_iterable(map(held.__getitem__, chosen)))
+    # each port and interface sliced once (``_sliceable``): how many, without their sets when every row of the table
+    # was sliced (a big delete's 10,000 ports and 10,000 interfaces)
+    counts = {"Port": len(chosen), "Interface": sum(map(len, map(held.__getitem__, chosen)))}
+    gone_ports, gone_ifaces = set(chosen), None
+    owned = collections.Counter(map(owner.__getitem__, chosen))  # bridge -> its ports sliced
     rest = {}
     for table, rows in update.items():
+        if counts.get(table) == len(rows):  # every row sliced (those sliced are of ``rows``: ``_sliceable``)
+            continue
+        if table == "Interface" and gone_ifaces is None:
+            gone_ifaces = set(itertools.chain.from_iterable(map(held.__getitem__, chosen)))
         gone = gone_ports if table == "Port" else gone_ifaces if table == "Interface" else ()
         # the rows kept picked in C loops (``map``): made after the last slice, before its report (a big delete's
         # last withdrawals), walking 10,000 ports and 10,000 interfaces deleted
         kept = dict(itertools.compress(rows.items(), map(operator.not_, map(gone.__contains__, rows)))) if gone \
             else dict(walk(rows.items()))
         if table == "Bridge":
-            kept = {key: row_update for key, row_update in _without(kept, gone_ports, owner).items() if row_update}
+            kept = {key: row_update for key, row_update in _without(kept, gone_ports, owner, owned).items()
+                    if row_update}
         if kept:
             rest[table] = kept
     return rest
 
 
-def _without(bridges: dict, ports: set, owner: dict) -> dict:
+def _without(bridges: dict, ports: set, owner: dict, owned: dict) -> dict:
     """The Bridge rows' updates with the sliced ports taken out of their ``ports`` difference, each out of its own
     bridge's only (``owner``: another bridge's difference that names it, one whose other columns change too, keeps it;
     a slice took it out of every one, and that bridge lost the port's addition or removal); empty when nothing is
-    left of one."""
+    left of one. ``owned``: {bridge: how many of its ports were sliced}: a difference of ``ports`` alone naming that
+    many is left empty, not walked (it names each once: ``_bridge_of``; a big delete's 10,000 ports)."""
     out = {}
     for bridge, row_update in bridges.items():  # each a dict (_bridge_of)
         diff = row_update.get("modify")
         if not isinstance(diff, dict) or "ports" not in diff:
             out[bridge] = row_update
+            continue
+        if owned.get(bridge) and diff.keys() == {"ports"} and owned[bridge] == _named_count(diff["ports"]):
+            out[bridge] = {}
             continue
         named = _uuids(diff["ports"])
         kept = map(operator.or_, map(operator.not_, map(ports.__contains__, named)),  # (C loops: 10,000 ports deleted)

@@ -112,3 +112,36 @@ def test_a_sets_atoms_by_number_are_kept_for_its_next_difference_and_made_again_
         del value.values[ovs.db.data.Atom(ovs.db.types.UuidType, uuid.UUID(int=40))]
     assert drop_uuids(kept, diff(range(41, 60)), NEVER, None, found) == drop_uuids(plain, diff(range(41, 60)), NEVER)
     assert kept == plain and sorted(next(iter(found.values()))[1]) == [*range(31, 40), *range(60, 101)]
+
+
+def _reads(text: str) -> int | None:
+    """What ``checked_numbers`` gives one text, by the pattern and ``uuid.UUID``: its number when the pattern matches
+    it in 36 characters, else None."""
+    return uuid.UUID(text).int if len(text) == 36 and ovs.ovsuuid.uuidRE.match(text) else None
+
+
+def test_checked_numbers_read_what_uuid_reads_of_texts_the_pattern_takes_and_nothing_else():
+    """``checked_numbers`` (one C pass over the texts' join: hyphens, hexadecimal digits, 16 bytes each) against the
+    pattern and ``uuid.UUID`` text by text: random uuids, upper case, and mutants (a character changed, added or taken
+    out: a space, an underscore or a "+" that ``int(text, 16)`` would take, a newline the pattern takes)."""
+    from ovsdb.idl.datums import checked_numbers
+    rng = random.Random(11)
+    for _ in range(3000):
+        texts = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(rng.randrange(1, 6))]
+        if rng.random() < 0.7:
+            texts[rng.randrange(len(texts))] = _mutant(rng)
+        read = list(map(_reads, texts))
+        assert checked_numbers(texts) == (None if None in read else read), texts
+    edge = [str(uuid.UUID(int=0)), str(uuid.UUID(int=(1 << 128) - 1)), str(uuid.UUID(int=1)).upper()]
+    assert checked_numbers(edge) == [0, (1 << 128) - 1, 1]
+    for bad in ([], [1], [None], ["0000000_-0000-0000-0000-000000000001"], [" 0000000-0000-0000-0000-000000000001"],
+                ["00000000-0000-0000-0000-00000000000\u0661"], ["00000000-0000-0000-0000-0000000000-1"]):
+        assert checked_numbers(bad) is None, bad
+
+
+def test_only_rows_deleted_and_nothing_else_are_deleted_only():
+    """``longsets.deleted_only``: every row update exactly ``{"delete": null}`` (what the checks may skip)."""
+    from ovsdb.longsets import deleted_only
+    assert deleted_only({}) and deleted_only({"a": {"delete": None}, "b": {"delete": None}})
+    for other in ({"delete": None, "insert": {}}, {"delete": 0}, {"insert": {}}, None, [], {"modify": {}}):
+        assert not deleted_only({"a": {"delete": None}, "b": other}), other
