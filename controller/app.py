@@ -96,6 +96,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.service.pacer = loop_pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
         self.state.pacer = loop_pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
         self.reconcilers: dict[int, SwitchReconciler] = {}
+        self._handed: dict[str, int] = {}  # session -> the datapath id last handed its desired state and changes
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
         self.gateway_garp = GatewayAnnouncer()  # gateway MACs told to VMs (openflow/gateway_garp.py)
@@ -357,10 +358,14 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         desired = self.programmer.desired.get(session)
         changed = self.programmer.take_changes(session)  # owners changed since this switch's last hand-out
         if rec is not None and desired is not None:
+            if self._handed.setdefault(session, sw.datapath_id) != sw.datapath_id:  # its changes went to another
+                changed = None  # datapath (two hypervisors given one system-id, in turn): diff all of it
+                self._handed[session] = sw.datapath_id
             rec.set_desired_owners(desired.flows, desired.all_groups().values(), changed)
             self._announce_gateways(rec, session, changed)
             self._warm_tunnels(rec, sw, desired, changed)
         elif sw is None:
+            self._handed.pop(session, None)
             self.gateway_garp.forget(session)
             self.tunnels.forget(session)
 

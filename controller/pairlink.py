@@ -159,6 +159,7 @@ class PairLink:
         self._wake_out = Inbox()                  # wakes the sending thread when something is queued
         self._inbox = Inbox()                     # received messages and log lines, for the delivering thread
         self._inbound: dict[socket.socket, _Inbound] = {}
+        self._hi_nonces: deque = deque(maxlen=4)  # our own last dials' nonces: a hi carrying one is ourselves
         self._peer_in: _Inbound | None = None
         self._listener: socket.socket | None = None
         self._stop = os_threading.Event()
@@ -326,8 +327,11 @@ class PairLink:
     def _authenticate_out(self, sock) -> _Session:
         """Steps 1-3 of the handshake on a dialled socket (blocking, DIAL_TIMEOUT per read)."""
         mine = os.urandom(NONCE)
+        self._hi_nonces.append(mine)
         sock.sendall(msgpack.packb({"t": "hi", "node": self.node_id, "nonce": mine}, use_bin_type=True))
         reply = _read_one(sock)
+        if reply.get("t") == "refused":
+            raise AuthError(f"refused by the peer: {str(reply.get('reason'))[:200]}")
         theirs, node, proof = reply.get("nonce"), reply.get("node"), reply.get("proof")
         if reply.get("t") != "challenge" or not isinstance(theirs, bytes) or len(theirs) != NONCE \
                 or not isinstance(node, str) or not node or not isinstance(proof, bytes):
@@ -481,8 +485,15 @@ class PairLink:
             if msg.get("t") != "hi" or not isinstance(node, str) or not node or not isinstance(nonce, bytes) \
                     or len(nonce) != NONCE:
                 raise AuthError(f"first message is not a hi ({msg.get('t')!r:.40})")
-            if node == self.node_id:
+            if node == self.node_id and nonce in self._hi_nonces:
                 raise AuthError("it is ourselves (does the peer address point at this node?)")
+            if node == self.node_id:  # another node given our name (ha.node_id defaults to the host name)
+                why = f"both nodes have ha.node_id {node!r}: each node of a pair needs its own (default: the host name)"
+                try:  # told, so that its log and /v1/ha say why too (not "does the peer use the same ha.secret?")
+                    conn.sock.sendall(msgpack.packb({"t": "refused", "reason": why}, use_bin_type=True))
+                except OSError:
+                    pass
+                raise AuthError(why)
             mine = os.urandom(NONCE)
             conn.claimed, conn.nonces = node, (nonce, mine)
             proof = _mac(self.secret, "listener", nonce, mine, node, self.node_id)

@@ -352,3 +352,21 @@ def test_a_standby_whose_store_file_is_deleted_takes_the_actives_store_and_write
     assert ctls[standby].api.get("/v1/ha").json["replication"]["store_renewed"] is None
     assert (role(ctls[active]), role(ctls[standby])) == ("active", "standby")
     assert glob.glob(os.path.join(data, "canopy.db.saved-*")) and os.path.getsize(os.path.join(data, "canopy.db"))
+
+
+def test_two_nodes_of_one_name_say_so_on_both_sides(lab):
+    """Both nodes given one ha.node_id (it defaults to the host name: two hosts or containers named alike). They
+    cannot link; each says why, in its log and in /v1/ha (``peer.link.last_dial_error``). Before (faults50) each
+    closed the other's dial as "it is ourselves (does the peer address point at this node?)" and reported its own
+    as "closed during the handshake (does the peer use the same ha.secret?)", which sent operators to the wrong
+    setting."""
+    hosts = {"a": lab.add_controller_host("ctla"), "b": lab.add_controller_host("ctlb")}
+    ctls = {n: lab.start_controller(hosts[n], {"ha": {**pair_settings("ctl", hosts[p], 100)["ha"]}}, name=f"canopy{n}")
+            for n, p in (("a", "b"), ("b", "a"))}
+    said = "both nodes have ha.node_id 'ctl': each node of a pair needs its own"
+
+    def told(ctl):
+        return said in (ctl.api.get("/v1/ha").json["peer"]["link"]["last_dial_error"] or "") and \
+            said in ctl.log_path.read_text()
+    lab.wait_until(lambda: all(told(c) for c in ctls.values()), timeout=30, what="both nodes naming the node id")
+    assert "does the peer use the same ha.secret" not in ctls["a"].log_path.read_text()

@@ -160,3 +160,40 @@ def test_a_switch_whose_host_stops_acknowledging_is_dropped_after_dead_after(lab
                   f"{kvm2.datapath_id():016x}"]
     assert kvm2_now["openflow"]["since"] == kvm2_before["openflow"]["since"]  # never reconnected
     lab.wait_until(lambda: openflow(kvm1), timeout=30, what="kvm1 back over OpenFlow once its host answers again")
+
+
+def canopy_flows(hv):
+    """Canopy's flows on ``hv``'s br-int as ``ovs-ofctl`` shows them, without counters."""
+    return sorted(line.strip() for line in hv.ofctl("dump-flows", "br-int", "--no-stats").splitlines()
+                  if "cookie=0xca" in line)
+
+
+def test_two_hypervisors_given_one_system_id_in_turn_each_hold_exactly_their_flows(lab):
+    """kvm2 given kvm1's system-id (a cloned host, an operator's slip) and then its own again (faults50). While they
+    share it the newest connection, kvm2's, speaks for chassis kvm1 (docs/vrs.md); kvm2's datapath then holds what
+    Canopy says is installed there, and once each has its own name again each switch holds exactly the flows it held
+    before and VM a reaches VM b. Before the fix the chassis' changes were handed to whichever datapath held it, as a
+    plan of the owners changed since the other datapath last took them: kvm2 kept its own table-miss flows in
+    Canopy's record (Open vSwitch had replaced them by kvm1's, of the same matches), and when it was kvm2 again the
+    reconciler deleted kvm1's and added none of its own, reporting the switch in sync with 34 of its 44 flows: a never
+    reached b again until a restart."""
+    _, canopy, kvm1, kvm2, vm_a = two_hypervisors(lab)
+    before = {hv.name: canopy_flows(hv) for hv in (kvm1, kvm2)}
+    dpid2 = f"{kvm2.datapath_id():016x}"
+
+    def holds_its_record():  # Canopy's record of kvm2 is what the switch holds (before the fix: 51 flows, 41 held)
+        listing = canopy.api.get(f"/v1/switches/{dpid2}/flows").json
+        return listing.get("in_sync") and listing["status"]["installed"] == len(canopy_flows(kvm2))
+
+    kvm2.vsctl("set", "Open_vSwitch", ".", "external_ids:system-id=kvm1")
+    lab.wait_until(lambda: [s["speaking"] for s in sessions_of(canopy, "kvm1")] == [False, True]
+                   and not sessions_of(canopy, "kvm2"), timeout=20, what="kvm2's session speaking for kvm1")
+    lab.wait_until(holds_its_record, timeout=20, what="kvm2 in sync as kvm1, holding what Canopy says it installed")
+
+    kvm2.vsctl("set", "Open_vSwitch", ".", "external_ids:system-id=kvm2")
+    lab.wait_until(lambda: sessions_of(canopy, "kvm2") and canopy.api.get("/v1/status").json["vports_bound"] == 2,
+                   timeout=20, what="kvm2 itself again, both VMs bound")
+    lab.wait_until(lambda: in_sync(canopy, (kvm1, kvm2)), timeout=20, what="both switches in sync")
+    lab.wait_until(lambda: {hv.name: canopy_flows(hv) for hv in (kvm1, kvm2)} == before, timeout=10,
+                   what="each switch holding exactly the flows it held before")
+    assert vm_a.ping("10.0.1.12", count=3, timeout=3)

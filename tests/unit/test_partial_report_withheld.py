@@ -43,7 +43,7 @@ class _Rec:
 
 def _glue(state, programmer):
     """What of the app ``_hand_out``, ``_push`` and ``_adopt`` use; the reconcilers by datapath id."""
-    glue = SimpleNamespace(state=state, programmer=programmer, reconcilers={}, pair=None, _keep_stale=False,
+    glue = SimpleNamespace(state=state, programmer=programmer, reconcilers={}, _handed={}, pair=None, _keep_stale=False,
                            hold=SimpleNamespace(holding=False, remember=lambda *a: None),
                            routes=SimpleNamespace(hand_out=lambda: None, held=lambda: None),
                            tunnels=SimpleNamespace(reading=contextlib.nullcontext, forget=lambda s: None),

@@ -135,6 +135,33 @@ def test_a_node_without_the_secret_cannot_connect_either_way(tmp_path):
         me.stop()
 
 
+def test_two_nodes_given_one_node_id_are_told_so_and_a_node_dialling_itself_is_not(tmp_path):
+    """Both nodes named alike (ha.node_id defaults to the host name: two hosts or containers of one name): each
+    refuses the other, and each says why in last_dial_error (/v1/ha), not "does the peer use the same ha.secret?"
+    as before (faults50). A node whose peer address is its own still closes its own dial as ourselves."""
+    me = link("ctl", 0, free_port())
+    me.start()
+    twin = link("ctl", 0, me.port)
+    twin.start()
+    me.peer_port = twin.port
+    try:
+        said = "both nodes have ha.node_id 'ctl'"
+        wait_for(lambda: said in (me.last_dial_error or "") and said in (twin.last_dial_error or ""),
+                 "both dials refused naming the node id")
+        assert not me.connected_in and not me.connected_out and not twin.connected_in
+    finally:
+        twin.stop()
+        me.stop()
+    alone = link("ctl", 0, free_port())
+    alone.start()
+    alone.peer_port = alone.port
+    try:
+        wait_for(lambda: alone.last_dial_error, "its dial of itself to fail")
+        assert "node_id" not in alone.last_dial_error and not alone.connected_in
+    finally:
+        alone.stop()
+
+
 def test_a_stranger_cannot_displace_or_speak_for_a_live_peer(tmp_path):
     received = []
     me = link("me", 0, free_port(), on_message=received.append)
