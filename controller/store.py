@@ -54,7 +54,7 @@ from controller.storerows import (  # noqa: F401 - imported from here too
     Change, Reader, StoreError, _changes_since, _is_int, _last_seq, _meta, _objects, _oldest_seq)
 from controller.storefile import (
     DEFER_BOUND, WAITING_NAME, FilesBusy, FileWatch, Moved, PartlyMoved, discard, identity, moving_files, put_back,
-    remove, set_aside, waiting_renewal)
+    readable_marks, remove, set_aside, waiting_renewal)
 from controller import storetxn
 from controller.storedisk import network_warning
 from controller.storetxn import Busy, InFlight, Transaction, fault_reason, flush_notes, free_bytes  # noqa: F401
@@ -142,6 +142,9 @@ class Store:
         self.file = FileWatch(self.path, self._db.backup, self._data_version)  # each write first checks its file
         self.write_marker()
         self.reader = Reader(self.path)  # for the reads that must not wait for a write (REST)
+        for mark in readable_marks(data_dir, self.path):
+            log.info("the store %s: its mark %s made readable as the store is (made 0640 before stop 50: refused a "
+                     "backup by another user)", self.path, mark)
 
     def _connected(self, kept: dict):
         """The writer's connection to the file at ``path``, its tables made (``kept`` meta values written into a new

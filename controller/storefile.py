@@ -39,6 +39,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import stat
 import time
 
 from controller.storedisk import network_warning
@@ -347,6 +348,26 @@ def waiting_renewal(directory: str) -> int | None:
     exclusive flock on ``WAITING_NAME`` until closed (or the process ends); None while another holds it; OSError
     when the disk refuses it (the store says so, limited: it tries again at every tick)."""
     return _marked(os.path.join(directory, WAITING_NAME))
+
+
+def readable_marks(directory: str, store: str) -> list[str]:
+    """This user's marks in ``directory`` given the read bits the store's file ``store`` has, which they lack (made
+    0640 before stop 50: a backup by a user who reads the store but is not Canopy's was refused on them for good, the
+    mode applying only when a mark is made); the marks changed. Best effort: one that cannot be changed stays."""
+    try:
+        wanted = stat.S_IMODE(os.stat(store).st_mode) & 0o444
+    except OSError:
+        return []
+    changed = []
+    for path in (os.path.join(directory, WAITING_NAME), os.path.join(directory, MOVER_NAME)):
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and wanted & ~st.st_mode:
+                os.chmod(path, stat.S_IMODE(st.st_mode) | wanted)
+                changed.append(path)
+        except OSError:
+            pass
+    return changed
 
 
 def _marked(path: str) -> int | None:

@@ -47,6 +47,7 @@ FEW_GONE = 32  # names gone in one update taken out of the sorted list one by on
 ROWS_PER_TICK = 10  # changed rows only looked at (read already, or not this bridge's), or ports dropped: one read
 _DELETED = operator.attrgetter("deleted")  # of a RowChange
 _NAME = operator.attrgetter("name")  # of a PortInfo
+_NOT_BEFORE = object()  # ``BridgePorts._before`` of a name whose value before the update is not known: equal to none
 
 
 class BridgePorts:
@@ -88,10 +89,10 @@ class BridgePorts:
         self.ports: tuple[PortInfo, ...] = ()
         self.full_reads = getattr(self, "full_reads", 0)  # times every port of the bridge was read
         self._reuse: dict[str, PortInfo] = {}  # during rebuild: values to hand out again when equal
-        # within ``apply``: name -> the PortInfo it had before the update, for a name that went (``_unset``) or passed
-        # to another interface of that name (``_hand_over``), handed out again if it comes back equal; names gone in C
-        # loops (``_unset_all``) are kept as their PortInfos' lists, read into ``_before`` only if a name comes back in
-        # that update (``_as_before``)
+        # within ``apply``: name -> the PortInfo it had before the update (``_NOT_BEFORE``: not known), for a name that
+        # went (``_unset``) or passed to another interface of that name (``_hand_over``), handed out again if it comes
+        # back equal (``_went_from``); names gone in C loops (``_unset_all``) are kept as their PortInfos' lists, read
+        # into ``_before`` only if a name comes back in that update (``_as_before``)
         self._before: dict[str, PortInfo] = {}
         self._went_runs: list[list[PortInfo]] = []
         # refused claims of a read not kept yet (``rebuilt``)
@@ -400,7 +401,7 @@ class BridgePorts:
         if info == held:
             self._infos[heir] = held
             return
-        self._before.setdefault(name, held)
+        self._went_from(name, held, changed)
         self._infos[heir] = info = self._as_before(info)
         self._by_name[name] = info
         changed.add(name)
@@ -415,7 +416,7 @@ class BridgePorts:
         waiting, heir = self._waiting.get(name), self._heir(name, (key,))
         if heir is None:
             del self._name_key[name], self._by_name[name]
-            self._before.setdefault(name, info)
+            self._went_from(name, info, changed)
             self._gone.add(name)
             changed.add(name)
         elif heir == self._name_key[name]:  # ``key`` was waiting: the holder keeps it
@@ -433,6 +434,13 @@ class BridgePorts:
         stay = itertools.filterfalse(leaving.__contains__, itertools.chain((self._name_key[name],),
                                                                            self._waiting.get(name, ())))
         return next(stay, None)
+
+    def _went_from(self, name: str, info: PortInfo, changed: set) -> None:
+        """``name`` goes, or passes to another interface, from ``info``: its value before the update, unless it changed
+        earlier in the update (``changed``: new in it, or changed in place), whose value before is then not known
+        (``_NOT_BEFORE``: before stop 50's review, the value it had in the update was taken for it, and a name new in
+        the update that came back to it was told unchanged, left out of ``ports``)."""
+        self._before.setdefault(name, info if name not in changed else _NOT_BEFORE)
 
     def _as_before(self, info: PortInfo) -> PortInfo:
         """``info``, or the PortInfo its name had before this update when the name went or passed to another interface

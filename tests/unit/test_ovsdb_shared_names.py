@@ -196,6 +196,7 @@ def test_random_ports_of_few_names_equal_a_fresh_read_at_every_step(seed, monkey
         after = by_name(reporter.last)
         assert reporter.last.ports == bridge_ports(db.bridge)
         assert reporter.last.changed >= {n for n in set(before) | set(after) if before.get(n) != after.get(n)}
+        assert all(before.get(n) is after.get(n) for n in (set(before) | set(after)) - reporter.last.changed)
         assert_leaving_named_as_held(db, reporter, rng)
         if rng.random() < 0.05:
             reporter.speak()
@@ -265,3 +266,36 @@ def test_a_name_gone_with_a_port_dropped_in_c_loops_and_taken_back_equal_is_no_c
                       "Bridge": {db.bridge: {"modify": {"ports": ["set", [["uuid", gone]]]}}}})
     assert db.step(reporter)[0] == ["if1"]
     assert by_name(reporter.last)["if1"] is held and reporter.last.changed == {"if2"}
+
+
+def test_a_name_new_in_an_update_is_told_changed_whatever_hands_it_over_in_it(caplog):
+    """Three new ports, their interfaces of one new name, the smaller uuid applied later each time, the first and the
+    last of equal columns: the name passes from one to the next, and comes back to a value equal to the first. It did
+    not exist before the update, so it is told changed (a hand-over took the first value for the one before the update:
+    the name was told unchanged, never reported)."""
+    db = TwoClaims(caplog)
+    reporter = db.reporter()
+    news = [(f"p{n}", str(uuid.UUID(int=0x70 + n)), str(uuid.UUID(int=0x40 - n)), ofport)
+            for n, ofport in ((3, 3), (4, 4), (5, 3))]  # (interfaces 0x3d, 0x3c, 0x3b: each smaller)
+    db.ports.update((name, port_uuid) for name, port_uuid, _, _ in news)
+    feed(db.replica, {"Interface": {i: {"insert": {"name": "new", "ofport": ofport}} for _, _, i, ofport in news},
+                      "Port": {p: {"insert": {"name": name, "interfaces": ["uuid", i]}} for name, p, i, _ in news},
+                      "Bridge": {db.bridge: {"modify": {"ports": ["set", [["uuid", p] for _, p, _, _ in news]]}}}})
+    assert db.step(reporter)[0] == ["if1", "if2", "new"]
+    assert by_name(reporter.last)["new"].ofport == 3 and reporter.last.changed == {"new"}
+
+
+def test_a_name_changed_in_place_then_handed_over_back_to_that_value_is_told_changed(caplog):
+    """In one update the holder's ofport changes (in place), then two interfaces renamed to its name, each of a smaller
+    uuid, take it over in turn, the last with the holder's new columns: the name's value is not the one it had before
+    the update, so it is told changed (a hand-over took the value changed in place for the one before: told
+    unchanged, the port's old ofport kept downstream)."""
+    db = TwoClaims(caplog)
+    add_port(db, "p3", "same", 1, iface_number=0x31)  # the holder, A (0x31); if2 (0x12) and if1 (0x11) smaller
+    reporter = db.reporter()
+    assert by_name(reporter.last)["same"].ofport == 1
+    feed(db.replica, {"Interface": {str(uuid.UUID(int=0x31)): {"modify": {"ofport": 5}},
+                                    db.ifaces["if2"]: {"modify": {"name": "same"}},
+                                    db.ifaces["if1"]: {"modify": {"name": "same", "ofport": 5}}}})
+    assert db.step(reporter)[0] == ["same"]
+    assert by_name(reporter.last)["same"].ofport == 5 and reporter.last.changed >= {"same"}, reporter.last.changed

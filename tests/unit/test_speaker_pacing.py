@@ -141,3 +141,27 @@ def test_a_pause_going_on_is_no_silence_to_whoever_asks_during_it(tmp_path):
     speaker._handle(_updates().split(b"\n")[:-1])
     assert len(seen) > 5 and speaker._book.pending
     assert set(seen) == {(5.0, "exabgp has not answered its API for 5s")}, seen
+
+
+def test_a_pause_that_raises_ends_and_exabgps_silence_after_it_counts_whole(tmp_path):
+    """The speaker's pause raised (its green thread killed in it, a bug in the pacer): the pause ends with it. Left
+    going on, it hid ExaBGP's silence from then on (left out of up to ``PAUSES_AT_MOST`` of the wait: peers reported
+    down after 40 s, not 5)."""
+    import pytest
+
+    from bgp.watchdog import OK, SILENT
+
+    speaker, clock = _probing(tmp_path)
+
+    def pause():
+        clock.now += 1.0
+        raise RuntimeError("the pause failed")
+
+    speaker.pacer = Pacer(pause, HANDLE_BYTES)
+    with pytest.raises(RuntimeError):
+        speaker._handle(_updates().split(b"\n")[:-1])
+    assert speaker._book.pending
+    clock.now += 4.9
+    assert speaker._watchdog.check(waiting=True) == OK
+    clock.now += 0.1
+    assert speaker._watchdog.check(waiting=True) == SILENT and speaker.status()["api_silent_for"] == 5.0

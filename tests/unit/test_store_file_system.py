@@ -272,3 +272,26 @@ def test_a_backup_the_file_modes_refuse_says_what_to_do_and_copies_nothing(tmp_p
         in err, err
     assert not os.path.lexists(dest)
     assert _backup_bound_by_modes(data, dest) == (0, "")
+
+
+def test_marks_made_0640_before_are_made_readable_as_the_store_at_its_next_start(tmp_path, caplog):
+    """The marks' mode applies when one is made: marks left 0640 by a Canopy before stop 50 refused a backup by a user
+    who reads the store (0644) but is not Canopy's, for good. The next start gives them the store's read bits, and
+    only them (a store made 0600 by its operator leaves them as they are)."""
+    from controller.store import Change, Store
+
+    store = Store(str(tmp_path / "data"))
+    store.commit([Change("tenant", "a", "put", {"id": "a"})])
+    store.close()
+    data = os.path.dirname(store.path)
+    marks = [os.path.join(data, mark) for mark in (storefile.WAITING_NAME, storefile.MOVER_NAME)]
+    for mode, readable in ((0o644, 0o644), (0o600, 0o640)):
+        os.chmod(store.path, mode)
+        for mark in marks:
+            os.close(os.open(mark, os.O_WRONLY | os.O_CREAT, 0o640))
+            os.chmod(mark, 0o640)  # (as before stop 50, whatever the umask)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="canopy.store"):
+            Store(data).close()
+        assert [stat.S_IMODE(os.stat(mark).st_mode) for mark in marks] == [readable] * 2, mode
+        assert sum("made readable as the store is" in r.getMessage() for r in caplog.records) == (mode == 0o644) * 2
