@@ -11,7 +11,9 @@ The split-brain rule (docs/ha.md): a node becomes active only when
    dial counts as silence, never as proof that the peer process is gone: a firewall rejects too), and
 2. the switches agree: of the VRS known to the pair, a majority report no connected controller in the
    master role (OVS's Controller table), so a live active that only lost the HA link keeps its
-   switches; and
+   switches. A switch whose controllers' roles OVS has not published yet is not free: it cannot be judged,
+   until it has been seen so for UNPUBLISHED_DEAD_INTERVALS dead intervals (then it counts as free, so a
+   switch that never publishes does not block a takeover for ever); and
 3. it takes MASTER with a generation id above every one it has seen (persisted), so each switch fences
    the old master: OVS refuses a stale generation, and demotes the previous master.
 
@@ -54,6 +56,7 @@ log = logging.getLogger("canopy.ha")
 GENERATION_KEY = "ha_generation"
 STARTUP_DEAD_INTERVALS = 4  # a node that never heard its peer waits this many dead intervals before acting alone
 HUB_DEAD_INTERVALS = 10  # an event loop that did not turn for this many dead intervals is stuck, not busy
+UNPUBLISHED_DEAD_INTERVALS = 4  # a switch without its controllers' roles counts as free after this many dead intervals
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Pair:
             self.set_solo(True, "settings (ha.solo)")
         self._hub_tick = time.monotonic()  # when the decision loop (on the event loop) last ran
         self._resumed_at = 0.0  # when this process was last found to have not run (the pulse's gap)
+        self._unpublished: dict[str, float] = {}  # switch key -> when first seen without its controllers' roles
         self.pulse = Pulse(min(settings.heartbeat_interval, settings.dead_interval / 4), "canopy-ha-pulse")
         self.link = PairLink(settings.node_id, settings.listen, settings.port, settings.peer, settings.peer_port,
                              settings.heartbeat_interval, self._heartbeat, self._on_message, log,
@@ -276,7 +280,8 @@ class Pair:
 
     def _switch_view(self) -> dict:
         snaps = list(self.state.vrs.values())
-        return {"seen": len(snaps), "reporting_a_master": sum(1 for s in snaps if s.other_master())}
+        return {"seen": len(snaps), "reporting_a_master": sum(1 for s in snaps if s.other_master()),
+                "roles_unpublished": sum(1 for s in snaps if s.roles_unpublished())}
 
     # ------------------------------------------------------------------ the HA link
     def _heartbeat(self) -> dict:
@@ -370,15 +375,30 @@ class Pair:
             return True
         return now - self.started >= STARTUP_DEAD_INTERVALS * self.settings.dead_interval
 
-    def _switches_agree(self) -> bool:
+    def _switches_agree(self, now: float) -> bool:
         """Rule 2: more than half of the VRS known to the pair (the larger of what we see and what the peer
-        last said it sees) report no connected master to us. None known: nothing to fence."""
+        last said it sees) report no connected master to us. None known: nothing to fence. A switch whose
+        controllers' roles are not published is not free until it has been seen so for
+        UNPUBLISHED_DEAD_INTERVALS dead intervals (``_unpublished_free``)."""
         snaps = list(self.state.vrs.values())
+        self._unpublished = {s.session: self._unpublished.get(s.session, now) for s in snaps if s.roles_unpublished()}
         known = max(len(snaps), self.peer.switches)
         if not known:
             return True
-        free = sum(1 for s in snaps if not s.other_master())
+        free = sum(1 for s in snaps if not s.other_master() and self._unpublished_free(s.session, now))
         return free * 2 > known
+
+    def _unpublished_free(self, session: str, now: float) -> bool:
+        """Whether switch ``session`` counts as free as far as its roles go: they are published, or have not
+        been for UNPUBLISHED_DEAD_INTERVALS dead intervals since this node first saw it so."""
+        since = self._unpublished.get(session)
+        return since is None or now - since >= UNPUBLISHED_DEAD_INTERVALS * self.settings.dead_interval
+
+    def _unpublished_note(self, now: float) -> str:
+        """What the reason for a takeover adds when it counted switches without published roles as free."""
+        late = sum(1 for session in self._unpublished if self._unpublished_free(session, now))
+        return f" ({late} switch(es) published no controller roles within {UNPUBLISHED_DEAD_INTERVALS} dead " \
+               "intervals: counted as free)" if late else ""
 
     def _election_keys(self) -> tuple[tuple, tuple]:
         """(ours, the peer's): newest data first, then priority, then node id."""
@@ -415,14 +435,15 @@ class Pair:
             return  # its store renewed and empty until the active's snapshot is in: never active on it (a standby,
             # even restarted meanwhile: Applier.renewed is in the store)
         if alive:  # both undecided or standby: elect
-            if self._wins_election() and self._switches_agree():
-                self._become("active", "elected (newest data, then priority, then node id)")
+            if self._wins_election() and self._switches_agree(now):
+                self._become("active", "elected (newest data, then priority, then node id)"
+                             + self._unpublished_note(now))
             return
-        if self._peer_gone(now) and self._switches_agree():
+        if self._peer_gone(now) and self._switches_agree(now):
             link = "refuses the HA link" if self.link.refused() else "is silent"
             why = f"the peer {link} and the switches report no master" if self.peer.heard_at else \
                 "no peer answered and the switches report no master"
-            self._become("active", why)
+            self._become("active", why + self._unpublished_note(now))
 
     def _peer_outranks_us_as_active(self) -> bool:
         """Both active (a healed partition): the newer generation stays, then the election keys."""

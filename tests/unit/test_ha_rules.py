@@ -10,7 +10,7 @@ import pytest
 from controller import settings as settings_mod
 from controller.core import build_core
 from controller.discovery import VrsSnapshot
-from controller.ha import HUB_DEAD_INTERVALS, STARTUP_DEAD_INTERVALS, Pair
+from controller.ha import HUB_DEAD_INTERVALS, STARTUP_DEAD_INTERVALS, UNPUBLISHED_DEAD_INTERVALS, Pair
 from controller.service import NotActive
 from controller.store import Change
 from controller.yamldoc import Doc
@@ -102,6 +102,42 @@ def test_an_active_demoted_by_a_switch_steps_down(node):
     node.switch_reported(node.generation + 1, "slave")
     node._decide(node.started + 10)
     assert node.role == "standby"
+
+
+def see_unpublished_switch(pair, key="s0"):
+    """A switch that has just connected: its Controller rows are there, OVS has not yet published their roles."""
+    pair.state.vrs[key] = VrsSnapshot(key, "p", "hv0", controllers=(("tcp:10.250.0.1:6653", False, ""),
+                                                                    ("tcp:10.250.0.2:6653", False, "")))
+
+
+def test_a_lone_node_does_not_go_active_on_a_switch_whose_roles_are_not_published(node):
+    """faults50: the HA link cut, a new switch whose controllers' roles OVS had not published yet counted as free;
+    the node went active beside a live active that took the switch a moment later (split brain)."""
+    start = node.started
+    see_unpublished_switch(node)
+    node._decide(start + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "starting"  # cannot judge the switch: waits
+    see_switches(node, True)  # the switch publishes: the other node is its master
+    node._decide(start + (STARTUP_DEAD_INTERVALS + UNPUBLISHED_DEAD_INTERVALS + 1) * DEAD)
+    assert node.role == "starting" and node.roles == []
+    assert node.status()["switches"] == {"seen": 1, "reporting_a_master": 1, "roles_unpublished": 0}
+
+
+def test_a_switch_that_never_publishes_its_roles_counts_as_free_after_the_bound(node):
+    start = node.started
+    see_unpublished_switch(node)
+    first = start + STARTUP_DEAD_INTERVALS * DEAD
+    node._decide(first)
+    node._decide(first + (UNPUBLISHED_DEAD_INTERVALS - 0.5) * DEAD)
+    assert node.role == "starting" and node.status()["switches"]["roles_unpublished"] == 1
+    node._decide(first + UNPUBLISHED_DEAD_INTERVALS * DEAD)
+    assert node.role == "active" and "published no controller roles" in node.reason
+
+
+def test_a_lone_node_whose_switches_publish_no_master_goes_active(node):
+    see_switches(node, False)
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "active" and "published" not in node.reason
 
 
 def test_two_undecided_nodes_elect_the_newest_data_first(node):
