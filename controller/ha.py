@@ -12,8 +12,8 @@ The split-brain rule (docs/ha.md): a node becomes active only when
 2. the switches agree: of the VRS known to the pair, a majority report no connected controller in the
    master role (OVS's Controller table), so a live active that only lost the HA link keeps its
    switches. A switch whose controllers' roles OVS has not published yet is not free: it cannot be judged,
-   until it has been seen so for UNPUBLISHED_DEAD_INTERVALS dead intervals (then it counts as free, so a
-   switch that never publishes does not block a takeover for ever); and
+   until it has been seen so for ``unpublished_limit`` (then it counts as free, so a switch that never
+   publishes does not block a takeover for ever); and
 3. it takes MASTER with a generation id above every one it has seen (persisted), so each switch fences
    the old master: OVS refuses a stale generation, and demotes the previous master.
 
@@ -56,7 +56,10 @@ log = logging.getLogger("canopy.ha")
 GENERATION_KEY = "ha_generation"
 STARTUP_DEAD_INTERVALS = 4  # a node that never heard its peer waits this many dead intervals before acting alone
 HUB_DEAD_INTERVALS = 10  # an event loop that did not turn for this many dead intervals is stuck, not busy
-UNPUBLISHED_DEAD_INTERVALS = 4  # a switch without its controllers' roles counts as free after this many dead intervals
+# A switch without its controllers' roles counts as free once seen so for this many dead intervals, and at least
+# two of OVS's status periods (it writes Controller.role and is_connected with its statistics, every 5 s by default)
+UNPUBLISHED_DEAD_INTERVALS = 4
+OVS_STATUS_PERIOD = 5.0
 
 
 @dataclass
@@ -208,6 +211,11 @@ class Pair:
             return (f"this controller ({self.settings.node_id}) was active but the peer {self.settings.peer} is "
                     f"active with a newer generation {self.peer.generation}; send writes there")
         return None
+
+    @property
+    def unpublished_limit(self) -> float:
+        """How long a switch that publishes no roles for its controllers is not judged (then it counts as free)."""
+        return max(UNPUBLISHED_DEAD_INTERVALS * self.settings.dead_interval, 2 * OVS_STATUS_PERIOD)
 
     @property
     def hub_limit(self) -> float:
@@ -378,8 +386,7 @@ class Pair:
     def _switches_agree(self, now: float) -> bool:
         """Rule 2: more than half of the VRS known to the pair (the larger of what we see and what the peer
         last said it sees) report no connected master to us. None known: nothing to fence. A switch whose
-        controllers' roles are not published is not free until it has been seen so for
-        UNPUBLISHED_DEAD_INTERVALS dead intervals (``_unpublished_free``)."""
+        controllers' roles are not published is not free until it has been seen so for ``unpublished_limit``."""
         snaps = list(self.state.vrs.values())
         self._unpublished = {s.session: self._unpublished.get(s.session, now) for s in snaps if s.roles_unpublished()}
         known = max(len(snaps), self.peer.switches)
@@ -390,15 +397,15 @@ class Pair:
 
     def _unpublished_free(self, session: str, now: float) -> bool:
         """Whether switch ``session`` counts as free as far as its roles go: they are published, or have not
-        been for UNPUBLISHED_DEAD_INTERVALS dead intervals since this node first saw it so."""
+        been for ``unpublished_limit`` since this node first saw it so."""
         since = self._unpublished.get(session)
-        return since is None or now - since >= UNPUBLISHED_DEAD_INTERVALS * self.settings.dead_interval
+        return since is None or now - since >= self.unpublished_limit
 
     def _unpublished_note(self, now: float) -> str:
         """What the reason for a takeover adds when it counted switches without published roles as free."""
         late = sum(1 for session in self._unpublished if self._unpublished_free(session, now))
-        return f" ({late} switch(es) published no controller roles within {UNPUBLISHED_DEAD_INTERVALS} dead " \
-               "intervals: counted as free)" if late else ""
+        return f" ({late} switch(es) published no controller roles within {self.unpublished_limit:.0f} s: " \
+               "counted as free)" if late else ""
 
     def _election_keys(self) -> tuple[tuple, tuple]:
         """(ours, the peer's): newest data first, then priority, then node id."""

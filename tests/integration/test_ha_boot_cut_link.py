@@ -16,7 +16,7 @@ from tests.integration.test_ha_writes import RoleSampler, masters, role
 pytestmark = pytest.mark.integration
 
 HA_PORT = 6690
-WATCH_S = 14.0  # past B's startup wait (4 dead intervals of 1 s) and the bound on unpublished roles (4 more)
+WATCH_S = 16.0  # past B's startup wait (4 dead intervals of 1 s) and the bound on unpublished roles (10 s)
 
 
 def node_settings(node, peer):

@@ -10,7 +10,7 @@ import pytest
 from controller import settings as settings_mod
 from controller.core import build_core
 from controller.discovery import VrsSnapshot
-from controller.ha import HUB_DEAD_INTERVALS, STARTUP_DEAD_INTERVALS, UNPUBLISHED_DEAD_INTERVALS, Pair
+from controller.ha import HUB_DEAD_INTERVALS, STARTUP_DEAD_INTERVALS, Pair
 from controller.service import NotActive
 from controller.store import Change
 from controller.yamldoc import Doc
@@ -118,7 +118,7 @@ def test_a_lone_node_does_not_go_active_on_a_switch_whose_roles_are_not_publishe
     node._decide(start + STARTUP_DEAD_INTERVALS * DEAD)
     assert node.role == "starting"  # cannot judge the switch: waits
     see_switches(node, True)  # the switch publishes: the other node is its master
-    node._decide(start + (STARTUP_DEAD_INTERVALS + UNPUBLISHED_DEAD_INTERVALS + 1) * DEAD)
+    node._decide(start + STARTUP_DEAD_INTERVALS * DEAD + node.unpublished_limit + 1)
     assert node.role == "starting" and node.roles == []
     assert node.status()["switches"] == {"seen": 1, "reporting_a_master": 1, "roles_unpublished": 0}
 
@@ -128,9 +128,10 @@ def test_a_switch_that_never_publishes_its_roles_counts_as_free_after_the_bound(
     see_unpublished_switch(node)
     first = start + STARTUP_DEAD_INTERVALS * DEAD
     node._decide(first)
-    node._decide(first + (UNPUBLISHED_DEAD_INTERVALS - 0.5) * DEAD)
+    assert node.unpublished_limit == 10  # two of OVS's status periods: more than 4 dead intervals of 0.5 s
+    node._decide(first + node.unpublished_limit - 0.5)
     assert node.role == "starting" and node.status()["switches"]["roles_unpublished"] == 1
-    node._decide(first + UNPUBLISHED_DEAD_INTERVALS * DEAD)
+    node._decide(first + node.unpublished_limit)
     assert node.role == "active" and "published no controller roles" in node.reason
 
 
