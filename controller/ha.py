@@ -18,9 +18,11 @@ The split-brain rule (docs/ha.md): a node becomes active only when
    the old master: OVS refuses a stale generation, and demotes the previous master.
 
 A node that a switch demotes (it reports a master with a higher generation) steps down to standby, and so
-does an active that finds its process did not run for longer than the dead interval (stopped, or starved of
-CPU: its pulse, an OS thread, missed its beats while the process used little CPU), or its event loop did not
-turn for HUB_DEAD_INTERVALS dead intervals: the peer may have replaced it meanwhile.
+does an active that hears no peer while most switches have reported another master for ``report_lag_limit``
+(rule 2 turned round: two actives from a cut link settle to the switches' master), and an active that finds
+its process did not run for longer than the dead interval (stopped, or starved of CPU: its pulse, an OS thread,
+missed its beats while the process used little CPU), or its event loop did not turn for HUB_DEAD_INTERVALS dead
+intervals: the peer may have replaced it meanwhile.
 
 A busy node is not a dead one: heartbeats are sent and heard by the HA link's OS threads (controller.pairlink),
 so they keep their pace while the event loop is held by a big apply, compile or read-back; each heartbeat says
