@@ -129,6 +129,12 @@ class VrsSnapshot:
         """Whether the switch reports a connected controller in the master role (not us, if we are not)."""
         return any(connected and role == "master" for _target, connected, role in self.controllers)
 
+    def roles_unpublished(self) -> bool:
+        """Whether the switch cannot be judged yet: it reports no connected master and one of its controllers has
+        no role. OVS fills Controller.role (and is_connected) once it has configured that controller, a moment
+        after the row is made; until then a master may be connected that the row does not show."""
+        return not self.other_master() and any(not role for _target, _connected, role in self.controllers)
+
 
 @dataclass(frozen=True)
 class VtepMac:

@@ -11,14 +11,18 @@ The split-brain rule (docs/ha.md): a node becomes active only when
    dial counts as silence, never as proof that the peer process is gone: a firewall rejects too), and
 2. the switches agree: of the VRS known to the pair, a majority report no connected controller in the
    master role (OVS's Controller table), so a live active that only lost the HA link keeps its
-   switches; and
+   switches. A switch whose controllers' roles OVS has not published yet is not free: it cannot be judged,
+   until it has been seen so for ``report_lag_limit`` (then it counts as free, so a switch that never
+   publishes does not block a takeover for ever); and
 3. it takes MASTER with a generation id above every one it has seen (persisted), so each switch fences
    the old master: OVS refuses a stale generation, and demotes the previous master.
 
 A node that a switch demotes (it reports a master with a higher generation) steps down to standby, and so
-does an active that finds its process did not run for longer than the dead interval (stopped, or starved of
-CPU: its pulse, an OS thread, missed its beats while the process used little CPU), or its event loop did not
-turn for HUB_DEAD_INTERVALS dead intervals: the peer may have replaced it meanwhile.
+does an active that hears no peer while most switches have reported another master for ``report_lag_limit``
+(rule 2 turned round: two actives from a cut link settle to the switches' master), and an active that finds
+its process did not run for longer than the dead interval (stopped, or starved of CPU: its pulse, an OS thread,
+missed its beats while the process used little CPU), or its event loop did not turn for HUB_DEAD_INTERVALS dead
+intervals: the peer may have replaced it meanwhile.
 
 A busy node is not a dead one: heartbeats are sent and heard by the HA link's OS threads (controller.pairlink),
 so they keep their pace while the event loop is held by a big apply, compile or read-back; each heartbeat says
@@ -54,6 +58,10 @@ log = logging.getLogger("canopy.ha")
 GENERATION_KEY = "ha_generation"
 STARTUP_DEAD_INTERVALS = 4  # a node that never heard its peer waits this many dead intervals before acting alone
 HUB_DEAD_INTERVALS = 10  # an event loop that did not turn for this many dead intervals is stuck, not busy
+# How long the switches' reports may be behind (Pair.report_lag_limit): this many dead intervals, and at least two
+# of OVS's status periods (it writes Controller.role and is_connected with its statistics, every 5 s by default)
+UNPUBLISHED_DEAD_INTERVALS = 4
+OVS_STATUS_PERIOD = 5.0
 
 
 @dataclass
@@ -94,6 +102,10 @@ class Pair:
             self.set_solo(True, "settings (ha.solo)")
         self._hub_tick = time.monotonic()  # when the decision loop (on the event loop) last ran
         self._resumed_at = 0.0  # when this process was last found to have not run (the pulse's gap)
+        self._unpublished: dict[str, float] = {}  # switch key -> when first seen without its controllers' roles
+        # whether a switch (datapath id) confirmed this node as its master: set by the app (controller/app.py)
+        self.own_master: Callable[[int | None], bool] = lambda _dpid: False
+        self._elsewhere_since: float | None = None  # since when most switches report another master (active only)
         self.pulse = Pulse(min(settings.heartbeat_interval, settings.dead_interval / 4), "canopy-ha-pulse")
         self.link = PairLink(settings.node_id, settings.listen, settings.port, settings.peer, settings.peer_port,
                              settings.heartbeat_interval, self._heartbeat, self._on_message, log,
@@ -206,6 +218,13 @@ class Pair:
         return None
 
     @property
+    def report_lag_limit(self) -> float:
+        """How long the switches' reports of their controllers' roles may be behind: a switch that publishes none is
+        not judged for this long (then it counts as free); an active that hears no peer steps down once most
+        switches have reported another master for this long (``_mastered_elsewhere``)."""
+        return max(UNPUBLISHED_DEAD_INTERVALS * self.settings.dead_interval, 2 * OVS_STATUS_PERIOD)
+
+    @property
     def hub_limit(self) -> float:
         """How long an event loop may go without turning before the pair counts it stuck (not busy)."""
         return HUB_DEAD_INTERVALS * self.settings.dead_interval
@@ -276,7 +295,8 @@ class Pair:
 
     def _switch_view(self) -> dict:
         snaps = list(self.state.vrs.values())
-        return {"seen": len(snaps), "reporting_a_master": sum(1 for s in snaps if s.other_master())}
+        return {"seen": len(snaps), "reporting_a_master": sum(1 for s in snaps if s.other_master()),
+                "roles_unpublished": sum(1 for s in snaps if s.roles_unpublished())}
 
     # ------------------------------------------------------------------ the HA link
     def _heartbeat(self) -> dict:
@@ -370,15 +390,44 @@ class Pair:
             return True
         return now - self.started >= STARTUP_DEAD_INTERVALS * self.settings.dead_interval
 
-    def _switches_agree(self) -> bool:
+    def _switches_agree(self, now: float) -> bool:
         """Rule 2: more than half of the VRS known to the pair (the larger of what we see and what the peer
-        last said it sees) report no connected master to us. None known: nothing to fence."""
+        last said it sees) report no connected master to us. None known: nothing to fence. A switch whose
+        controllers' roles are not published is not free until it has been seen so for ``report_lag_limit``."""
         snaps = list(self.state.vrs.values())
+        self._unpublished = {s.session: self._unpublished.get(s.session, now) for s in snaps if s.roles_unpublished()}
         known = max(len(snaps), self.peer.switches)
         if not known:
             return True
-        free = sum(1 for s in snaps if not s.other_master())
+        free = sum(1 for s in snaps if not s.other_master() and self._unpublished_free(s.session, now))
         return free * 2 > known
+
+    def _mastered_elsewhere(self, now: float, alive: bool) -> bool:
+        """An active that hears no peer and whose switches, more than half of those known to the pair, have each
+        reported a connected master that is not this node (its OpenFlow role there is not master) for
+        ``report_lag_limit`` without a break: another active holds them, and this one steps down. The
+        reverse of rule 2, so a node that stepped down for it does not take over again while it holds."""
+        snaps = list(self.state.vrs.values()) if not alive else []
+        known = max(len(snaps), self.peer.switches)
+        elsewhere = sum(1 for s in snaps if s.other_master() and not self.own_master(s.datapath_id))
+        if not known or elsewhere * 2 <= known:
+            self._elsewhere_since = None
+            return False
+        if self._elsewhere_since is None:
+            self._elsewhere_since = now
+        return now - self._elsewhere_since >= self.report_lag_limit
+
+    def _unpublished_free(self, session: str, now: float) -> bool:
+        """Whether switch ``session`` counts as free as far as its roles go: they are published, or have not
+        been for ``report_lag_limit`` since this node first saw it so."""
+        since = self._unpublished.get(session)
+        return since is None or now - since >= self.report_lag_limit
+
+    def _unpublished_note(self, now: float) -> str:
+        """What the reason for a takeover adds when it counted switches without published roles as free."""
+        late = sum(1 for session in self._unpublished if self._unpublished_free(session, now))
+        return f" ({late} switch(es) published no controller roles within {self.report_lag_limit:.0f} s: " \
+               "counted as free)" if late else ""
 
     def _election_keys(self) -> tuple[tuple, tuple]:
         """(ours, the peer's): newest data first, then priority, then node id."""
@@ -406,6 +455,9 @@ class Pair:
                 self._become("standby", "a switch reports a newer master")
             elif alive and self.peer.role == "active" and self._peer_outranks_us_as_active():
                 self._become("standby", f"the peer is active with a newer generation {self.peer.generation}")
+            elif self._mastered_elsewhere(now, alive):
+                self._become("standby", f"the peer is not heard and most switches have reported another connected "
+                                        f"master for {self.report_lag_limit:.0f} s: another active holds them")
             return
         if alive and self.peer.role == "active":
             if self.role != "standby":
@@ -415,14 +467,15 @@ class Pair:
             return  # its store renewed and empty until the active's snapshot is in: never active on it (a standby,
             # even restarted meanwhile: Applier.renewed is in the store)
         if alive:  # both undecided or standby: elect
-            if self._wins_election() and self._switches_agree():
-                self._become("active", "elected (newest data, then priority, then node id)")
+            if self._wins_election() and self._switches_agree(now):
+                self._become("active", "elected (newest data, then priority, then node id)"
+                             + self._unpublished_note(now))
             return
-        if self._peer_gone(now) and self._switches_agree():
+        if self._peer_gone(now) and self._switches_agree(now):
             link = "refuses the HA link" if self.link.refused() else "is silent"
             why = f"the peer {link} and the switches report no master" if self.peer.heard_at else \
                 "no peer answered and the switches report no master"
-            self._become("active", why)
+            self._become("active", why + self._unpublished_note(now))
 
     def _peer_outranks_us_as_active(self) -> bool:
         """Both active (a healed partition): the newer generation stays, then the election keys."""
@@ -435,7 +488,7 @@ class Pair:
         with self._lock:
             if role == "active":
                 self._remember_generation(max(self.generation, self.peer.generation, self.switch_generation) + 1)
-                self.demoted = False
+                self.demoted, self._elsewhere_since = False, None
                 if self.role == "standby":
                     self.takeovers += 1
             self.role, self.reason, self.changed_at = role, reason, time.time()

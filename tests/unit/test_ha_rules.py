@@ -104,6 +104,105 @@ def test_an_active_demoted_by_a_switch_steps_down(node):
     assert node.role == "standby"
 
 
+def see_unpublished_switch(pair, key="s0"):
+    """A switch that has just connected: its Controller rows are there, OVS has not yet published their roles."""
+    pair.state.vrs[key] = VrsSnapshot(key, "p", "hv0", controllers=(("tcp:10.250.0.1:6653", False, ""),
+                                                                    ("tcp:10.250.0.2:6653", False, "")))
+
+
+def test_a_lone_node_does_not_go_active_on_a_switch_whose_roles_are_not_published(node):
+    """faults50: the HA link cut, a new switch whose controllers' roles OVS had not published yet counted as free;
+    the node went active beside a live active that took the switch a moment later (split brain)."""
+    start = node.started
+    see_unpublished_switch(node)
+    node._decide(start + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "starting"  # cannot judge the switch: waits
+    see_switches(node, True)  # the switch publishes: the other node is its master
+    node._decide(start + STARTUP_DEAD_INTERVALS * DEAD + node.report_lag_limit + 1)
+    assert node.role == "starting" and node.roles == []
+    assert node.status()["switches"] == {"seen": 1, "reporting_a_master": 1, "roles_unpublished": 0}
+
+
+def test_a_switch_that_never_publishes_its_roles_counts_as_free_after_the_bound(node):
+    start = node.started
+    see_unpublished_switch(node)
+    first = start + STARTUP_DEAD_INTERVALS * DEAD
+    node._decide(first)
+    assert node.report_lag_limit == 10  # two of OVS's status periods: more than 4 dead intervals of 0.5 s
+    node._decide(first + node.report_lag_limit - 0.5)
+    assert node.role == "starting" and node.status()["switches"]["roles_unpublished"] == 1
+    node._decide(first + node.report_lag_limit)
+    assert node.role == "active" and "published no controller roles" in node.reason
+
+
+def test_a_lone_node_whose_switches_publish_no_master_goes_active(node):
+    see_switches(node, False)
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "active" and "published" not in node.reason
+
+
+def active_alone(pair) -> float:
+    """Make ``pair`` active with no peer heard and no switch; returns the time it decided."""
+    now = pair.started + STARTUP_DEAD_INTERVALS * DEAD
+    pair._decide(now)
+    assert pair.role == "active"
+    return now
+
+
+def test_an_active_that_hears_no_peer_steps_down_when_most_switches_keep_another_master(node):
+    """faults50's split brain from the other side: two actives, the link cut; the one whose switches report the
+    other as their master (its own role there is not master) steps down, once the reports have held for
+    report_lag_limit, and does not take over again while they hold."""
+    now = active_alone(node)
+    see_switches(node, True, True, False)
+    node._decide(now + 1)  # first seen: the reports may be behind
+    node._decide(now + 1 + node.report_lag_limit - 0.1)
+    assert node.role == "active"
+    node._decide(now + 1 + node.report_lag_limit)
+    assert node.role == "standby" and "another connected master" in node.reason
+    assert node.status()["switches"]["reporting_a_master"] == 2
+    node._decide(now + 3 * node.report_lag_limit)
+    assert node.role == "standby"  # the reverse of rule 2: no flap
+    see_switches(node, False, False, False)  # the other active went
+    node._decide(now + 3 * node.report_lag_limit)
+    assert node.role == "active"
+
+
+def test_an_active_never_counts_its_own_master_entry_nor_a_minority(node):
+    now = active_alone(node)
+    node.own_master = lambda dpid: dpid == 1
+    for i, dpid in enumerate((1, 2)):  # s0: we are its master; s1: another is
+        node.state.vrs[f"s{i}"] = VrsSnapshot(f"s{i}", "p", f"hv{i}", datapath_id=dpid,
+                                              controllers=(("tcp:10.250.0.2:6653", True, "master"),))
+    node._decide(now)
+    node._decide(now + 3 * node.report_lag_limit)
+    assert node.role == "active"  # one of two switches: not a majority
+
+
+def test_another_master_must_be_reported_without_a_break_for_an_active_to_step_down(node):
+    now = active_alone(node)
+    see_switches(node, True)
+    node._decide(now)
+    see_switches(node, False)  # one report without it: starts again
+    node._decide(now + node.report_lag_limit - 1)
+    see_switches(node, True)
+    node._decide(now + node.report_lag_limit)
+    node._decide(now + 2 * node.report_lag_limit - 1.1)
+    assert node.role == "active"
+    node._decide(now + 2 * node.report_lag_limit)
+    assert node.role == "standby"
+
+
+def test_an_active_that_hears_its_peer_leaves_it_to_the_generations(node):
+    now = active_alone(node)
+    see_switches(node, True)
+    hear(node, now, "standby", generation=0)
+    for step in range(4):
+        hear(node, now + step * node.report_lag_limit, "standby", generation=0)
+        node._decide(now + step * node.report_lag_limit)
+    assert node.role == "active"
+
+
 def test_two_undecided_nodes_elect_the_newest_data_first(node):
     hear(node, node.started, "starting", seq=5, priority=10)  # the peer has newer data, lower priority
     node._decide(node.started)
