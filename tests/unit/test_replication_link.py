@@ -182,8 +182,11 @@ def _answering_every_hi_with(answer):
                 continue
             with conn:
                 conn.settimeout(BOUND)
-                conn.recv(4096)
-                conn.sendall(msgpack.packb(answer))
+                try:
+                    conn.recv(4096)
+                    conn.sendall(msgpack.packb(answer))
+                except OSError:  # the dialler gone meanwhile (the link stopped)
+                    pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
