@@ -96,7 +96,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         self.service.pacer = loop_pacer(give_way, 40)  # planning a big apply pauses (a vport placed: ~0.25 ms)
         self.state.pacer = loop_pacer(give_way, STATE_EVERY)  # a report of 10,000 ports, a commit of 10,000 vports
         self.reconcilers: dict[int, SwitchReconciler] = {}
-        self._handed: dict[str, int] = {}  # session -> the datapath id last handed its desired state and changes
+        self._handed: dict[str, int | None] = {}  # session -> the datapath id handed every change of it taken
         self.dhcp = DhcpService(self.state, self.programmer, settings.underlay_mtu)
         self.garp = external.Announcer()  # floating IPs announced by gratuitous ARP (openflow/external.py)
         self.gateway_garp = GatewayAnnouncer()  # gateway MACs told to VMs (openflow/gateway_garp.py)
@@ -369,6 +369,8 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
             self._handed.pop(session, None)
             self.gateway_garp.forget(session)
             self.tunnels.forget(session)
+        else:  # its changes taken and handed to no reconciler (none of its datapath): whichever it is handed to next
+            self._handed[session] = None  # diffs all of it (the one it was handed to before holds none of them)
 
     def _push_vteps(self):
         """Hand the hardware VTEPs whose desired rows changed (the programmer keeps them by delta:

@@ -54,6 +54,7 @@ SEND_TIMEOUT = 5.0               # a send blocked this long drops the connection
 HELLO_TIMEOUT = 5.0              # an accepted connection must authenticate within this
 MAX_STRANGERS = 8                # accepted connections that have not authenticated yet
 NONCE = 32
+REASON_CHARS = 200               # the most of a refusal's reason shown (sent before any proof of the secret)
 TAG = 32
 
 
@@ -330,8 +331,8 @@ class PairLink:
         self._hi_nonces.append(mine)
         sock.sendall(msgpack.packb({"t": "hi", "node": self.node_id, "nonce": mine}, use_bin_type=True))
         reply = _read_one(sock)
-        if reply.get("t") == "refused":
-            raise AuthError(f"refused by the peer: {str(reply.get('reason'))[:200]}")
+        if reply.get("t") == "refused":  # (whoever answers at the peer address may send it: printable, bounded)
+            raise AuthError(f"refused by the peer: {_printable(reply.get('reason'), REASON_CHARS)}")
         theirs, node, proof = reply.get("nonce"), reply.get("node"), reply.get("proof")
         if reply.get("t") != "challenge" or not isinstance(theirs, bytes) or len(theirs) != NONCE \
                 or not isinstance(node, str) or not node or not isinstance(proof, bytes):
@@ -486,14 +487,10 @@ class PairLink:
                     or len(nonce) != NONCE:
                 raise AuthError(f"first message is not a hi ({msg.get('t')!r:.40})")
             if node == self.node_id and nonce in self._hi_nonces:
-                raise AuthError("it is ourselves (does the peer address point at this node?)")
+                _refuse(conn.sock, "it is ourselves (does the peer address point at this node?)")
             if node == self.node_id:  # another node given our name (ha.node_id defaults to the host name)
-                why = f"both nodes have ha.node_id {node!r}: each node of a pair needs its own (default: the host name)"
-                try:  # told, so that its log and /v1/ha say why too (not "does the peer use the same ha.secret?")
-                    conn.sock.sendall(msgpack.packb({"t": "refused", "reason": why}, use_bin_type=True))
-                except OSError:
-                    pass
-                raise AuthError(why)
+                _refuse(conn.sock, f"both nodes have ha.node_id {node!r}: each node of a pair needs its own "
+                                   "(default: the host name)")
             mine = os.urandom(NONCE)
             conn.claimed, conn.nonces = node, (nonce, mine)
             proof = _mac(self.secret, "listener", nonce, mine, node, self.node_id)
@@ -534,6 +531,22 @@ class PairLink:
         if why:
             self._say(logging.WARNING if warn else logging.INFO, "HA link %s: closed connection from %s (%s): %s",
                       self.node_id, conn.addr, conn.peer or conn.claimed or "unknown", why)
+
+
+def _refuse(sock, why: str):
+    """Tell the dialler why its hi is refused, so that its log and /v1/ha say why too (not "does the peer use the same
+    ha.secret?"), and raise AuthError(why)."""
+    try:
+        sock.sendall(msgpack.packb({"t": "refused", "reason": why}, use_bin_type=True))
+    except OSError:
+        pass
+    raise AuthError(why)
+
+
+def _printable(value, limit: int) -> str:
+    """``value`` as at most ``limit`` characters of one printable line (a line break or an escape sequence a peer sent
+    would forge lines of our log, or rewrite the terminal showing it)."""
+    return "".join(c if c.isprintable() else "?" for c in str(value)[:limit])
 
 
 def _read_one(sock) -> dict:

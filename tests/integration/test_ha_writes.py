@@ -370,3 +370,7 @@ def test_two_nodes_of_one_name_say_so_on_both_sides(lab):
             said in ctl.log_path.read_text()
     lab.wait_until(lambda: all(told(c) for c in ctls.values()), timeout=30, what="both nodes naming the node id")
     assert "does the peer use the same ha.secret" not in ctls["a"].log_path.read_text()
+    for name, ctl in ctls.items():  # no write acknowledged, as with any unlinked pair (docs/ha.md)
+        reply = ctl.api.post("/v1/tenants", {"name": f"t{name}"})
+        assert reply.status == 503, reply.text
+        assert reply.json["error"]["code"] in ("not_replicated", "not_active"), reply.text  # (active; deciding)

@@ -189,6 +189,8 @@ def test_two_hypervisors_given_one_system_id_in_turn_each_hold_exactly_their_flo
     lab.wait_until(lambda: [s["speaking"] for s in sessions_of(canopy, "kvm1")] == [False, True]
                    and not sessions_of(canopy, "kvm2"), timeout=20, what="kvm2's session speaking for kvm1")
     lab.wait_until(holds_its_record, timeout=20, what="kvm2 in sync as kvm1, holding what Canopy says it installed")
+    lab.wait_until(lambda: canopy.api.get("/v1/status").json["vports_bound"] == 1, timeout=20,
+                   what="VM a unbound: kvm2 speaks for chassis kvm1 (docs/operations.md)")
 
     kvm2.vsctl("set", "Open_vSwitch", ".", "external_ids:system-id=kvm2")
     lab.wait_until(lambda: sessions_of(canopy, "kvm2") and canopy.api.get("/v1/status").json["vports_bound"] == 2,

@@ -1,7 +1,9 @@
 """The HA pair's link (controller/pairlink.py) over real TCP on 127.0.0.1: garbage, handler exceptions, refused
 dials, and who may speak on it (the shared secret, strangers). Every wait is bounded (wait_for)."""
 
+import logging
 import socket
+import threading
 
 import msgpack
 import pytest
@@ -138,7 +140,8 @@ def test_a_node_without_the_secret_cannot_connect_either_way(tmp_path):
 def test_two_nodes_given_one_node_id_are_told_so_and_a_node_dialling_itself_is_not(tmp_path):
     """Both nodes named alike (ha.node_id defaults to the host name: two hosts or containers of one name): each
     refuses the other, and each says why in last_dial_error (/v1/ha), not "does the peer use the same ha.secret?"
-    as before (faults50). A node whose peer address is its own still closes its own dial as ourselves."""
+    as before (faults50). A node whose peer address is its own still closes its own dial as ourselves, and says so
+    on both ends."""
     me = link("ctl", 0, free_port())
     me.start()
     twin = link("ctl", 0, me.port)
@@ -156,10 +159,63 @@ def test_two_nodes_given_one_node_id_are_told_so_and_a_node_dialling_itself_is_n
     alone.start()
     alone.peer_port = alone.port
     try:
-        wait_for(lambda: alone.last_dial_error, "its dial of itself to fail")
+        wait_for(lambda: "authentication" in (alone.last_dial_error or ""), "its dial of itself to fail")  # (its
+        # first dial, of the port it was given before its own, is refused: "connection refused")
         assert "node_id" not in alone.last_dial_error and not alone.connected_in
+        assert "refused by the peer: it is ourselves" in alone.last_dial_error  # (review50f: was "the same ha.secret?")
     finally:
         alone.stop()
+
+
+def _answering_every_hi_with(answer):
+    """A listener (not a node of the pair) that answers each hi it is sent with ``answer`` and closes; its port and
+    how to stop it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    done = threading.Event()
+
+    def serve():
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(BOUND)
+                try:
+                    conn.recv(4096)
+                    conn.sendall(msgpack.packb(answer))
+                except OSError:  # the dialler gone meanwhile (the link stopped)
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop():
+        done.set()
+        thread.join(BOUND)
+        server.close()
+    return server.getsockname()[1], stop
+
+
+def test_a_refusal_from_whoever_answers_the_dial_is_one_line_of_printable_text(tmp_path, caplog):
+    """The refusal a node sends before any proof of the secret (two nodes of one ha.node_id) can come from anyone at
+    the peer address: what it says is shown (log, /v1/ha ``last_dial_error``), bounded and printable. Before
+    (review50f) its line breaks went into the log as they were, forged lines of this node's own log."""
+    forged = "ok\n2026-12-08 01:00:00 WARNING canopy.ha: HA: now standby (generation 9)\r\x1b[2J" + "x" * 500
+    port, stop = _answering_every_hi_with({"t": "refused", "reason": forged})
+    me = link("me", 0, port)
+    try:
+        with caplog.at_level(logging.INFO, logger="canopy.ha"):
+            me.start()
+            wait_for(lambda: "refused by the peer" in (me.last_dial_error or ""), "the dial refused")
+            wait_for(lambda: any("refused by the peer" in r.getMessage() for r in caplog.records), "its log line")
+        shown = [me.last_dial_error] + [r.getMessage() for r in caplog.records if "refused by the peer" in r.getMessage()]
+        assert all(text.isprintable() and len(text) < 400 for text in shown), shown
+        assert me.auth_failures >= 1 and not me.connected_out
+    finally:
+        me.stop()
+        stop()
 
 
 def test_a_stranger_cannot_displace_or_speak_for_a_live_peer(tmp_path):
