@@ -1,6 +1,6 @@
 """Vport endpoints swapped and their owners listed a run at a time (controller/viewbatch.py, viewowners.py), given
 journals of random passes (many vports gone, bound, moved; IPs and MACs changed, shared by two vports, claimed by
-EVPN MACs; vports changing subnet): after each pass the View and the LiveView's indexes are those derived and built
+EVPN MACs, two IPs on one vport or none; vports changing subnet): after each pass the View and the LiveView's indexes are those derived and built
 from scratch, and the pass's notes hold what changed, as found by comparing the View before and after the pass:
 every endpoint changed with what it was and is (``changed``), the local endpoints changed (``local_changed``, what
 MAC mobility and the Originator take), and where each vport endpoint changed was (``was_at``: its owner is listed
@@ -28,9 +28,12 @@ VPORTS = 80
 SUBNETS = ("acme/web", "acme/db", "acme/lan")
 
 
-def ip_of(subnet: str, i: int, variant: int) -> str:
+def ips_of(subnet: str, i: int, variant: int) -> list:
+    """vm ``i``'s IPs: variant 0 its own; 1 one shared by vm 2k and 2k+1; 2 none; 3 two (its own and another: the
+    endpoints of a run holding other than one IP each)."""
     net = {"acme/web": "10.0.1", "acme/db": "10.0.2", "acme/lan": "10.9.0"}[subnet]
-    return f"{net}.{10 + (i // 2 if variant else i)}"  # (variant 1: vm 2k and 2k+1 share an IP)
+    return {0: [f"{net}.{10 + i}"], 1: [f"{net}.{10 + i // 2}"], 2: [], 3: [f"{net}.{10 + i}", f"{net}.{150 + i}"]}[
+        variant]
 
 
 def commit_vports(state, rng, vports: dict, names) -> None:
@@ -40,7 +43,7 @@ def commit_vports(state, rng, vports: dict, names) -> None:
         obj = dict(policy.get("vport", f"vm{i}"))
         obj["subnet_id"] = policy.find("subnet", subnet)["id"]
         obj["mac"] = f"02:00:00:00:{mac:02x}:{i:02x}"
-        obj["ips"] = [ip_of(subnet, i, variant)] if variant < 2 else []
+        obj["ips"] = ips_of(subnet, i, variant)
         policy.put("vport", obj)
     state.policy_committed(policy, [])
 
@@ -105,7 +108,7 @@ def test_runs_swapped_together_equal_a_view_built_from_scratch(seed):
     state = base_state()
     vports = {}
     for i in range(VPORTS):
-        vports[i] = (rng.choice(SUBNETS), 0, rng.randrange(3))
+        vports[i] = (rng.choice(SUBNETS), 0, rng.randrange(4))
         add_vport(state, vports[i][0], f"vm{i}", "02:00:00:00:00:01", None)
     commit_vports(state, rng, vports, range(VPORTS))
     web = state.policy.find("subnet", "acme/web")
@@ -124,7 +127,7 @@ def test_runs_swapped_together_equal_a_view_built_from_scratch(seed):
             for i in names:
                 subnet, mac, variant = vports[i]
                 vports[i] = (rng.choice(SUBNETS) if rng.random() < 0.3 else subnet, mac ^ rng.randrange(2),
-                             rng.randrange(3))
+                             rng.randrange(4))
             commit_vports(state, rng, vports, names)
         else:
             for _ in range(rng.choice((1, 3, 20, 80))):
