@@ -3,11 +3,12 @@
 and ``_TrackingIdl.row_keys``): the oracle of tests/unit/test_ovsdb_slices_oracle.py, one shape at a time.
 
 Each shape changes a big delete where the plan reads a uuid's text once and hands its number on: texts in upper
-case (the same rows), a row named twice under its two texts, a text ovs's pattern refuses in a member name or in a
-bridge's ``ports`` difference (one ``int(text, 16)`` took, a final newline the pattern takes, braces ``uuid.UUID``
-takes), a row that is not there, a row update naming "delete" and more, a delete and an insert of one uuid, a
-bridge's difference naming ports no slice holds. After each: the same refusal or none, a refusal naming the text;
-unrefused, the same rows, name index, row notifications and reporter's ports.
+case (the same rows), a row named twice under its two texts, a row that is not there, a row update naming "delete"
+and more, a delete and an insert of one uuid, a bridge's difference naming ports no slice holds; and a text ovs's
+pattern refuses (one ``int(text, 16)`` took, a final newline the pattern takes, braces ``uuid.UUID`` takes) as a
+member name, in a bridge's ``ports`` difference, or in a renamed bridge's next to a text the plan read. After each:
+the same refusal or none, a refusal saying where; unrefused, the same rows, name index, row notifications and
+reporter's ports.
 """
 
 import json
@@ -93,10 +94,18 @@ def _bad_texts(good: str) -> list:
             good[:-1] + "\u0661", 7]
 
 
-def _place_bad(rng, update, bad) -> str:
-    """``bad`` where a text was: an interface's or a port's member name, or an element of a bridge's difference; the
+def _place_bad(rng, db, update, bad) -> str:
+    """``bad`` where a text was: an interface's or a port's member name, an element of a bridge's difference, or one of
+    a renamed bridge's difference next to a deleted port another bridge's names (its number read by the plan); the
     words its refusal must hold (where it is)."""
-    where = rng.choice(("Interface", "Port", "Bridge") if isinstance(bad, str) else ("Bridge",))
+    where = rng.choice(("Interface", "Port", "Bridge", "renamed") if isinstance(bad, str) else ("Bridge", "renamed"))
+    if where == "renamed":
+        other, row_update = rng.choice(sorted(update["Bridge"].items()))
+        bridge = rng.choice([b for b in sorted(db.bridges) if b != other])
+        diff = update["Bridge"].setdefault(bridge, {"modify": {"ports": ["set", []]}})["modify"]
+        diff["ports"][1] += [row_update["modify"]["ports"][1][0][:], ["uuid", bad]]
+        diff["name"] = "renamed"
+        return "Bridge row %s: column ports: " % bridge
     if where == "Bridge":
         bridge, row_update = rng.choice(sorted(update["Bridge"].items()))
         atoms = row_update["modify"]["ports"][1]
@@ -147,7 +156,7 @@ def test_a_big_delete_with_odd_uuid_texts_leaves_in_slices_what_it_leaves_whole(
 def test_a_big_delete_naming_a_text_ovs_refuses_is_refused_sliced_as_whole_saying_where(seed, small_slices):
     for number, bad in enumerate(_bad_texts(str(uuid.UUID(int=seed + 1)))):
         db, rows, update = _big_delete(100 * seed + number)
-        says = _place_bad(random.Random(seed * 100 + number), update, bad)
+        says = _place_bad(random.Random(seed * 100 + number), db, update, bad)
         whole, _ = _compare(db, rows, update)
         assert whole.refused is not None and whole.refused.startswith("update refused: " + says), (bad, whole.refused)
 
