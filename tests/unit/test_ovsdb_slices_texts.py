@@ -180,3 +180,21 @@ def test_a_reference_ovs_pattern_takes_and_uuid_refuses_is_refused_naming_its_ro
     table = "Port" if operation == "insert" else "Bridge"
     assert replica.refused is not None and \
         replica.refused.startswith("update refused: %s row %s: column %s: " % (table, row, column)), replica.refused
+
+
+@pytest.mark.parametrize("table", ["Port", "Interface"])
+def test_a_big_insert_naming_a_uuid_twice_is_applied_whole(table, small_slices):
+    """A row inserted twice under its uuid's two texts (upper case first, other columns): ovs inserts them in order,
+    the later replacing the earlier. Sliced, the one a port holds went into its slice and the other into the rest,
+    applied after it: the replica kept the upper-case row's columns where the whole update leaves the other's."""
+    for seed in range(4):
+        rng = random.Random(seed)
+        db = Database(rng)
+        rows = json.loads(json.dumps(db.rows))
+        update = db.insert_ports(12)
+        key = rng.choice(sorted(update[table]))
+        twin = {"name": "twin", "ofport": ["set", [99]]} if table == "Interface" else \
+            {"name": "twin", "interfaces": update["Port"][key]["insert"]["interfaces"]}
+        update[table] = {key.upper(): {"insert": twin}, **update[table]}
+        whole, seen = _compare(db, rows, update)
+        assert whole.refused is None and not seen
