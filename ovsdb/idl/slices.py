@@ -21,7 +21,8 @@ minus those removed so far); no reference dangles. (A row "inserted" again that 
 update would replace it, in the slice holding its port and interfaces together.) Everything else of the update
 (the other tables and rows, a bridge's other columns, the ports that do not qualify) is the last slice. An update
 that changes ports in any other way (a port renamed or re-bound: a delete with an insert, an interface's iface-id
-changed) is not cut: it is applied whole, as is an old-protocol (``update``) update, the first copy, and anything of
+changed) is not cut: it is applied whole, as is an insert naming a row twice (its uuid's text in upper case too:
+ovs applies the two in order), an old-protocol (``update``) update, the first copy, and anything of
 a shape this module does not expect (ovs parses and refuses it as before). Applying the slices one after another
 gives the same rows as applying the update whole: a set's difference toggles its elements, so the parts of one
 bridge's difference may be applied in any order (tests/unit/test_ovsdb_slices.py).
