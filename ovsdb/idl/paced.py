@@ -48,6 +48,9 @@ _OVS_LOG = ovs.db.idl.vlog  # the ovs IDL's own log (silent unless ovs.vlog is i
 # row's "insert" that is not an object, a set's elements that are not an array, ...). Peer input: the update is refused.
 # (ValueError: also refusals.UpdateRefused, what the checks here raise.)
 _MALFORMED = (ovs.db.error.Error, AttributeError, TypeError, KeyError, IndexError, ValueError)
+# What a column's parser raises for a value that does not parse: ovs's Error, and uuid.UUID's ValueError for a reference
+# ovs's pattern takes with a final newline (its "$"): refused naming the row and column either way
+_UNPARSED = (ovs.db.error.Error, ValueError)
 REASON_CHARS = 400  # of a refusal's reason, logged at each dropped session: ovs's message quotes the bad value whole
 
 
@@ -161,7 +164,7 @@ class _PacedIdl(ovs.db.idl.Idl):
                     continue
             try:
                 datum = parse(value)
-            except ovs.db.error.Error as exc:
+            except _UNPARSED as exc:
                 raise self._refusal(table, row, name, exc) from exc
             if datum.values != (default if old is None else old).values:  # Datum.__eq__'s comparison, without its call
                 data[name] = datum
@@ -197,7 +200,7 @@ class _PacedIdl(ovs.db.idl.Idl):
                     continue
             try:
                 diff = parse(value)
-            except ovs.db.error.Error as exc:
+            except _UNPARSED as exc:
                 raise self._refusal(table, row, name, exc) from exc
             current = held if held is not None else default.copy()  # a copy: diff changes the datum in place
             old_row[name] = current.copy()

@@ -631,7 +631,8 @@ def test_tables_only_deleted_take_the_batch_and_give_what_the_row_loop_gives(see
     row by row (rowloop's ``_delete`` and ``notify``: what ovs's own loop gives, the tests above), with the IDLs' own
     ``notify`` (not a recording one: that takes the rows one by one), for deletes mixed
     with a row the replica lacks, a row named twice (its uuid's text in capitals too), a row stacked over a copy (the
-    copy is the row then), a row update naming "delete" and "modify", and a pacer pausing inside the runs."""
+    copy is the row then; named twice, both go), a row update naming "delete" and "modify", and a pacer pausing
+    inside the runs."""
     import random
 
     rng = random.Random(seed)
@@ -661,6 +662,8 @@ def test_tables_only_deleted_take_the_batch_and_give_what_the_row_loop_gives(see
         if ifaces and rng.random() < 0.3:  # a row stacked over a copy of it
             for recorded in (ours, theirs):
                 stacked(recorded, uuid.UUID(ifaces[0]), "on top")
+            if rng.random() < 0.5:  # and named twice: the copy below goes too, in the same run
+                update["Interface"][ifaces[0].upper()] = {"delete": None}
         for by_batch, recorded in ((True, ours), (False, theirs)):
             recorded.feed(update)
         assert ours.data() == theirs.data()
