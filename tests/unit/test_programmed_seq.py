@@ -188,3 +188,26 @@ def test_a_switch_withheld_by_the_pass_before_holds_no_seq_of_it_while_the_hand_
     assert programmer.withheld == set()
     rec.settled = True
     assert seqs.of_switch(rec, "s1") == 5  # handed seq 5's state (or newer) and found equal to it
+
+
+def test_the_waits_poll_of_the_switches_does_not_look_at_their_ports(tmp_path):
+    """``canopy apply --wait`` polls GET /v1/switches?ports=false twice a second: each switch without its ports, the
+    answer's work the same whatever number of ports the switches have (each poll described every port before)."""
+    from controller.cli_wait import SWITCHES
+    from tests.bytecodes import opcodes
+
+    ctl = Controller(tmp_path)
+    path, _, query = SWITCHES.partition("?")
+    ask = Request("GET", path, dict([query.split("=")]), {"authorization": f"Bearer {TOKEN}"}, b"", "127.0.0.1")
+    costs = []
+    for count in (10, 1000):
+        ctl.state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(count)]))
+        resp = ctl.api.handle(ask)
+        assert resp.status == 200
+        item = json.loads(resp.encoded())["items"][0]
+        assert item["chassis"] == "s1" and item["ports"] is None
+        costs.append(opcodes(lambda: ctl.api.handle(ask).encoded()))
+    full = ctl.api.handle(Request("GET", path, {}, {"authorization": f"Bearer {TOKEN}"}, b"", "127.0.0.1"))
+    assert len(json.loads(full.encoded())["items"][0]["ports"]) == 1001  # (and the vxlan port) without the parameter
+    ctl.close()
+    assert costs[0] == costs[1], costs
