@@ -210,4 +210,5 @@ def test_the_waits_poll_of_the_switches_does_not_look_at_their_ports(tmp_path):
     full = ctl.api.handle(Request("GET", path, {}, {"authorization": f"Bearer {TOKEN}"}, b"", "127.0.0.1"))
     assert len(json.loads(full.encoded())["items"][0]["ports"]) == 1001  # (and the vxlan port) without the parameter
     ctl.close()
-    assert costs[0] == costs[1], costs
+    assert costs[1] - costs[0] < 100, costs  # (not 0: the answer's pacer may pause by the clock under load; each
+    # port described was ~50)
