@@ -358,6 +358,7 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         rec = self.reconcilers.get(sw.datapath_id) if sw and sw.datapath_id is not None else None
         desired = self.programmer.desired.get(session)
         changed = self.programmer.take_changes(session)  # owners changed since this switch's last hand-out
+        self.programmer.handed(session)
         if rec is not None and desired is not None:
             if self._handed.setdefault(session, sw.datapath_id) != sw.datapath_id:  # its changes went to another
                 changed = None  # datapath (two hypervisors given one system-id, in turn): diff all of it

@@ -7,7 +7,8 @@ computes the desired state from it (``Programmer.revision``) and hands it to eve
 (``ProgramLoop.handed_seq`` once the pass succeeded), and the switch's reconciler finds the switch equal to all it was
 handed (``SwitchReconciler.settled``). So a switch seen settled when the last pass handed out seq N holds the desired
 state of seq N: a switch that pass did not touch had nothing of it to change. A switch whose desired state is withheld
-(State is still taking its first report: Programmer.due) is not. What a switch was last seen to hold is remembered
+(State is still taking its first report; or released and its turn in the hand-out still to come: Programmer.due)
+is not. What a switch was last seen to hold is remembered
 per connection (a reconnected switch is read back: nothing is known of it until it settles again), so a switch busy
 with a newer change still shows the seq it had programmed when last looked at; it is looked at when it is listed.
 A hardware VTEP alike (GET /v1/vteps ``programmed_seq``): its reconciler settled when its last plan, made for the

@@ -64,7 +64,8 @@ class Programmer:
         self.partial: frozenset[str] = frozenset()  # the sessions State was taking a first report of when the last
         # refresh took its journal (State.partial): the View may hold them with only some of their vports
         self.partial_chassis: frozenset[str] = frozenset()  # their chassis (State.partial_chassis), in the View or not
-        self.withheld: set[str] = set()  # sessions whose desired state is not handed out yet: partial (see due)
+        self.withheld: set[str] = set()  # sessions whose desired state is not handed out yet: partial, or due and not
+        # handed yet (see due, handed)
         self.revision = 0  # the policy seq State had taken whole when the last refresh took its journal
         self._passing = False  # inside refresh()
         self.vteps = LiveVteps()  # each hardware VTEP's desired rows, by the same delta (controller/viewvteps.py)
@@ -251,11 +252,17 @@ class Programmer:
         in ``partial`` is withheld: its desired state lacks the VMs State has not located yet (a switch back after its
         reconnect grace is read again from scratch), and handed out it would delete their flows from the switch,
         where they still run, until the pass that sees them. It is handed out on the first pass that sees it whole
-        (State wakes the loop for it), with every change it holds (``take_changes`` keeps them meanwhile)."""
+        (State wakes the loop for it), with every change it holds (``take_changes`` keeps them meanwhile). It stays in
+        ``withheld`` until ``handed``: the hand-out pauses between switches, and meanwhile its reconciler, in sync
+        with an older state, is not to be said to hold the last pass's seq (controller/programmed.py)."""
         partial, sessions = self.partial, set(sessions)
         due = (sessions | self.withheld) - partial
-        self.withheld = (self.withheld | sessions) & partial
+        self.withheld |= sessions & partial
         return due
+
+    def handed(self, session: str) -> None:
+        """``session``'s desired state is handed out now (or it has no switch to hand it to: it gets it on connecting)."""
+        self.withheld.discard(session)
 
     def take_changes(self, session: str) -> set | None:
         """The owners whose desired flows or groups on this switch changed since the last call (and so since

@@ -97,37 +97,44 @@ class StateReport:
                         "ips": sorted({m.ip for m in rows if m.ip}), "locators": sorted({m.locator for m in rows})})
         return out
 
-    def switches(self, tick=_no_tick, datapath_id: int | None = None) -> list[dict]:
+    def switches(self, tick=_no_tick, datapath_id: int | None = None, ports: bool = True) -> list[dict]:
         """Every VRS known over OVSDB or OpenFlow, joined on the integration bridge's datapath id; ``datapath_id``:
-        only that one's (one switch's view does not describe every other's ports). ``tick()``: once a port described
+        only that one's (one switch's view does not describe every other's ports); ``ports`` False: each one's
+        ``ports`` None, neither they nor where vports are bound looked at. ``tick()``: once a port described
         (a controller/pacer.py ``Pacer.tick``: it may pause); the switches, their snapshots and OpenFlow connections,
         the policy (a value: a change makes a new one) and where vports are bound (or refused for their MAC) are
         taken first, so a change meanwhile is in the next answer, not half in this one
         (tests/unit/test_rest_snapshots.py)."""
         out, covered = [], set()
         vrs = [snap for snap in self.vrs.values() if datapath_id is None or snap.datapath_id == datapath_id]
-        sessions = {snap.session for snap in vrs}
-        # a port's vport: (its id, its Location where the hypervisor reports another MAC, else None)
-        bound = {(loc.session, loc.port, loc.vlan): (vid, loc) for vid, loc in self.mismatched.items()
-                 if loc.session in sessions}
-        bound.update({(loc.session, loc.port, loc.vlan): (vid, None) for vid, loc in self.locations.items()
-                      if loc.session in sessions})
+        bound = self._bound_on({snap.session for snap in vrs}) if ports else None
         datapaths = sorted((dpid, of) for dpid, of in self.datapaths.items()
                            if datapath_id is None or dpid == datapath_id)
         connected, policy = dict(datapaths), self.policy
         for snap in sorted(vrs, key=lambda snap: snap.chassis):
             of = connected.get(snap.datapath_id) if snap.datapath_id is not None else None
             covered.add(snap.datapath_id)
-            out.append(self._switch_view(snap, of, _Briefs(policy, bound, snap.session), tick))
+            out.append(self._switch_view(snap, of, _Briefs(policy, bound, snap.session) if ports else None, tick))
         for dpid, of in datapaths:
             if dpid not in covered:
                 out.append({"datapath_id": dpid_str(dpid), "name": None, "chassis": None, "flavour": None,
-                            "vtep_ip": None, "bridge": None, "openflow": _of_view(of), "ovsdb": None, "ports": []})
+                            "vtep_ip": None, "bridge": None, "openflow": _of_view(of), "ovsdb": None,
+                            "ports": [] if ports else None})
         return out
 
-    def _switch_view(self, snap, of, briefs: "_Briefs", tick=_no_tick):
-        ports = []
-        for p in snap.ports:
+    def _bound_on(self, sessions: set) -> dict:
+        """A port's vport on ``sessions``: (session, port, VLAN) -> (its id, its Location where the hypervisor reports
+        another MAC, else None)."""
+        bound = {(loc.session, loc.port, loc.vlan): (vid, loc) for vid, loc in self.mismatched.items()
+                 if loc.session in sessions}
+        bound.update({(loc.session, loc.port, loc.vlan): (vid, None) for vid, loc in self.locations.items()
+                      if loc.session in sessions})
+        return bound
+
+    def _switch_view(self, snap, of, briefs: "_Briefs | None", tick=_no_tick):
+        """One VRS's view; ``briefs`` None: without its ports."""
+        ports = [] if briefs is not None else None
+        for p in snap.ports if briefs is not None else ():
             tick()
             vnics = p.vnic_vlans()
             entry = {"name": p.name, "ofport": p.ofport, "mac": p.mac, "iface_id": p.ext("iface-id"),

@@ -301,6 +301,7 @@ class PeerSession:
         self._conn = replica
         self.state = SYNCING
         self._doorbell = idl.Doorbell()
+        self._server.following_vtep(self)  # (set_vtep_desired rings it, vtep_settled asks it: not every VRS's)
         self._log.info("ovsdb %s: hardware_vtep peer (session %s), replicating %s%s", self.peer, self.name,
                        VTEP_DATABASE, "" if self._server.program_vteps else " (read only)")
         if self._server.program_vteps:

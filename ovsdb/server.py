@@ -123,6 +123,7 @@ class OvsdbManagerServer:
         self._accept_thread = None
         self._expire_thread = None
         self._sessions: dict[str, PeerSession] = {}
+        self._vtep_sessions: dict[str, PeerSession] = {}  # those following a hardware VTEP, by name (few of them)
         self._stopping = False
 
     def start(self) -> None:
@@ -222,7 +223,7 @@ class OvsdbManagerServer:
             del self._vtep_desired[name]
         else:
             self._vtep_desired[name] = desired
-        for session in self._sessions.values():
+        for session in self._vtep_sessions.values():
             if session.switch == name:
                 session.ring()
 
@@ -249,7 +250,7 @@ class OvsdbManagerServer:
     def vtep_settled(self, name: str):
         """(the reconciler of the session serving hardware VTEP ``name``, whether it holds the desired state handed to
         it); (None, False) when no session serves it (controller/programmed.py)."""
-        for session in self._sessions.values():
+        for session in self._vtep_sessions.values():  # (not every VRS's session: GET /v1/vteps asks for each VTEP)
             rec = session.vtep_reconciler() if session.switch == name else None
             if rec is not None:
                 return rec, self.may_write and rec.settled(self._vtep_desired.get(name))
@@ -324,7 +325,13 @@ class OvsdbManagerServer:
             name = "ovsdb:%s#%d" % (peer, n)
         return name
 
+    def following_vtep(self, session: PeerSession) -> None:
+        """``session``'s peer is a hardware VTEP (it follows its hardware_vtep database) until it is forgotten."""
+        if self._sessions.get(session.name) is session:
+            self._vtep_sessions[session.name] = session
+
     def _forget(self, session: PeerSession) -> None:
         if self._sessions.get(session.name) is session:
             del self._sessions[session.name]
+            self._vtep_sessions.pop(session.name, None)
             self.first_read_pending.discard(session.name)

@@ -93,7 +93,8 @@ class Api:
         self.faults = dict(faults or {})
         self.routes = self._object_routes() + [
             Route("GET", "/v1/status", self.status, "version, HA role, uptime and object counts"),
-            Route("GET", "/v1/switches", self.switches, "connected VRS with their ports"),
+            Route("GET", "/v1/switches", self.switches, "connected VRS with their ports",
+                  query=(("ports", "false: without their ports (null), as canopy apply --wait polls", BOOL_SCHEMA),)),
             Route("GET", "/v1/switches/{dpid}", self.switch, "one VRS by datapath id (16 hex digits)"),
             Route("GET", "/v1/changes", self.changes, "the committed change log",
                   query=(("since", "return changes after this sequence number", SEQ_SCHEMA),
@@ -389,12 +390,14 @@ class Api:
         return [f"the store's renewal has been deferred by 'canopy backup' for {waited:.0f} s"]
 
     def switches(self, req):
+        ports = "ports" not in req.query or _bool_param(req, "ports")  # (false: a poll's work not every port's)
         self.take_turn()
         # every port: described, then encoded, a port at a time
         pacer = answer_pacer(self.pause, SWITCHES_EVERY, self.budget)
         with collector_paused():  # a port's dicts each, tens of thousands: freed (as bytes) before it ends
             floods = self.floods.by_chassis() if self.floods is not None else None  # (one walk, not one a switch)
-            items = [self._with_sync(item, floods, pacer.tick) for item in self.state.switches(pacer.tick)]
+            items = [self._with_sync(item, floods, pacer.tick) for item in self.state.switches(pacer.tick,
+                                                                                                ports=ports)]
             return Response(200, paced_json({"items": items, "count": len(items)}, pacer.tick))
 
     def _with_sync(self, item, floods=None, tick=None):

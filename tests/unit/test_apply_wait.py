@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 
 from controller import cli
-from controller.cli_wait import wait_programmed
+from controller.cli_wait import SWITCHES, wait_programmed
 
 HOLDING = {"startup_hold": {"state": "syncing", "message": "waiting for 2 of 2 switches"}}
 RELEASED = {"startup_hold": {"state": "synced", "message": "all 2 switches connected before have reported"}}
@@ -42,7 +42,7 @@ class Answers:
         status, switches, vteps = (*self.now, [])[:3]
         if status is None:
             return None, None
-        return 200, status if path == "/v1/status" else {"items": switches if path == "/v1/switches" else vteps}
+        return 200, status if path == "/v1/status" else {"items": switches if path == SWITCHES else vteps}
 
 
 def waited(fetch, seq=7, timeout=60):
@@ -158,7 +158,7 @@ def test_a_refused_listing_is_no_answer_not_no_switch_to_wait_for():
 
     def fetch(path):
         nonlocal listing
-        if path != "/v1/switches":
+        if path != SWITCHES:
             return 200, RELEASED if path == "/v1/status" else {"items": []}
         got, listing = listing, next(answers, listing)
         return got

@@ -125,4 +125,6 @@ def test_due_withholds_a_partial_switch_until_a_view_sees_it_whole():
     assert programmer.due({"s1", "s2"}) == {"s2"} and programmer.withheld == {"s1"}
     assert programmer.due(set()) == set()  # still partial
     programmer.partial = frozenset()
-    assert programmer.due({"s3"}) == {"s1", "s3"} and programmer.withheld == set()
+    assert programmer.due({"s3"}) == {"s1", "s3"} and programmer.withheld == {"s1"}  # until handed out
+    programmer.handed("s1")
+    assert programmer.withheld == set()

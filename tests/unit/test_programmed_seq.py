@@ -152,3 +152,63 @@ def test_get_v1_switches_says_the_seq_a_switch_holds(tmp_path):
     assert resp.status == 200
     assert json.loads(resp.encoded())["items"][0]["sync"]["programmed_seq"] == 12
     ctl.close()
+
+
+def test_a_switch_withheld_by_the_pass_before_holds_no_seq_of_it_while_the_hand_out_reaches_it():
+    """A switch whose report State was still taking (back after its grace, OpenFlow kept) was withheld from the pass
+    of seq 5; its reconciler stays in sync with what it had before. The next pass releases it (Programmer.due) and
+    hands the switches out one by one, pausing between them: until its turn it holds nothing of seq 5 (on main it was
+    said to hold seq 5 in those pauses: ``due`` had dropped it from ``withheld`` before it was handed anything)."""
+    from tests.unit.test_partial_report_withheld import _glue
+
+    state = base_state()
+    add_vport(state, "acme/web", "vm1", "02:00:00:00:00:01", "10.0.1.11")
+    state.vrs_update(snapshot("s1", "10.251.0.1", [("vm1", 1)]))
+    programmer = Programmer(state)
+    programmer.refresh(full=True)
+    glue = _glue(state, programmer)
+
+    class Held(Rec):
+        settled = True  # in sync with what it was handed before seq 5
+
+        def set_desired_owners(self, flows, groups, changed):
+            self.settled = False  # (a round finds it equal later)
+
+    rec = glue.reconcilers[1] = Held()
+    handed = [5]
+    seqs = ProgrammedSeqs(lambda: handed[0], lambda: programmer.withheld)
+    programmer.partial = frozenset({"s1"})
+    glue.hand_out({"s1"})  # the pass of seq 5: s1 withheld
+    assert seqs.of_switch(rec, "s1") is None
+    programmer.partial = frozenset()
+    seen = []
+    glue.routes.hand_out = lambda: seen.append(seqs.of_switch(rec, "s1"))  # a pause of the next hand-out, s1's turn
+    glue.hand_out(set())  # still to come
+    assert seen == [None]
+    assert programmer.withheld == set()
+    rec.settled = True
+    assert seqs.of_switch(rec, "s1") == 5  # handed seq 5's state (or newer) and found equal to it
+
+
+def test_the_waits_poll_of_the_switches_does_not_look_at_their_ports(tmp_path):
+    """``canopy apply --wait`` polls GET /v1/switches?ports=false twice a second: each switch without its ports, the
+    answer's work the same whatever number of ports the switches have (each poll described every port before)."""
+    from controller.cli_wait import SWITCHES
+    from tests.bytecodes import opcodes
+
+    ctl = Controller(tmp_path)
+    path, _, query = SWITCHES.partition("?")
+    ask = Request("GET", path, dict([query.split("=")]), {"authorization": f"Bearer {TOKEN}"}, b"", "127.0.0.1")
+    costs = []
+    for count in (10, 1000):
+        ctl.state.vrs_update(snapshot("s1", "10.251.0.1", [(f"vm{i}", i + 1) for i in range(count)]))
+        resp = ctl.api.handle(ask)
+        assert resp.status == 200
+        item = json.loads(resp.encoded())["items"][0]
+        assert item["chassis"] == "s1" and item["ports"] is None
+        costs.append(opcodes(lambda: ctl.api.handle(ask).encoded()))
+    full = ctl.api.handle(Request("GET", path, {}, {"authorization": f"Bearer {TOKEN}"}, b"", "127.0.0.1"))
+    assert len(json.loads(full.encoded())["items"][0]["ports"]) == 1001  # (and the vxlan port) without the parameter
+    ctl.close()
+    assert costs[1] - costs[0] < 100, costs  # (not 0: the answer's pacer may pause by the clock under load; each
+    # port described was ~50)

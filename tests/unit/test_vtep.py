@@ -408,3 +408,42 @@ def test_server_writes_only_when_active_and_past_the_start_up_hold():
     assert server.may_write and not server.held
     server.set_writes(False)  # an HA standby
     assert not server.may_write
+
+
+def _vtep_fleet(vrs: int):
+    """A manager with ``vrs`` VRS sessions and one following hardware VTEP tor1 (its reconciler in sync with the
+    desired state set), as GET /v1/vteps asks it (controller/programmed.py); (manager, tor1's session)."""
+    from types import SimpleNamespace
+
+    from controller.discovery import DiscoverySink
+    from ovsdb import server
+
+    manager = server.OvsdbManagerServer("127.0.0.1", 0, DiscoverySink())
+    for i in range(vrs):
+        session = server.PeerSession(manager, f"ovsdb:{i:05d}", SimpleNamespace(peer=f"192.0.2.{i % 250}:{6640 + i}"))
+        session._reporter.last = SimpleNamespace(chassis=f"hv{i}", session=f"hv{i}", ports=())
+        manager._sessions[session.name] = session
+    tor = server.PeerSession(manager, "ovsdb:tor1", SimpleNamespace(peer="192.0.2.254:6640"))
+    tor._vtep_reporter.last = SimpleNamespace(name="tor1")
+    tor._vtep = SimpleNamespace(settled=lambda wanted: wanted is manager.vtep_desired("tor1"))
+    manager._sessions[tor.name] = tor
+    manager.following_vtep(tor)  # (as its session does once its peer serves hardware_vtep: PeerSession._follow_vtep)
+    manager.set_vtep_desired("tor1", desired())
+    return manager, tor
+
+
+def test_a_vteps_programmed_state_is_found_without_a_look_at_every_vrs_session():
+    """vtep_settled (asked for each VTEP GET /v1/vteps lists, at each poll of ``canopy apply --wait``) and
+    set_vtep_desired (each VTEP a pass changes) look only at the sessions following a hardware VTEP: on main each
+    walked every session, a fleet's VRS's too."""
+    from tests.bytecodes import opcodes
+
+    costs = []
+    for vrs in (10, 1000):
+        manager, tor = _vtep_fleet(vrs)
+        assert manager.vtep_settled("tor1") == (tor._vtep, True)
+        costs.append((opcodes(lambda: manager.vtep_settled("tor1")),
+                      opcodes(lambda: manager.set_vtep_desired("tor1", desired(flood=())))))
+        manager._forget(tor)
+        assert manager.vtep_settled("tor1") == (None, False)
+    assert costs[0] == costs[1], costs
