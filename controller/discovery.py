@@ -130,10 +130,12 @@ class VrsSnapshot:
         return any(connected and role == "master" for _target, connected, role in self.controllers)
 
     def roles_unpublished(self) -> bool:
-        """Whether the switch cannot be judged yet: it reports no connected master and one of its controllers has
-        no role. OVS fills Controller.role (and is_connected) once it has configured that controller, a moment
-        after the row is made; until then a master may be connected that the row does not show."""
-        return not self.other_master() and any(not role for _target, _connected, role in self.controllers)
+        """Whether the switch cannot be judged yet: none of its controllers has a role. OVS (3.1) writes a
+        controller's role (and is_connected) with its status, a moment after the connection comes up, and clears
+        it when the connection drops; a passive target (``ptcp:``) never has one. So a switch that has published
+        shows the role of every connected controller, this node's own among them, and one whose active just died
+        still shows this node's: only a switch none of whose connections is published yet shows none."""
+        return bool(self.controllers) and not any(role for _target, _connected, role in self.controllers)
 
 
 @dataclass(frozen=True)

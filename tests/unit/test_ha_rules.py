@@ -135,6 +135,17 @@ def test_a_switch_that_never_publishes_its_roles_counts_as_free_after_the_bound(
     assert node.role == "active" and "published no controller roles" in node.reason
 
 
+def test_a_switch_whose_active_went_counts_as_free_at_once(node):
+    """OVS clears a controller's role when its connection drops (3.1: ``role: []``, ``is_connected: false``), so the
+    switch of a dead active shows one row without a role: it has published (this node's row has its role) and a
+    takeover waits no ``report_lag_limit`` for it (it waited 10 s when any row without a role counted)."""
+    node.state.vrs["s0"] = VrsSnapshot("s0", "p", "hv0", controllers=(("ptcp:6653", False, ""),
+                                                                      ("tcp:10.250.0.1:6653", False, ""),
+                                                                      ("tcp:10.250.0.2:6653", True, "slave")))
+    node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
+    assert node.role == "active" and node.status()["switches"]["roles_unpublished"] == 0
+
+
 def test_a_lone_node_whose_switches_publish_no_master_goes_active(node):
     see_switches(node, False)
     node._decide(node.started + STARTUP_DEAD_INTERVALS * DEAD)
