@@ -148,7 +148,6 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
             from controller.ha import Pair
 
             self.pair = Pair(settings.ha, self.store, self.state, self._on_role)
-            self.pair.own_master = self._own_master  # (HA: whether a switch has this node as its master)
             if self.federation is not None:  # End-of-RIB only once the role says what this node announces
                 self.federation.settled = lambda: self.pair.role in ("active", "standby")
                 self.federation.pair_with(self.pair)  # duplicate MAC flags go to the standby
@@ -464,12 +463,6 @@ class CanopyApp(RoleWiring, Announcements, RyuApp):
         rec = self._reconciler_of(ev.msg.datapath)
         if rec is not None:
             rec.handle(ev.msg)
-
-    def _own_master(self, dpid) -> bool:
-        """Whether switch ``dpid`` confirmed this node as its master and has not refused a change from it as from a
-        slave since (another controller took master with an equal generation: no role status says so)."""
-        rec = self.reconcilers.get(dpid)
-        return rec is not None and rec.role == "master" and rec.state != "not_master"
 
     @set_ev_cls(ofp_event.EventOFPRoleStatus, MAIN_DISPATCHER)
     def _role_status(self, ev):

@@ -18,11 +18,9 @@ The split-brain rule (docs/ha.md): a node becomes active only when
    the old master: OVS refuses a stale generation, and demotes the previous master.
 
 A node that a switch demotes (it reports a master with a higher generation) steps down to standby, and so
-does an active that hears no peer while most switches have reported another master for ``report_lag_limit``
-(rule 2 turned round: two actives from a cut link settle to the switches' master), and an active that finds
-its process did not run for longer than the dead interval (stopped, or starved of CPU: its pulse, an OS thread,
-missed its beats while the process used little CPU), or its event loop did not turn for HUB_DEAD_INTERVALS dead
-intervals: the peer may have replaced it meanwhile.
+does an active that finds its process did not run for longer than the dead interval (stopped, or starved of
+CPU: its pulse, an OS thread, missed its beats while the process used little CPU), or its event loop did not
+turn for HUB_DEAD_INTERVALS dead intervals: the peer may have replaced it meanwhile.
 
 A busy node is not a dead one: heartbeats are sent and heard by the HA link's OS threads (controller.pairlink),
 so they keep their pace while the event loop is held by a big apply, compile or read-back; each heartbeat says
@@ -103,9 +101,6 @@ class Pair:
         self._hub_tick = time.monotonic()  # when the decision loop (on the event loop) last ran
         self._resumed_at = 0.0  # when this process was last found to have not run (the pulse's gap)
         self._unpublished: dict[str, float] = {}  # switch key -> when first seen without its controllers' roles
-        # whether a switch (datapath id) confirmed this node as its master: set by the app (controller/app.py)
-        self.own_master: Callable[[int | None], bool] = lambda _dpid: False
-        self._elsewhere_since: float | None = None  # since when most switches report another master (active only)
         self.pulse = Pulse(min(settings.heartbeat_interval, settings.dead_interval / 4), "canopy-ha-pulse")
         self.link = PairLink(settings.node_id, settings.listen, settings.port, settings.peer, settings.peer_port,
                              settings.heartbeat_interval, self._heartbeat, self._on_message, log,
@@ -220,8 +215,7 @@ class Pair:
     @property
     def report_lag_limit(self) -> float:
         """How long the switches' reports of their controllers' roles may be behind: a switch that publishes none is
-        not judged for this long (then it counts as free); an active that hears no peer steps down once most
-        switches have reported another master for this long (``_mastered_elsewhere``)."""
+        not judged for this long (then it counts as free)."""
         return max(UNPUBLISHED_DEAD_INTERVALS * self.settings.dead_interval, 2 * OVS_STATUS_PERIOD)
 
     @property
@@ -402,21 +396,6 @@ class Pair:
         free = sum(1 for s in snaps if not s.other_master() and self._unpublished_free(s.session, now))
         return free * 2 > known
 
-    def _mastered_elsewhere(self, now: float, alive: bool) -> bool:
-        """An active that hears no peer and whose switches, more than half of those known to the pair, have each
-        reported a connected master that is not this node (its OpenFlow role there is not master) for
-        ``report_lag_limit`` without a break: another active holds them, and this one steps down. The
-        reverse of rule 2, so a node that stepped down for it does not take over again while it holds."""
-        snaps = list(self.state.vrs.values()) if not alive else []
-        known = max(len(snaps), self.peer.switches)
-        elsewhere = sum(1 for s in snaps if s.other_master() and not self.own_master(s.datapath_id))
-        if not known or elsewhere * 2 <= known:
-            self._elsewhere_since = None
-            return False
-        if self._elsewhere_since is None:
-            self._elsewhere_since = now
-        return now - self._elsewhere_since >= self.report_lag_limit
-
     def _unpublished_free(self, session: str, now: float) -> bool:
         """Whether switch ``session`` counts as free as far as its roles go: they are published, or have not
         been for ``report_lag_limit`` since this node first saw it so."""
@@ -455,9 +434,6 @@ class Pair:
                 self._become("standby", "a switch reports a newer master")
             elif alive and self.peer.role == "active" and self._peer_outranks_us_as_active():
                 self._become("standby", f"the peer is active with a newer generation {self.peer.generation}")
-            elif self._mastered_elsewhere(now, alive):
-                self._become("standby", f"the peer is not heard and most switches have reported another connected "
-                                        f"master for {self.report_lag_limit:.0f} s: another active holds them")
             return
         if alive and self.peer.role == "active":
             if self.role != "standby":
@@ -488,7 +464,7 @@ class Pair:
         with self._lock:
             if role == "active":
                 self._remember_generation(max(self.generation, self.peer.generation, self.switch_generation) + 1)
-                self.demoted, self._elsewhere_since = False, None
+                self.demoted = False
                 if self.role == "standby":
                     self.takeovers += 1
             self.role, self.reason, self.changed_at = role, reason, time.time()

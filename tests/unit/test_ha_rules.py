@@ -160,50 +160,6 @@ def active_alone(pair) -> float:
     return now
 
 
-def test_an_active_that_hears_no_peer_steps_down_when_most_switches_keep_another_master(node):
-    """faults50's split brain from the other side: two actives, the link cut; the one whose switches report the
-    other as their master (its own role there is not master) steps down, once the reports have held for
-    report_lag_limit, and does not take over again while they hold."""
-    now = active_alone(node)
-    see_switches(node, True, True, False)
-    node._decide(now + 1)  # first seen: the reports may be behind
-    node._decide(now + 1 + node.report_lag_limit - 0.1)
-    assert node.role == "active"
-    node._decide(now + 1 + node.report_lag_limit)
-    assert node.role == "standby" and "another connected master" in node.reason
-    assert node.status()["switches"]["reporting_a_master"] == 2
-    node._decide(now + 3 * node.report_lag_limit)
-    assert node.role == "standby"  # the reverse of rule 2: no flap
-    see_switches(node, False, False, False)  # the other active went
-    node._decide(now + 3 * node.report_lag_limit)
-    assert node.role == "active"
-
-
-def test_an_active_never_counts_its_own_master_entry_nor_a_minority(node):
-    now = active_alone(node)
-    node.own_master = lambda dpid: dpid == 1
-    for i, dpid in enumerate((1, 2)):  # s0: we are its master; s1: another is
-        node.state.vrs[f"s{i}"] = VrsSnapshot(f"s{i}", "p", f"hv{i}", datapath_id=dpid,
-                                              controllers=(("tcp:10.250.0.2:6653", True, "master"),))
-    node._decide(now)
-    node._decide(now + 3 * node.report_lag_limit)
-    assert node.role == "active"  # one of two switches: not a majority
-
-
-def test_another_master_must_be_reported_without_a_break_for_an_active_to_step_down(node):
-    now = active_alone(node)
-    see_switches(node, True)
-    node._decide(now)
-    see_switches(node, False)  # one report without it: starts again
-    node._decide(now + node.report_lag_limit - 1)
-    see_switches(node, True)
-    node._decide(now + node.report_lag_limit)
-    node._decide(now + 2 * node.report_lag_limit - 1.1)
-    assert node.role == "active"
-    node._decide(now + 2 * node.report_lag_limit)
-    assert node.role == "standby"
-
-
 def test_an_active_that_hears_its_peer_leaves_it_to_the_generations(node):
     now = active_alone(node)
     see_switches(node, True)
